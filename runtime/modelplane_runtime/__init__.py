@@ -1,0 +1,3 @@
+"""Modelplane's inference runtime: serves TensorFlow models over TF Serving REST and the Open Inference Protocol."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,45 @@
+"""Facts about the runtime that the operator relies on: ports, paths, variables, metric names.
+
+Dependency-free on purpose: the operator imports this module (and only modules like it),
+never TensorFlow. Changing a value here changes the pods the operator renders.
+"""
+
+from typing import Final
+
+HTTP_PORT: Final = 8080
+"""Container port of the runtime's HTTP server (v1, v2, /metrics)."""
+
+MODEL_MOUNT_PATH: Final = "/mnt/models"
+"""Where the storage initializer puts the model and the runtime reads it."""
+
+ENV_PREFIX: Final = "MODELPLANE_"
+
+# Environment variables the operator sets on runtime pods (see settings.RuntimeSettings).
+ENV_MODEL_NAME: Final = "MODELPLANE_MODEL_NAME"
+ENV_MODEL_PATH: Final = "MODELPLANE_MODEL_PATH"
+ENV_MODEL_VERSION: Final = "MODELPLANE_MODEL_VERSION"
+ENV_MODEL_FORMAT: Final = "MODELPLANE_MODEL_FORMAT"
+ENV_PORT: Final = "MODELPLANE_PORT"
+ENV_MAX_BATCH_SIZE: Final = "MODELPLANE_MAX_BATCH_SIZE"
+ENV_MAX_LATENCY_MS: Final = "MODELPLANE_MAX_LATENCY_MS"
+ENV_LOG_LEVEL: Final = "MODELPLANE_LOG_LEVEL"
+ENV_DRAIN_TIMEOUT_S: Final = "MODELPLANE_DRAIN_TIMEOUT_S"
+
+# Health endpoints (Open Inference Protocol); the operator's probes point here.
+LIVE_PATH: Final = "/v2/health/live"
+READY_PATH: Final = "/v2/health/ready"
+METRICS_PATH: Final = "/metrics"
+
+# Prometheus metric names exposed on METRICS_PATH; the operator aggregates these.
+METRIC_REQUESTS: Final = "modelplane_requests_total"
+"""Counter; labels: model, protocol (v1|v2), code (HTTP status)."""
+METRIC_REQUEST_LATENCY: Final = "modelplane_request_duration_seconds"
+"""Histogram of whole-request latency; labels: model, protocol."""
+METRIC_INFERENCE_LATENCY: Final = "modelplane_inference_duration_seconds"
+"""Histogram of model-call latency (one observation per batch); labels: model."""
+METRIC_IN_FLIGHT: Final = "modelplane_requests_in_flight"
+"""Gauge of requests being served; labels: model."""
+METRIC_BATCH_SIZE: Final = "modelplane_batch_size"
+"""Histogram of rows per model call; labels: model."""
+METRIC_MODEL_LOAD: Final = "modelplane_model_load_seconds"
+"""Gauge of seconds the last load of each model version took; labels: model, version."""
