@@ -43,3 +43,6 @@ METRIC_BATCH_SIZE: Final = "modelplane_batch_size"
 """Histogram of rows per model call; labels: model."""
 METRIC_MODEL_LOAD: Final = "modelplane_model_load_seconds"
 """Gauge of seconds the last load of each model version took; labels: model, version."""
+
+PVC_MOUNT_ROOT: Final = "/mnt/pvc"
+"""A ``pvc://<claim>/<path>`` model is mounted read-only at ``<PVC_MOUNT_ROOT>/<claim>``."""

@@ -1,0 +1,1 @@
+"""Modelplane operator: reconciles ModelDeployments into Deployments, Services, HPAs and PDBs."""

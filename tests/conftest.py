@@ -1,0 +1,8 @@
+"""Root of the test suite: fixture plugins live in tests/fixtures, one module per area."""
+
+pytest_plugins = [
+    "tests.fixtures.models",  # TensorFlow test models built on demand (runtime)
+    "tests.fixtures.runtime_server",  # the runtime as a real server process
+    "tests.fixtures.kube",  # the Kubernetes API emulator, kubeconfig, kubectl and helm
+    "tests.fixtures.cluster",  # --e2e and the real-cluster fixtures
+]
