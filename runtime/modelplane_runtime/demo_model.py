@@ -42,7 +42,8 @@ def demo_predict(inputs: np.ndarray) -> np.ndarray:
     x = np.asarray(inputs, dtype=np.float32)
     hidden = np.maximum(x @ w["w1"] + w["b1"], 0.0)
     logits = hidden @ w["w2"] + w["b2"]
-    return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+    probabilities: np.ndarray = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+    return probabilities
 
 
 def _is_complete(version_dir: Path) -> bool:
@@ -56,23 +57,20 @@ def _export(target: Path) -> None:
     import tensorflow as tf
 
     weights = demo_weights()
+    module = tf.Module(name="demo")
+    # Variable names follow Keras' Dense layers so the model reads like the seed's.
+    module.w1 = tf.Variable(weights["w1"], name="dense/kernel")
+    module.b1 = tf.Variable(weights["b1"], name="dense/bias")
+    module.w2 = tf.Variable(weights["w2"], name="dense_1/kernel")
+    module.b2 = tf.Variable(weights["b2"], name="dense_1/bias")
 
-    class DemoModel(tf.Module):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__(name="demo")
-            self.w1 = tf.Variable(weights["w1"], name="dense/kernel")
-            self.b1 = tf.Variable(weights["b1"], name="dense/bias")
-            self.w2 = tf.Variable(weights["w2"], name="dense_1/kernel")
-            self.b2 = tf.Variable(weights["b2"], name="dense_1/bias")
+    def serve(inputs: Any) -> dict[str, Any]:
+        hidden = tf.nn.relu(tf.matmul(inputs, module.w1) + module.b1)
+        return {DEMO_OUTPUT: tf.sigmoid(tf.matmul(hidden, module.w2) + module.b2)}
 
-        @tf.function(  # type: ignore[misc]
-            input_signature=[tf.TensorSpec([None, DEMO_FEATURES], tf.float32, name=DEMO_INPUT)]
-        )
-        def serve(self, inputs: Any) -> dict[str, Any]:
-            hidden = tf.nn.relu(tf.matmul(inputs, self.w1) + self.b1)
-            return {DEMO_OUTPUT: tf.sigmoid(tf.matmul(hidden, self.w2) + self.b2)}
-
-    module = DemoModel()
+    module.serve = tf.function(
+        serve, input_signature=[tf.TensorSpec([None, DEMO_FEATURES], tf.float32, name=DEMO_INPUT)]
+    )
     tf.saved_model.save(module, str(target), signatures={"serving_default": module.serve})
 
 
