@@ -1,0 +1,61 @@
+"""Scraping the runtime pods' ``/metrics`` concurrently, each with a short timeout.
+
+A pod that does not answer in time is left out of this round (its previous snapshot is
+kept, so the next successful scrape still gives a correct rate over a longer window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+
+import aiohttp
+from modelplane_runtime import contract
+
+from modelplane_operator.load import Snapshot, parse_snapshot
+
+log = logging.getLogger(__name__)
+
+
+class Scraper:
+    """Scrapes pod IPs on one port with a shared session and a global concurrency limit."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, *, port: int, timeout_s: float, concurrency: int
+    ) -> None:
+        self._session = session
+        self._port = port
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._limit = asyncio.Semaphore(concurrency)
+
+    def url(self, pod_ip: str) -> str:
+        """Where a pod's metrics are."""
+        host = f"[{pod_ip}]" if ":" in pod_ip else pod_ip
+        return f"http://{host}:{self._port}{contract.METRICS_PATH}"
+
+    async def scrape_one(self, pod_ip: str) -> Snapshot | None:
+        """One pod's snapshot, or None when it cannot be read in time."""
+        async with self._limit:
+            try:
+                async with self._session.get(self.url(pod_ip), timeout=self._timeout) as resp:
+                    if resp.status != 200:
+                        log.debug("scrape of %s answered %s", pod_ip, resp.status)
+                        return None
+                    text = await resp.text()
+                    taken_at = time.monotonic()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.debug("scrape of %s failed: %r", pod_ip, exc)
+                return None
+        try:
+            return parse_snapshot(text, taken_at)
+        except ValueError as exc:
+            log.warning("metrics of %s are not in the Prometheus text format: %s", pod_ip, exc)
+            return None
+
+    async def scrape(self, pods: Mapping[str, str]) -> dict[str, Snapshot]:
+        """Snapshots of all pods (``{uid: ip}``) that answered, keyed by uid."""
+        keys = list(pods)
+        results = await asyncio.gather(*(self.scrape_one(pods[key]) for key in keys))
+        return {key: snap for key, snap in zip(keys, results, strict=True) if snap is not None}

@@ -1,0 +1,76 @@
+"""The operator's one typed settings object, read once at start-up from ``MODELPLANE_OPERATOR_*``.
+
+The prefix keeps these apart from the runtime's ``MODELPLANE_*`` variables (contract.py),
+so one shell or Pod can set both without either reading the other's values.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from modelplane_runtime import contract
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "MODELPLANE_OPERATOR_"
+LogLevel = Literal["error", "warning", "info", "debug"]
+
+DEFAULT_RUNTIME_IMAGE = "ghcr.io/modelplane/runtime:0.1.0"
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message names the environment variable or flag."""
+
+
+class OperatorSettings(BaseSettings):
+    """Everything the operator process needs to know, loaded once at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    runtime_image: str = Field(default=DEFAULT_RUNTIME_IMAGE, min_length=1)
+    """Runtime image for ModelDeployments that name none (``spec.runtime.image``)."""
+    namespaces: Annotated[tuple[str, ...], NoDecode] = ()
+    """Comma-separated namespaces to watch; empty means cluster-wide."""
+    scrape_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    """How often ready pods' /metrics are scraped and every status is refreshed."""
+    scrape_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    """Per-pod timeout of one /metrics scrape; a slow pod is skipped, not waited for."""
+    scrape_port: int = Field(default=contract.HTTP_PORT, ge=1, le=65535)
+    """Port of the runtime's /metrics on each pod IP (tests point it at a local runtime)."""
+    scrape_concurrency: int = Field(default=64, ge=1, le=4096)
+    """Most scrapes in flight at once across all ModelDeployments."""
+    log_level: LogLevel = "info"
+    """`error`, `warning`, `info` or `debug`."""
+    http_host: str = "0.0.0.0"
+    """Address of the operator's own HTTP endpoint (/healthz and /metrics)."""
+    http_port: int = Field(default=8081, ge=0, le=65535)
+    """Port of /healthz (liveness) and /metrics (the operator's own metrics); 0 picks one."""
+    standalone: bool = False
+    """Run without kopf peering (no coordination between operator replicas)."""
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+def load_settings(**overrides: Any) -> OperatorSettings:
+    """Read settings from the environment, with CLI overrides (None means "not given")."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return OperatorSettings(**given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            flag = f"--{field.replace('_', '-')}"
+            source = flag if field in given else ENV_PREFIX + field.upper()
+            problems.append(f"{source}: {error['msg']}")
+        raise SettingsError("invalid operator settings: " + "; ".join(problems)) from None

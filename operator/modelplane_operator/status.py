@@ -1,0 +1,274 @@
+"""A ModelDeployment's ``status`` from what its children report: pure aggregation.
+
+Inputs are plain objects as the API returns them (the live Deployment and its Pods) plus
+the load measured by scraping; the output is the ``status`` mapping. Conditions follow the
+Kubernetes convention (``metav1.Condition``): ``lastTransitionTime`` moves only when a
+condition's ``status`` flips, so a refresh that changes nothing produces an equal status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from modelplane_operator.diff import merge_diff
+from modelplane_operator.load import Load
+
+OWNED_KEYS = (
+    "replicas", "readyReplicas", "updatedReplicas", "availableReplicas", "ready", "selector",
+    "url", "observedGeneration", "conditions", "replicaStatuses", "load", "modelVersion",
+)
+"""Top-level status fields this operator writes (``status.kopf`` belongs to kopf)."""
+
+MAX_REPLICA_STATUSES = 10
+"""A short per-replica list: enough for ``kubectl describe``, small enough for 500 objects."""
+
+INVALID_SPEC = "InvalidSpec"
+MODEL_LOAD_FAILED = "ModelLoadFailed"
+UNSCHEDULABLE = "Unschedulable"
+CRASH_LOOP = "CrashLoopBackOff"
+IMAGE_PULL_FAILED = "ImagePullFailed"
+DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+REPLICA_FAILURE = "ReplicaFailure"
+
+_IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why the ModelDeployment is degraded."""
+
+    reason: str
+    message: str
+
+
+def timestamp(now: datetime) -> str:
+    """RFC 3339 in UTC, second precision, as Kubernetes writes timestamps."""
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def service_url(name: str, namespace: str, port: int) -> str:
+    """The in-cluster URL of a Service."""
+    return f"http://{name}.{namespace}.svc.cluster.local:{port}"
+
+
+def condition(
+    kind: str, status: bool, reason: str, message: str, *,
+    generation: int, previous: Sequence[Mapping[str, Any]], now: datetime,
+) -> dict[str, Any]:
+    """One condition; keeps the previous ``lastTransitionTime`` unless the status flipped."""
+    value = "True" if status else "False"
+    since = timestamp(now)
+    for old in previous:
+        if old.get("type") == kind and old.get("status") == value and old.get("lastTransitionTime"):
+            since = str(old["lastTransitionTime"])
+    return {
+        "type": kind, "status": value, "reason": reason, "message": message,
+        "observedGeneration": generation, "lastTransitionTime": since,
+    }
+
+
+def _restarts(pod: Mapping[str, Any]) -> int:
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    return sum(int(s.get("restartCount", 0)) for s in statuses)
+
+
+def pod_ready(pod: Mapping[str, Any]) -> bool:
+    """The Pod's ``Ready`` condition is True (and it is not being deleted)."""
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def replica_statuses(pods: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A short per-replica list: name, readiness, restarts, phase, and why it is unwell."""
+    out = []
+    for pod in sorted(pods, key=lambda p: str(p.get("metadata", {}).get("name", ""))):
+        entry: dict[str, Any] = {
+            "name": pod.get("metadata", {}).get("name", ""),
+            "ready": pod_ready(pod),
+            "restarts": _restarts(pod),
+            "phase": pod.get("status", {}).get("phase", "Pending"),
+        }
+        problem = pod_problem(pod)
+        if problem is not None:
+            entry["reason"] = problem.reason
+        out.append(entry)
+    return out[:MAX_REPLICA_STATUSES]
+
+
+def pod_problem(pod: Mapping[str, Any]) -> Problem | None:
+    """What keeps one Pod from serving, if it is something that will not fix itself."""
+    name = pod.get("metadata", {}).get("name", "?")
+    status = pod.get("status", {})
+    for cond in status.get("conditions") or []:
+        if (cond.get("type") == "PodScheduled" and cond.get("status") == "False"
+                and cond.get("reason") == UNSCHEDULABLE):
+            return Problem(UNSCHEDULABLE, f"pod {name}: {cond.get('message', 'unschedulable')}")
+    # The init container is the storage initializer (`modelplane fetch`): its failure
+    # means the model could not be fetched.
+    for init in status.get("initContainerStatuses") or []:
+        state = init.get("state", {})
+        terminated = state.get("terminated") or init.get("lastState", {}).get("terminated")
+        waiting = state.get("waiting") or {}
+        if (terminated and int(terminated.get("exitCode", 0)) != 0) or (
+            waiting.get("reason") == CRASH_LOOP
+        ):
+            detail = (terminated or {}).get("message") or waiting.get("message") or "failed"
+            return Problem(MODEL_LOAD_FAILED, f"pod {name}: fetching the model failed: {detail}")
+    for container in status.get("containerStatuses") or []:
+        waiting = container.get("state", {}).get("waiting") or {}
+        reason = waiting.get("reason", "")
+        if reason in _IMAGE_PULL_REASONS:
+            return Problem(IMAGE_PULL_FAILED, f"pod {name}: {waiting.get('message', reason)}")
+        if reason == CRASH_LOOP:
+            last = container.get("lastState", {}).get("terminated") or {}
+            never_ready = not container.get("ready") and not container.get("started")
+            kind = MODEL_LOAD_FAILED if never_ready else CRASH_LOOP
+            detail = last.get("message") or last.get("reason") or waiting.get("message", "")
+            return Problem(kind, f"pod {name}: runtime keeps exiting: {detail}".rstrip(": "))
+    return None
+
+
+def deployment_problem(deployment: Mapping[str, Any]) -> Problem | None:
+    """A Deployment condition that says the rollout is stuck."""
+    for cond in deployment.get("status", {}).get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == DEADLINE_EXCEEDED:
+            return Problem(DEADLINE_EXCEEDED, str(cond.get("message", "")))
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return Problem(REPLICA_FAILURE, str(cond.get("message", "")))
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the rendered children say about where the model is served."""
+
+    service_name: str
+    service_port: int
+    selector: str
+    desired_replicas: int
+
+
+def build_status(
+    *,
+    name: str,
+    namespace: str,
+    generation: int,
+    target: Target,
+    deployment: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    load: Load | None,
+    load_updated_at: datetime | None,
+    previous: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """The full status this operator owns, from the live Deployment, its Pods and the load."""
+    dep_status = (deployment or {}).get("status", {})
+    desired = target.desired_replicas
+    if deployment is not None and deployment.get("spec", {}).get("replicas") is not None:
+        desired = int(deployment["spec"]["replicas"])  # the HPA may have changed it
+    ready = int(dep_status.get("readyReplicas", 0))
+    updated = int(dep_status.get("updatedReplicas", 0))
+    rolled_out = deployment is not None and int(dep_status.get("observedGeneration", 0)) >= int(
+        deployment.get("metadata", {}).get("generation", 1)
+    )
+
+    problem = deployment_problem(deployment) if deployment is not None else None
+    if problem is None:
+        problem = next((p for p in map(pod_problem, pods) if p is not None), None)
+
+    def cond(kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:
+        return condition(kind, status, reason, message, generation=generation,
+                         previous=previous.get("conditions") or [], now=now)
+
+    if deployment is None:
+        ready_cond = cond("Ready", False, "Creating", "the Deployment does not exist yet")
+        progressing = cond("Progressing", True, "Creating", "creating children")
+    else:
+        complete = rolled_out and updated >= desired and ready >= desired
+        counts = f"{ready}/{desired} replicas ready, {updated} updated"
+        if desired == 0:
+            ready_cond = cond("Ready", False, "ScaledToZero", "no replicas requested")
+        elif complete:
+            ready_cond = cond("Ready", True, "AllReplicasReady", counts)
+        elif problem is not None:
+            ready_cond = cond("Ready", False, problem.reason, problem.message)
+        else:
+            ready_cond = cond("Ready", False, "ReplicasNotReady", counts)
+        if complete:
+            progressing = cond("Progressing", False, "RolloutComplete", counts)
+        elif problem is not None and problem.reason == DEADLINE_EXCEEDED:
+            progressing = cond("Progressing", False, problem.reason, problem.message)
+        else:
+            progressing = cond("Progressing", True, "RollingOut", counts)
+    if problem is not None:
+        degraded = cond("Degraded", True, problem.reason, problem.message)
+    else:
+        degraded = cond("Degraded", False, "AsExpected", "no replica reports a problem")
+
+    status: dict[str, Any] = {
+        "replicas": int(dep_status.get("replicas", 0)),
+        "readyReplicas": ready,
+        "updatedReplicas": updated,
+        "availableReplicas": int(dep_status.get("availableReplicas", 0)),
+        "ready": f"{ready}/{desired}",
+        "selector": target.selector,
+        "url": service_url(target.service_name, namespace, target.service_port),
+        "observedGeneration": generation,
+        "conditions": [ready_cond, progressing, degraded],
+        "replicaStatuses": replica_statuses(pods),
+    }
+    status["load"] = None  # no ready pod scraped: the last numbers would be stale
+    if load is not None:
+        status["load"] = dict(load.as_status())
+        if load_updated_at is not None:
+            status["load"]["updatedAt"] = timestamp(load_updated_at)
+    return status
+
+
+def invalid_status(
+    *, message: str, generation: int, previous: Mapping[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The status fields an invalid spec sets; children are left as they were."""
+    def cond(kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:
+        return condition(kind, status, reason, message, generation=generation,
+                         previous=previous.get("conditions") or [], now=now)
+
+    return {
+        "observedGeneration": generation,
+        "conditions": [
+            cond("Ready", False, INVALID_SPEC, message),
+            cond("Progressing", False, INVALID_SPEC, "the spec must be fixed first"),
+            cond("Degraded", True, INVALID_SPEC, message),
+        ],
+    }
+
+
+def status_patch(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch of ``status`` that writes ``wanted``; empty when nothing changed.
+
+    Only the fields in ``wanted`` are compared (``status.kopf`` is kopf's business); a None
+    in ``wanted`` removes the field. A new ``load.updatedAt`` alone is no change: an idle
+    model must not cause writes.
+    """
+    old = {key: current[key] for key in wanted if key in current}
+    new = {key: value for key, value in wanted.items() if value is not None or key in old}
+    old_load, new_load = old.get("load"), new.get("load")
+    if isinstance(old_load, Mapping) and isinstance(new_load, Mapping):
+        new["load"] = {**new_load, "updatedAt": old_load.get("updatedAt")}
+        if not merge_diff(old, new):
+            return {}
+        new["load"] = dict(new_load)
+    return merge_diff(old, new)
+
+
+def condition_of(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    """The condition of that type, if any."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return None
