@@ -1,0 +1,164 @@
+"""Write the Grafana dashboard of the chart from the runtime's metric names (contract.py).
+
+The dashboard's queries name metrics only through ``modelplane_runtime.contract``, so a
+renamed metric changes the dashboard too; a test fails when the committed JSON drifts.
+
+    python scripts/dashboard.py          # rewrite charts/modelplane/dashboards/modelplane.json
+    python scripts/dashboard.py --check  # exit 1 when the committed file is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "runtime"))
+
+from modelplane_runtime import contract  # noqa: E402
+
+TARGET = ROOT / "charts" / "modelplane" / "dashboards" / "modelplane.json"
+
+# Series carry `namespace` and `pod` (added by Prometheus for a PodMonitor) and
+# `modeldeployment` (the chart's PodMonitor relabels it from the pod's instance label).
+SEL = 'namespace=~"$namespace", modeldeployment=~"$modeldeployment"'
+BY = "namespace, modeldeployment"
+NS = 'namespace=~"$namespace"'
+RATE = "$__rate_interval"
+
+
+def _rate(metric: str, extra: str = "") -> str:
+    return f"rate({metric}{{{SEL}{extra}}}[{RATE}])"
+
+
+def _quantile(q: float, histogram: str) -> str:
+    return f"histogram_quantile({q}, sum by (le, {BY}) ({_rate(histogram + '_bucket')}))"
+
+
+def _panel(
+    pid: int, title: str, unit: str, targets: list[tuple[str, str]], x: int, y: int, desc: str
+) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "type": "timeseries",
+        "title": title,
+        "description": desc,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
+        "fieldConfig": {"defaults": {"unit": unit, "min": 0}, "overrides": []},
+        "options": {"legend": {"displayMode": "table", "calcs": ["lastNotNull", "max"]}},
+        "targets": [
+            {"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend}
+            for i, (expr, legend) in enumerate(targets)
+        ],
+    }
+
+
+def _share(counter: str, code: str) -> str:
+    matching = _rate(counter, f', code=~"{code}"')
+    return f"sum by ({BY}) ({matching}) / sum by ({BY}) ({_rate(counter)})"
+
+
+def panels() -> list[dict[str, Any]]:
+    """The dashboard's panels, two per row."""
+    req, lat = contract.METRIC_REQUESTS, contract.METRIC_REQUEST_LATENCY
+    inf, batch = contract.METRIC_INFERENCE_LATENCY, contract.METRIC_BATCH_SIZE
+    md = "{{namespace}}/{{modeldeployment}}"
+    specs: list[tuple[str, str, list[tuple[str, str]], str]] = [
+        ("Requests per second", "reqps",
+         [(f"sum by ({BY}) ({_rate(req)})", md)],
+         "Requests served per second, all protocols and status codes."),
+        ("Request latency", "s",
+         [(_quantile(q, lat), f"p{int(q * 100)} {md}") for q in (0.5, 0.9, 0.99)],
+         "Whole-request latency percentiles from the runtime's histogram."),
+        ("Errors", "percentunit",
+         [(_share(req, "5.."), f"5xx {md}"), (_share(req, "4.."), f"4xx {md}")],
+         "Share of requests answered with a server (5xx) or client (4xx) error."),
+        ("In-flight requests", "short",
+         [(f"sum by ({BY}) ({contract.METRIC_IN_FLIGHT}{{{SEL}}})", md)],
+         "Requests being served right now, across replicas."),
+        ("Batch size", "short",
+         [(f"sum by ({BY}) ({_rate(batch + '_sum')}) / sum by ({BY}) ({_rate(batch + '_count')})",
+           f"mean {md}"),
+          (_quantile(0.99, batch), f"p99 {md}")],
+         "Rows per model call after dynamic batching."),
+        ("Replicas serving", "short",
+         [(f"count by ({BY}) (count by ({BY}, pod) ({contract.METRIC_IN_FLIGHT}{{{SEL}}}))", md)],
+         "Runtime pods exposing metrics, per ModelDeployment."),
+        ("Inference latency", "s",
+         [(_quantile(q, inf), f"p{int(q * 100)} {md}") for q in (0.5, 0.99)],
+         "Model-call latency per batch (excludes queueing and HTTP)."),
+        ("Model load time", "s",
+         [(f"max by ({BY}, version) ({contract.METRIC_MODEL_LOAD}{{{SEL}}})",
+           f"{md} v{{{{version}}}}")],
+         "Seconds the last load of each model version took."),
+    ]
+    return [
+        _panel(i + 1, title, unit, targets, (i % 2) * 12, (i // 2) * 8, desc)
+        for i, (title, unit, targets, desc) in enumerate(specs)
+    ]
+
+
+def _variable(name: str, label: str, query: str) -> dict[str, Any]:
+    return {
+        "name": name, "label": label, "type": "query",
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "query": {"query": query, "refId": name},
+        "definition": query, "refresh": 2, "includeAll": True, "multi": True,
+        "allValue": ".*", "current": {"text": "All", "value": "$__all"}, "sort": 1,
+    }
+
+
+def dashboard() -> dict[str, Any]:
+    """The whole dashboard as a JSON-ready dict."""
+    return {
+        "uid": "modelplane",
+        "title": "Modelplane",
+        "description": (
+            "TensorFlow models served by Modelplane: load, latency, errors, batching, replicas."
+        ),
+        "tags": ["modelplane", "tensorflow", "inference"],
+        "editable": True,
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-1h", "to": "now"},
+        "refresh": "30s",
+        "templating": {"list": [
+            {"name": "datasource", "label": "Data source", "type": "datasource",
+             "query": "prometheus", "current": {}},
+            _variable("namespace", "Namespace",
+                      f"label_values({contract.METRIC_REQUESTS}, namespace)"),
+            _variable("modeldeployment", "ModelDeployment",
+                      f"label_values({contract.METRIC_REQUESTS}{{{NS}}}, modeldeployment)"),
+        ]},
+        "panels": panels(),
+    }
+
+
+def render() -> str:
+    """The dashboard file's exact text."""
+    return json.dumps(dashboard(), indent=2, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    """Write the dashboard, or with --check report whether the committed one is current."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the file is stale")
+    args = parser.parse_args()
+    text = render()
+    if args.check:
+        if not TARGET.is_file() or TARGET.read_text() != text:
+            print(f"{TARGET.relative_to(ROOT)} is stale: run python scripts/dashboard.py")
+            return 1
+        return 0
+    TARGET.parent.mkdir(parents=True, exist_ok=True)
+    TARGET.write_text(text)
+    print(f"wrote {TARGET.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
