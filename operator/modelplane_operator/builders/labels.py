@@ -1,0 +1,65 @@
+"""Labels and selectors shared by every child, so Service, PDB and Deployments agree."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+Track = Literal["stable", "canary"]
+
+SELECTOR_LABEL = "modelplane.io/deployment"
+"""Every pod of a ModelDeployment carries this label with the ModelDeployment's name."""
+TRACK_LABEL = "modelplane.io/track"
+"""``stable`` or ``canary``: keeps the two Deployments' selectors from overlapping."""
+
+APP_NAME = "modelplane-runtime"
+PART_OF = "modelplane"
+MANAGED_BY = "modelplane-operator"
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def image_version(image: str) -> str | None:
+    """The tag of an image reference if it is a valid label value (digests are not)."""
+    if "@" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return None
+    tag = last.rsplit(":", 1)[1]
+    return tag if len(tag) <= 63 and _LABEL_VALUE.match(tag) else None
+
+
+def common_labels(name: str, component: str, version: str | None = None) -> dict[str, str]:
+    """The ``app.kubernetes.io`` recommended labels plus the selector label."""
+    labels = {
+        "app.kubernetes.io/name": APP_NAME,
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+    if version:
+        labels["app.kubernetes.io/version"] = version
+    labels[SELECTOR_LABEL] = name
+    return labels
+
+
+def pod_labels(name: str, track: Track, version: str | None) -> dict[str, str]:
+    """Labels of a runtime pod of one track."""
+    return {**common_labels(name, "model-server", version), TRACK_LABEL: track}
+
+
+def service_selector(name: str) -> dict[str, str]:
+    """Selects every pod of the ModelDeployment, stable and canary (traffic split by count)."""
+    return {SELECTOR_LABEL: name}
+
+
+def deployment_selector(name: str, track: Track) -> dict[str, str]:
+    """Selects one track's pods; immutable once the Deployment exists, so never add to it."""
+    return {SELECTOR_LABEL: name, TRACK_LABEL: track}
+
+
+def selector_string(name: str) -> str:
+    """``status.selector`` for the scale subresource (label-selector string form)."""
+    return f"{SELECTOR_LABEL}={name}"

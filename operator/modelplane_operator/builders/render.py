@@ -1,0 +1,96 @@
+"""``render``: a ModelDeployment object in, every child manifest out (pure, deterministic).
+
+Children, in apply order: the stable Deployment, the canary Deployment (when a canary is
+set), the Service, one HPA per Deployment (when autoscaling is set), and the PDB. Each
+carries a controller ownerReference to the ModelDeployment, so deleting it lets the
+garbage collector remove them.
+
+Replica ownership: without autoscaling the Deployments get ``replicas`` split between
+tracks by ``canary.trafficPercent`` (see traffic.py). With autoscaling the Deployments omit
+``replicas`` entirely (leaving it to the HPA: re-applying a value would fight the HPA and
+restart the scale on every reconcile) and each track gets its own HPA whose bounds are the
+split of ``minReplicas``/``maxReplicas``; the same per-pod targets then keep the ratio.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from modelplane_operator.builders.autoscaler import build_autoscaler
+from modelplane_operator.builders.defaults import RenderDefaults
+from modelplane_operator.builders.deployment import (
+    build_deployment,
+    deployment_name,
+    runtime_image,
+)
+from modelplane_operator.builders.disruption import build_disruption_budget
+from modelplane_operator.builders.labels import Track, image_version
+from modelplane_operator.builders.owner import Owner
+from modelplane_operator.builders.service import build_service
+from modelplane_operator.builders.traffic import split
+from modelplane_operator.spec import ModelDeploymentSpec, validate_spec
+
+__all__ = ["RenderDefaults", "render", "render_spec"]
+
+
+def render(md: dict[str, Any], defaults: RenderDefaults) -> list[dict[str, Any]]:
+    """Every child of a ModelDeployment object; raises InvalidSpec naming the bad field."""
+    owner = Owner.from_object(md)
+    spec = validate_spec(md.get("spec"))
+    return render_spec(owner, spec, defaults)
+
+
+def render_spec(
+    owner: Owner, spec: ModelDeploymentSpec, defaults: RenderDefaults
+) -> list[dict[str, Any]]:
+    """Every child for an already validated spec."""
+    version = image_version(runtime_image(spec, defaults))
+    canary = spec.canary
+    percent = canary.traffic_percent if canary is not None else 0
+    tracks: list[Track] = ["stable", "canary"] if canary is not None else ["stable"]
+
+    autoscaling = spec.autoscaling
+    if autoscaling is None:
+        stable, canary_count = split(spec.effective_replicas, percent)
+        counts: dict[Track, int] = {"stable": stable, "canary": canary_count}
+    else:
+        low = split(autoscaling.min_replicas, percent)
+        high = split(autoscaling.max_replicas, percent)
+
+    children: list[dict[str, Any]] = []
+    for track in tracks:
+        model = spec.model if track == "stable" or canary is None else canary.model
+        children.append(
+            build_deployment(
+                owner,
+                spec,
+                defaults,
+                track=track,
+                model=model,
+                replicas=None if autoscaling is not None else counts[track],
+                version=version,
+            )
+        )
+    children.append(build_service(owner, spec, version))
+    if autoscaling is not None:
+        for index, track in enumerate(tracks):
+            # An HPA needs minReplicas >= 1; a track at 0 % (or 100 %) still keeps one pod
+            # under autoscaling. Set trafficPercent to 0 by removing the canary instead.
+            low_n, high_n = max(1, low[index]), max(1, high[index])
+            name = deployment_name(owner.name, track)
+            children.append(
+                build_autoscaler(
+                    owner,
+                    autoscaling,
+                    name=name,
+                    target=name,
+                    min_replicas=low_n,
+                    max_replicas=max(low_n, high_n),
+                    version=version,
+                )
+            )
+    children.append(build_disruption_budget(owner, version))
+    # Pass-through values (affinity, env) come from the spec: hand out copies, so a caller
+    # that edits a manifest never edits the spec or another manifest.
+    return copy.deepcopy(children)

@@ -1,0 +1,613 @@
+"""The ModelDeployment resource: one pydantic model of its spec and status, and validation.
+
+This module is the single source of truth for the resource. The CRD's OpenAPI schema is
+generated from these models (see crd.py), the builders read the parsed spec, and
+``validate_spec`` turns any problem into an ``InvalidSpec`` that names the field path as a
+user wrote it (``spec.autoscaling.maxReplicas``), because that message ends up in the
+``Ready`` condition and an Event.
+
+Fields are snake_case in Python and camelCase in YAML. Defaults live here only: the CRD
+carries no ``default`` keys, so the API server stores what the user wrote and the operator
+decides what an absent field means (``replicas`` must stay absent under autoscaling).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_CEILING, Decimal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+GROUP = "modelplane.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ("md",)
+
+URI_SCHEMES = ("file", "pvc", "http", "https", "s3", "gs", "demo")
+"""Model URI schemes; ``demo://`` serves the bundled demo model (no storage needed)."""
+
+MAX_NAME_LENGTH = 56
+"""Longest ModelDeployment name: children add ``-canary`` and must stay 63-character labels."""
+
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+# Kubernetes' resource.Quantity grammar (apimachinery/pkg/api/resource), non-negative only.
+_QUANTITY = re.compile(
+    r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?[0-9]+))?$"
+)
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+class InvalidSpec(ValueError):
+    """A ModelDeployment is invalid; ``field`` is the path as written (``spec.replicas``)."""
+
+    def __init__(self, field: str, message: str, more: list[tuple[str, str]] | None = None):
+        self.field = field
+        self.message = message
+        self.problems: list[tuple[str, str]] = [(field, message), *(more or [])]
+        """Every problem found, first one first; the condition message lists them all."""
+        super().__init__("; ".join(f"{f}: {m}" for f, m in self.problems))
+
+
+class _FieldError(ValueError):
+    """Raised inside a model validator to blame one sub-field rather than the whole object."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(message)
+
+
+_DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12,
+                     "P": 15, "E": 18}
+_BINARY_SUFFIXES = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+
+
+def canonical_quantity(text: str) -> str:
+    """A quantity in the canonical form the API server stores (``1024Mi`` -> ``1Gi``).
+
+    Rendering canonical values means a re-applied child equals what the server returned,
+    so reconciles write nothing. Mirrors apimachinery's ``Quantity.CanonicalizeBytes``:
+    binary suffixes stay binary for integral values >= 1024; otherwise the value becomes
+    an integer mantissa with a decimal suffix (exponent a multiple of 3), nano precision
+    rounded up.
+    """
+    match = _QUANTITY.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity")
+    number, suffix = match.group(1), match.group(3) or ""
+    value = Decimal(number)
+    exponent_form = suffix[:1] in ("e", "E")
+    if suffix.endswith("i"):
+        value *= 1024 ** _BINARY_SUFFIXES.index(suffix)
+    elif exponent_form:
+        value = value.scaleb(int(suffix[1:]))
+    else:
+        value = value.scaleb(_DECIMAL_SUFFIXES[suffix])
+    nanos = int((value * 1_000_000_000).to_integral_value(rounding=ROUND_CEILING))
+    if nanos == 0:
+        return "0"
+    if suffix.endswith("i") and nanos % 1_000_000_000 == 0 and nanos >= 1024 * 1_000_000_000:
+        whole, power = nanos // 1_000_000_000, 0
+        while whole % 1024 == 0 and power < len(_BINARY_SUFFIXES) - 1:
+            whole, power = whole // 1024, power + 1
+        return f"{whole}{_BINARY_SUFFIXES[power]}"
+    mantissa, exponent = nanos, -9
+    while mantissa % 1000 == 0 and exponent < 18:
+        mantissa, exponent = mantissa // 1000, exponent + 3
+    if exponent_form:
+        return f"{mantissa}e{exponent}" if exponent else str(mantissa)
+    decimal_suffix = next(k for k, v in _DECIMAL_SUFFIXES.items() if v == exponent)
+    return f"{mantissa}{decimal_suffix}"
+
+
+def _quantity(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a Kubernetes quantity such as 500m, 2 or 4Gi")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("must not be negative")
+        value = repr(value)
+    if not isinstance(value, str) or not _QUANTITY.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 2 or 4Gi")
+    return canonical_quantity(value)
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity),
+    WithJsonSchema({"x-kubernetes-int-or-string": True}),
+]
+"""A Kubernetes resource quantity (``500m``, ``2``, ``4Gi``); numbers are accepted too."""
+
+KubeObject = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+"""A Kubernetes API object passed through unchanged (affinity, a toleration, an env var)."""
+
+
+def _secret_name(value: str) -> str:
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
+        raise ValueError(f"{value!r} is not a valid Secret name (lowercase DNS subdomain)")
+    return value
+
+
+class _Model(BaseModel):
+    """Base of every spec/status model: camelCase aliases, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class ModelSource(_Model):
+    """Where a model lives and how to load it."""
+
+    uri: str = Field(min_length=1)
+    """file://PATH, pvc://CLAIM/PATH, http(s)://ARCHIVE (tar.gz or zip), s3://, gs://, or demo://."""
+    format: Literal["auto", "savedmodel", "keras"] = "auto"
+    """savedmodel, keras, or auto (detected from the files)."""
+    version: int | None = Field(default=None, ge=1)
+    """Serve only this version of a versioned repository (default: the newest)."""
+    credentials_secret: str | None = None
+    """Secret whose keys become environment variables of the model fetcher (e.g. AWS_*)."""
+
+    @field_validator("uri")
+    @classmethod
+    def _check_uri(cls, uri: str) -> str:
+        scheme, sep, rest = uri.partition("://")
+        if not sep:
+            raise ValueError(f"{uri!r} has no scheme; use one of {', '.join(URI_SCHEMES)}")
+        if scheme not in URI_SCHEMES:
+            raise ValueError(
+                f"unsupported scheme {scheme!r}; use one of {', '.join(URI_SCHEMES)}"
+            )
+        if scheme == "pvc":
+            claim = rest.split("/", 1)[0]
+            if not claim or len(claim) > 253 or not _DNS1123_SUBDOMAIN.match(claim):
+                raise ValueError("must be pvc://CLAIM/PATH with a valid claim name")
+            if ".." in rest.split("/"):
+                raise ValueError("the path inside the claim must not contain '..'")
+        elif scheme in ("http", "https", "s3", "gs") and not urlsplit(uri).netloc:
+            raise ValueError(f"{scheme}:// needs a host or bucket")
+        elif scheme == "file" and not rest.startswith("/"):
+            raise ValueError("file:// needs an absolute path (file:///models/x)")
+        return uri
+
+    @field_validator("credentials_secret")
+    @classmethod
+    def _check_secret(cls, value: str | None) -> str | None:
+        return None if value is None else _secret_name(value)
+
+    @property
+    def scheme(self) -> str:
+        """The URI scheme (``pvc``, ``https``, ...)."""
+        return self.uri.partition("://")[0]
+
+    @property
+    def pvc_claim(self) -> str | None:
+        """The claim of a ``pvc://`` URI, else None."""
+        if self.scheme != "pvc":
+            return None
+        return self.uri.partition("://")[2].split("/", 1)[0]
+
+    @property
+    def pvc_path(self) -> str:
+        """The path inside the claim of a ``pvc://`` URI ('' for its root)."""
+        rest = self.uri.partition("://")[2]
+        return rest.split("/", 1)[1].strip("/") if "/" in rest else ""
+
+
+class Autoscaling(_Model):
+    """HorizontalPodAutoscaler bounds and targets; present means the HPA owns the replica count."""
+
+    min_replicas: int = Field(default=1, ge=1, le=1000)
+    """Fewest replicas."""
+    max_replicas: int = Field(ge=1, le=1000)
+    """Most replicas."""
+    target_cpu_utilization: int | None = Field(
+        default=None, ge=1, le=1000, alias="targetCPUUtilization"
+    )
+    """Average CPU use as a percentage of the CPU request (default 80 when no target is set)."""
+    target_in_flight_per_replica: float | None = Field(default=None, gt=0)
+    """Average in-flight requests per replica (Pods metric modelplane_requests_in_flight)."""
+    target_requests_per_second_per_replica: float | None = Field(default=None, gt=0)
+    """Average requests per second per replica (Pods metric modelplane_requests_per_second)."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise _FieldError(
+                "maxReplicas", f"must be >= minReplicas ({self.min_replicas})"
+            )
+        return self
+
+
+class Resources(_Model):
+    """Compute per replica; requests equal limits (Guaranteed QoS: steady latency)."""
+
+    cpu: Quantity = "1"
+    """CPU request and limit (e.g. 500m, 2)."""
+    memory: Quantity = "2Gi"
+    """Memory request and limit (e.g. 4Gi)."""
+    gpu: int = Field(default=0, ge=0, le=64)
+    """NVIDIA GPUs per replica (nvidia.com/gpu limit; adds the usual GPU toleration)."""
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _positive(cls, value: str) -> str:
+        if value == "0":
+            raise ValueError("must be greater than zero")
+        return value
+
+
+_TOLERATION_KEYS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
+_AFFINITY_KEYS = frozenset({"nodeAffinity", "podAffinity", "podAntiAffinity"})
+_ENV_KEYS = frozenset({"name", "value", "valueFrom"})
+
+
+class Scheduling(_Model):
+    """Where replicas may run; passed through to the pod spec unchanged."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels a node must carry."""
+    tolerations: list[KubeObject] = Field(default_factory=list)
+    """Pod tolerations (core/v1 Toleration)."""
+    affinity: KubeObject | None = None
+    """Pod affinity (core/v1 Affinity)."""
+    priority_class_name: str | None = None
+    """PriorityClass of the pods."""
+
+    @field_validator("tolerations")
+    @classmethod
+    def _check_tolerations(cls, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, item in enumerate(items):
+            unknown = sorted(set(item) - _TOLERATION_KEYS)
+            if unknown:
+                raise _FieldError(f"[{i}]", f"unknown toleration field {unknown[0]!r}")
+            if item.get("operator", "Equal") not in ("Equal", "Exists"):
+                raise _FieldError(f"[{i}].operator", "must be Equal or Exists")
+            effect = item.get("effect", "")
+            if effect not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute"):
+                raise _FieldError(
+                    f"[{i}].effect", "must be NoSchedule, PreferNoSchedule or NoExecute"
+                )
+        return items
+
+    @field_validator("affinity")
+    @classmethod
+    def _check_affinity(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key in sorted(value or {}):
+            if key not in _AFFINITY_KEYS:
+                raise _FieldError(
+                    key, "unknown affinity field (nodeAffinity, podAffinity, podAntiAffinity)"
+                )
+        return value
+
+    @field_validator("priority_class_name")
+    @classmethod
+    def _check_priority(cls, value: str | None) -> str | None:
+        if value is not None and not _DNS1123_SUBDOMAIN.match(value):
+            raise ValueError(f"{value!r} is not a valid PriorityClass name")
+        return value
+
+
+class Batching(_Model):
+    """Dynamic batching: concurrent requests merged into one model call."""
+
+    max_batch_size: int = Field(default=32, ge=1, le=65536)
+    """Most rows per model call; 1 turns batching off."""
+    max_latency_ms: float = Field(default=2.0, ge=0, le=10_000)
+    """Longest a request waits for others to join its batch."""
+
+
+class Preprocessing(_Model):
+    """Input transformation applied by the runtime before the model; nothing arbitrary runs."""
+
+    cast: Literal["float16", "float32", "float64", "int32", "int64"] | None = None
+    """Cast every input to this dtype."""
+    reshape: list[int] | None = None
+    """Reshape each row to this shape (-1 once for an inferred dimension)."""
+    mean: list[float] | None = None
+    """Subtract per-feature means (one value broadcasts)."""
+    std: list[float] | None = None
+    """Divide by per-feature standard deviations (one value broadcasts)."""
+
+    @field_validator("std")
+    @classmethod
+    def _nonzero(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(v == 0 for v in value):
+            raise ValueError("standard deviations must not be zero")
+        return value
+
+
+class Postprocessing(_Model):
+    """Output transformation applied by the runtime after the model."""
+
+    labels: list[str] | None = None
+    """Class names, index-aligned with the model's output."""
+    top_k: int | None = Field(default=None, ge=1)
+    """Return only the k most likely classes."""
+    threshold: float | None = None
+    """Turn scores into 0/1 at this threshold."""
+
+
+class Runtime(_Model):
+    """The inference runtime in each replica."""
+
+    image: str | None = None
+    """Runtime image (default: the operator's configured runtime image)."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """Image pull policy (default: Kubernetes' own)."""
+    batching: Batching | None = None
+    """Dynamic batching (default: the runtime's own defaults)."""
+    log_level: Literal["error", "warning", "info", "debug"] = "info"
+    """Runtime log level."""
+    preprocessing: Preprocessing | None = None
+    """Input preprocessing."""
+    postprocessing: Postprocessing | None = None
+    """Output postprocessing."""
+    env: list[KubeObject] = Field(default_factory=list)
+    """Extra container environment variables (core/v1 EnvVar); they win over the operator's."""
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            name = item.get("name")
+            if not isinstance(name, str) or not _ENV_NAME.match(name):
+                raise _FieldError(f"[{i}].name", "must be a valid environment variable name")
+            if name in seen:
+                raise _FieldError(f"[{i}].name", f"duplicate variable {name!r}")
+            seen.add(name)
+            unknown = sorted(set(item) - _ENV_KEYS)
+            if unknown:
+                raise _FieldError(f"[{i}]", f"unknown env field {unknown[0]!r}")
+            if "value" in item and not isinstance(item["value"], str):
+                raise _FieldError(f"[{i}].value", "must be a string (quote numbers in YAML)")
+        return items
+
+    @field_validator("image")
+    @classmethod
+    def _check_image(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c.isspace() for c in value)):
+            raise ValueError("must be an image reference without spaces")
+        return value
+
+
+class Canary(_Model):
+    """A second model served beside the main one and given a share of the traffic."""
+
+    model: ModelSource
+    """The canary model."""
+    traffic_percent: int = Field(ge=0, le=100)
+    """Share of requests for the canary, approximated by its share of ready replicas."""
+
+
+class Routing(_Model):
+    """How requests are spread over replicas."""
+
+    strategy: Literal["round-robin", "random", "weighted", "least-request"] = "round-robin"
+    """Balancing strategy, published on the Service for a gateway or mesh to apply."""
+
+
+class Auth(_Model):
+    """Bearer-token authentication of inference requests."""
+
+    secret_name: str
+    """Secret whose values are the accepted bearer tokens (one per key)."""
+
+    @field_validator("secret_name")
+    @classmethod
+    def _check(cls, value: str) -> str:
+        return _secret_name(value)
+
+
+class Tls(_Model):
+    """Serve HTTPS with a certificate from a Secret."""
+
+    secret_name: str
+    """A kubernetes.io/tls Secret (keys tls.crt and tls.key)."""
+
+    @field_validator("secret_name")
+    @classmethod
+    def _check(cls, value: str) -> str:
+        return _secret_name(value)
+
+
+class ModelDeploymentSpec(_Model):
+    """Desired state of a ModelDeployment."""
+
+    model: ModelSource
+    """The model to serve."""
+    replicas: int | None = Field(default=None, ge=0, le=1000)
+    """Replica count when autoscaling is off (default 1); ignored when autoscaling is set."""
+    autoscaling: Autoscaling | None = None
+    """Scale on CPU and load with a HorizontalPodAutoscaler."""
+    resources: Resources = Field(default_factory=Resources)
+    """CPU, memory and GPUs per replica."""
+    scheduling: Scheduling = Field(default_factory=Scheduling)
+    """Node selection and placement."""
+    runtime: Runtime = Field(default_factory=Runtime)
+    """Runtime image and behaviour."""
+    canary: Canary | None = None
+    """A canary model taking a share of the traffic."""
+    routing: Routing = Field(default_factory=Routing)
+    """Request routing."""
+    auth: Auth | None = None
+    """Bearer-token authentication."""
+    tls: Tls | None = None
+    """HTTPS."""
+
+    @property
+    def effective_replicas(self) -> int:
+        """Replicas to run when autoscaling is off."""
+        return 1 if self.replicas is None else self.replicas
+
+
+# ---- status ---------------------------------------------------------------------------
+
+
+class Condition(_Model):
+    """A status condition (the shape of metav1.Condition)."""
+
+    type: str
+    """Ready, Progressing or Degraded."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+    reason: str = ""
+    """CamelCase reason, e.g. InvalidSpec, ModelLoadFailed, Unschedulable."""
+    message: str = ""
+    """Human-readable detail."""
+    last_transition_time: str | None = None
+    """RFC 3339 time the status last changed."""
+    observed_generation: int | None = None
+    """metadata.generation this condition was computed from."""
+
+
+class Load(_Model):
+    """Live load aggregated from the ready replicas' /metrics."""
+
+    requests_per_second: float = 0.0
+    """Requests per second across replicas (rate between two scrapes)."""
+    in_flight: float = 0.0
+    """Requests being served right now across replicas."""
+    latency_p50_ms: float | None = None
+    """Median request latency over the last scrape interval."""
+    latency_p99_ms: float | None = None
+    """99th percentile request latency over the last scrape interval."""
+    error_rate: float = 0.0
+    """Share of requests answered with 5xx over the last scrape interval."""
+    updated_at: str | None = None
+    """RFC 3339 time of the scrape."""
+
+
+class PodStatus(_Model):
+    """One replica, for `kubectl describe`."""
+
+    name: str
+    """Pod name."""
+    ready: bool = False
+    """Pod Ready condition."""
+    restarts: int = 0
+    """Restarts of the runtime container."""
+    phase: str | None = None
+    """Pod phase."""
+    track: Literal["stable", "canary"] = "stable"
+    """Which model the pod serves."""
+    node: str | None = None
+    """Node the pod runs on."""
+    message: str | None = None
+    """Why the pod is not ready, when known."""
+
+
+class ModelDeploymentStatus(_Model):
+    """Observed state, written by the operator."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    conditions: list[Condition] = Field(default_factory=list)
+    """Ready, Progressing, Degraded."""
+    replicas: int = 0
+    """Pods that exist (read by the scale subresource)."""
+    ready_replicas: int = 0
+    """Pods that are ready."""
+    updated_replicas: int = 0
+    """Pods running the current pod template."""
+    ready: str = ""
+    """Ready over desired, e.g. 2/3 (the READY column)."""
+    selector: str = ""
+    """Label selector of the pods (read by the scale subresource)."""
+    url: str = ""
+    """In-cluster URL of the Service."""
+    observed_generation: int | None = None
+    """metadata.generation the status reflects."""
+    model_version: str | None = None
+    """Model version being served."""
+    load: Load | None = None
+    """Live load."""
+    pods: list[PodStatus] = Field(default_factory=list)
+    """Per-replica health (first few replicas)."""
+
+
+# ---- validation -----------------------------------------------------------------------
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = "spec"
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _message(error: Any) -> tuple[str, str]:
+    """(extra path, message) for one pydantic error dict."""
+    kind = error["type"]
+    if kind == "missing":
+        return "", "required"
+    if kind == "extra_forbidden":
+        return "", "unknown field"
+    if kind == "value_error":
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, _FieldError):
+            sep = "" if cause.field.startswith("[") else "."
+            return sep + cause.field, cause.message
+        return "", str(cause) if cause is not None else error["msg"]
+    msg: str = error["msg"]
+    return "", msg[:1].lower() + msg[1:]
+
+
+def _loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # Pydantic puts union branch and tagged names in loc (e.g. 'function-after[...]');
+    # keep only parts that name fields or list indices.
+    return tuple(p for p in loc if isinstance(p, int) or not any(c in p for c in "[]( "))
+
+
+def validate_spec(raw: Any) -> ModelDeploymentSpec:
+    """Parse a ModelDeployment's spec, or raise InvalidSpec naming every bad field."""
+    if not isinstance(raw, dict):
+        raise InvalidSpec("spec", "must be an object")
+    try:
+        return ModelDeploymentSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            extra, message = _message(error)
+            problems.append((_path(_loc(error["loc"])) + extra, message))
+        first, *more = problems
+        raise InvalidSpec(first[0], first[1], more) from None
+
+
+def validate_name(name: str) -> None:
+    """Raise InvalidSpec unless ``name`` can name every child (Service, labels, canary)."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidSpec("metadata.name", f"must be at most {MAX_NAME_LENGTH} characters")
+    if not _DNS1035_LABEL.match(name):
+        raise InvalidSpec(
+            "metadata.name",
+            "must be lowercase letters, digits and '-', starting with a letter "
+            "(it names the Service)",
+        )
