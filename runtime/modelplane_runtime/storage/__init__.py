@@ -1,0 +1,74 @@
+"""Storage initializer: ``fetch(uri, dest)`` brings a model into a local folder.
+
+The operator runs it as an init container (``modelplane fetch <model.uri> /mnt/models``)
+into an emptyDir, and the runtime then serves that folder. Schemes: ``file://``,
+``pvc://<claim>/<path>``, ``http(s)://`` (tar, tar.gz or zip archives, or a single
+``.keras``/``.h5`` file) and ``demo://`` (the bundled demo model). ``s3://`` and ``gs://``
+are recognised and refused as not supported yet.
+
+Every failure is a `StorageError` with a one-line message; ``dest`` is then left as it was
+(see staging.py for how a fetch replaces an existing folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from modelplane_runtime.storage.errors import StorageError
+from modelplane_runtime.storage.settings import StorageSettings, load_storage_settings
+from modelplane_runtime.storage.staging import install
+from modelplane_runtime.storage.uri import (
+    DemoURI,
+    FileURI,
+    HttpURI,
+    ModelURI,
+    PvcURI,
+    parse_uri,
+    redact_url,
+)
+
+__all__ = ["StorageError", "StorageSettings", "fetch", "parse_uri"]
+
+log = logging.getLogger("modelplane.storage")
+
+
+def _build(uri: ModelURI, work: Path, settings: StorageSettings) -> Path:
+    if isinstance(uri, FileURI):
+        from modelplane_runtime.storage.local import fetch_file
+
+        return fetch_file(uri, work, settings)
+    if isinstance(uri, PvcURI):
+        from modelplane_runtime.storage.local import fetch_pvc
+
+        return fetch_pvc(uri, work, settings)
+    if isinstance(uri, HttpURI):
+        from modelplane_runtime.storage.http import fetch_http
+
+        return fetch_http(uri, work, settings)
+    from modelplane_runtime.storage.demo import build_demo
+
+    assert isinstance(uri, DemoURI)
+    return build_demo(uri, work)
+
+
+def fetch(uri: str, dest: Path, *, settings: StorageSettings | None = None) -> None:
+    """Fetch the model at ``uri`` into the folder ``dest``, replacing what is there.
+
+    Raises `StorageError` with a one-line message on any failure; ``dest`` is then untouched.
+    """
+    parsed = parse_uri(uri)
+    settings = settings if settings is not None else load_storage_settings()
+    shown = redact_url(uri) if isinstance(parsed, HttpURI) else uri
+    started = time.monotonic()
+    try:
+        install(Path(dest), lambda work: _build(parsed, work, settings))
+    except OSError as exc:
+        # Local I/O (disk full, permission denied): name the file, keep it to one line.
+        where = f" ({exc.filename})" if exc.filename else ""
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise StorageError(f"fetching {shown} into {dest} failed: {reason}{where}") from None
+    log.info("fetched %s into %s in %.1fs", shown, os.path.abspath(dest),
+             time.monotonic() - started)
