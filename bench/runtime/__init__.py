@@ -1,0 +1,1 @@
+"""Side-by-side benchmark of the Modelplane runtime against Python serving peers (issue 5)."""

@@ -1,0 +1,150 @@
+"""Every contender: how to start it on a port for one model, and where it answers.
+
+Kinds: ``runtime`` (Modelplane), ``peer`` (KServe, MLServer, naive FastAPI; "best peer" is
+the fastest of these), ``floor`` (bare ASGI app). The in-process ceiling is not a server;
+see ceiling.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from bench.runtime.models import BenchModel
+from bench.runtime.payloads import Protocol
+
+Kind = Literal["runtime", "peer", "floor"]
+SERVERS = Path(__file__).resolve().parent / "servers"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Where things are and how batching contenders are tuned, for one benchmark run."""
+
+    repo: Path
+    work: Path
+    venvs: Path
+    max_batch_size: int = 64
+    max_latency_ms: float = 2.0
+    runtime_python: str = sys.executable
+
+    def venv_bin(self, venv: str, tool: str) -> str:
+        """A tool inside one of the peers' virtual environments."""
+        return str(self.venvs / venv / "bin" / tool)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A started contender's command line, extra environment and readiness URL path."""
+
+    command: list[str]
+    ready_path: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One row group of the table."""
+
+    name: str
+    kind: Kind
+    protocol: Protocol
+    launch: Callable[[Setup, BenchModel, int], Launch]
+    description: str
+
+
+_QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def _modelplane(batch: bool) -> Callable[[Setup, BenchModel, int], Launch]:
+    def launch(setup: Setup, model: BenchModel, port: int) -> Launch:
+        size = setup.max_batch_size if batch else 1
+        return Launch(
+            [setup.runtime_python, "-m", "modelplane_runtime.cli", "serve", str(model.base),
+             "--name", model.name, "--host", "127.0.0.1", "--port", str(port),
+             "--max-batch-size", str(size), "--max-latency-ms", str(setup.max_latency_ms)],
+            "/v2/health/ready", {**_QUIET_TF, "PYTHONPATH": str(setup.repo / "runtime")},
+        )
+
+    return launch
+
+
+def _kserve(setup: Setup, model: BenchModel, port: int) -> Launch:
+    return Launch(
+        [setup.venv_bin("kserve", "python"), str(SERVERS / "kserve_server.py"),
+         "--model_dir", str(model.version_dir), "--model_name", model.name,
+         "--http_port", str(port), "--enable_grpc", "false"],
+        f"/v1/models/{model.name}", dict(_QUIET_TF),
+    )
+
+
+def _mlserver(batch: bool) -> Callable[[Setup, BenchModel, int], Launch]:
+    def launch(setup: Setup, model: BenchModel, port: int) -> Launch:
+        folder = setup.work / f"mlserver-{model.name}-{'batch' if batch else 'nobatch'}"
+        folder.mkdir(parents=True, exist_ok=True)
+        settings: dict[str, object] = {
+            "name": model.name,
+            "implementation": "mlserver_runtime.SavedModelRuntime",
+            "parameters": {"uri": str(model.version_dir)},
+        }
+        if batch:
+            settings["max_batch_size"] = setup.max_batch_size
+            settings["max_batch_time"] = setup.max_latency_ms / 1000
+        (folder / "model-settings.json").write_text(json.dumps(settings))
+        env = {
+            **_QUIET_TF,
+            "PYTHONPATH": str(SERVERS),
+            "MLSERVER_HTTP_PORT": str(port),
+            "MLSERVER_HOST": "127.0.0.1",
+            # Ports it opens besides HTTP must not collide with a neighbour's run.
+            "MLSERVER_GRPC_PORT": str(port + 1),
+            "MLSERVER_METRICS_PORT": str(port + 2),
+        }
+        return Launch([setup.venv_bin("mlserver", "mlserver"), "start", str(folder)],
+                      f"/v2/models/{model.name}/ready", env)
+
+    return launch
+
+
+def _naive(setup: Setup, model: BenchModel, port: int) -> Launch:
+    return Launch(
+        [setup.runtime_python, str(SERVERS / "naive_fastapi.py"), str(model.version_dir),
+         model.name, str(port)],
+        f"/v1/models/{model.name}", dict(_QUIET_TF),
+    )
+
+
+def _floor(setup: Setup, model: BenchModel, port: int) -> Launch:
+    return Launch([setup.runtime_python, str(SERVERS / "floor.py"), str(port)], "/ready")
+
+
+CONTENDERS: tuple[Contender, ...] = (
+    Contender("modelplane-v1", "runtime", "v1", _modelplane(True), "runtime, v1, batching on"),
+    Contender("modelplane-v1-nobatch", "runtime", "v1", _modelplane(False),
+              "runtime, v1, --max-batch-size 1"),
+    Contender("modelplane-v2", "runtime", "v2", _modelplane(True), "runtime, v2 JSON, batching"),
+    Contender("modelplane-v2-nobatch", "runtime", "v2", _modelplane(False),
+              "runtime, v2 JSON, --max-batch-size 1"),
+    Contender("kserve", "peer", "v1", _kserve, "KServe model server, kserve.Model, v1"),
+    Contender("mlserver-batch", "peer", "v2", _mlserver(True), "MLServer, adaptive batching"),
+    Contender("mlserver", "peer", "v2", _mlserver(False), "MLServer, no adaptive batching"),
+    Contender("naive-fastapi", "peer", "v1", _naive, "FastAPI + pydantic, model per request"),
+    Contender("floor", "floor", "v1", _floor, "bare ASGI on uvicorn+uvloop+httptools"),
+)
+
+
+def select(wanted: list[str]) -> list[Contender]:
+    """The contenders named (an exact name, or a prefix such as ``modelplane``), in table order."""
+    chosen: list[Contender] = []
+    for word in wanted:
+        exact = [c for c in CONTENDERS if c.name == word]
+        matches = exact or [c for c in CONTENDERS if c.name.startswith(word)]
+        if not matches:
+            names = ", ".join(c.name for c in CONTENDERS)
+            raise SystemExit(f"unknown contender {word!r}; choose from: {names}, ceiling")
+        chosen.extend(m for m in matches if m not in chosen)
+    return [c for c in CONTENDERS if c in chosen]
