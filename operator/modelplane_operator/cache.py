@@ -1,0 +1,126 @@
+"""The operator's in-memory view of ModelDeployments, their children and their Pods.
+
+Filled from kopf's watch events (and from the answers to our own writes), it lets a
+reconcile compare desired and live state without a GET per child. Watch streams of
+different resources are not ordered with each other, and an event can describe an object
+older than the answer to our own write: older resourceVersions never replace newer ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from modelplane_operator.builders.labels import SELECTOR_LABEL
+from modelplane_operator.spec import KIND
+
+Key = tuple[str, str]
+"""(namespace, name) of a ModelDeployment."""
+ChildKey = tuple[str, str, str]
+"""(kind, namespace, name) of a child."""
+
+
+def _version(body: Mapping[str, Any]) -> int | None:
+    # resourceVersions are opaque strings by contract, but every API server in use (etcd's
+    # revision) makes them increasing integers; when they are not, the newest event wins.
+    raw = body.get("metadata", {}).get("resourceVersion")
+    return int(raw) if isinstance(raw, str) and raw.isdigit() else None
+
+
+def newer(candidate: Mapping[str, Any], current: Mapping[str, Any] | None) -> bool:
+    """Whether ``candidate`` is at least as new as ``current``."""
+    if current is None:
+        return True
+    new, old = _version(candidate), _version(current)
+    return new is None or old is None or new >= old
+
+
+def key_of(body: Mapping[str, Any]) -> Key:
+    """(namespace, name) of any namespaced object."""
+    meta = body.get("metadata", {})
+    return str(meta.get("namespace") or "default"), str(meta.get("name", ""))
+
+
+def child_key(body: Mapping[str, Any]) -> ChildKey:
+    """(kind, namespace, name) of a child."""
+    namespace, name = key_of(body)
+    return str(body.get("kind", "")), namespace, name
+
+
+def owner_of(body: Mapping[str, Any]) -> tuple[Key, str] | None:
+    """The controlling ModelDeployment's key and uid, from ownerReferences."""
+    meta = body.get("metadata", {})
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("controller"):
+            return (str(meta.get("namespace") or "default"), str(ref.get("name"))), str(
+                ref.get("uid", "")
+            )
+    return None
+
+
+class Cache:
+    """Latest known state; every method is synchronous and cheap (one event loop)."""
+
+    def __init__(self) -> None:
+        self.mds: dict[Key, dict[str, Any]] = {}
+        self.children: dict[ChildKey, dict[str, Any]] = {}
+        self.pods: dict[Key, dict[str, dict[str, Any]]] = {}
+
+    def put_md(self, body: Mapping[str, Any]) -> None:
+        """Remember a ModelDeployment unless we already know a newer one."""
+        key = key_of(body)
+        if newer(body, self.mds.get(key)):
+            self.mds[key] = dict(body)
+
+    def drop_md(self, key: Key) -> dict[str, Any] | None:
+        """Forget a deleted ModelDeployment."""
+        return self.mds.pop(key, None)
+
+    def put_child(self, body: Mapping[str, Any]) -> bool:
+        """Remember a child; False when it is older than what we know."""
+        key = child_key(body)
+        if not newer(body, self.children.get(key)):
+            return False
+        self.children[key] = dict(body)
+        return True
+
+    def drop_child(self, key: ChildKey) -> None:
+        """Forget a deleted child."""
+        self.children.pop(key, None)
+
+    def owned_children(self, key: Key, uid: str) -> list[dict[str, Any]]:
+        """Children whose controlling owner is this ModelDeployment."""
+        out = []
+        for body in self.children.values():
+            owner = owner_of(body)
+            if owner is not None and owner == (key, uid):
+                out.append(body)
+        return out
+
+    @staticmethod
+    def pod_owner(body: Mapping[str, Any]) -> Key | None:
+        """The ModelDeployment a runtime Pod belongs to (by the selector label)."""
+        meta = body.get("metadata", {})
+        name = (meta.get("labels") or {}).get(SELECTOR_LABEL)
+        return (str(meta.get("namespace") or "default"), str(name)) if name else None
+
+    def put_pod(self, body: Mapping[str, Any]) -> Key | None:
+        """Remember a runtime Pod; returns its ModelDeployment's key."""
+        owner = self.pod_owner(body)
+        if owner is None:
+            return None
+        pods = self.pods.setdefault(owner, {})
+        name = key_of(body)[1]
+        if newer(body, pods.get(name)):
+            pods[name] = dict(body)
+        return owner
+
+    def drop_pod(self, body: Mapping[str, Any]) -> Key | None:
+        """Forget a deleted Pod; returns its ModelDeployment's key."""
+        owner = self.pod_owner(body)
+        if owner is not None:
+            pods = self.pods.get(owner, {})
+            pods.pop(key_of(body)[1], None)
+            if not pods:
+                self.pods.pop(owner, None)
+        return owner

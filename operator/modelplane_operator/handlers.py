@@ -1,0 +1,101 @@
+"""kopf wiring: events in, Controller calls out, errors mapped to kopf's retry semantics.
+
+- An invalid spec is a ``kopf.PermanentError``: retrying cannot fix it, the next edit
+  of the spec is a new change and is handled again.
+- API conflicts, throttling, server and network errors are ``kopf.TemporaryError`` with a
+  growing delay; any other API refusal (403 from RBAC, 422 from admission) is retried
+  slowly, since an administrator can fix it without touching the object.
+- No deletion handler: it would make kopf put a finalizer on every object (one more write
+  each). Children go with their owner through ownerReferences (see Controller.md_deleted).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import aiohttp
+import kopf
+
+from modelplane_operator.builders.labels import MANAGED_BY, SELECTOR_LABEL
+from modelplane_operator.controller import Controller, SpecRejected
+from modelplane_operator.kube import ApiError
+from modelplane_operator.spec import GROUP, PLURAL, VERSION
+
+MODEL_DEPLOYMENTS = (GROUP, VERSION, PLURAL)
+CHILDREN = (
+    ("apps", "v1", "deployments"),
+    ("v1", "services"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("policy", "v1", "poddisruptionbudgets"),
+)
+PODS = ("v1", "pods")
+MANAGED_LABEL = "app.kubernetes.io/managed-by"
+
+SLOW_RETRY_S = 60.0
+
+
+class InvalidSpecError(kopf.PermanentError):
+    """The ModelDeployment's spec is invalid; the status and an Event say which field."""
+
+
+def retry_delay(retry: int) -> float:
+    """Exponential backoff for transient errors: 1, 2, 4 ... capped at 60 seconds."""
+    return float(min(SLOW_RETRY_S, 2 ** min(retry, 6)))
+
+
+def configure(settings: kopf.OperatorSettings, *, standalone: bool) -> None:
+    """kopf settings the operator relies on (see docs in shared/k8s-testing.md)."""
+    # kopf's last-handled state goes into the status patch we send anyway: one write per
+    # reconcile instead of two. The CRD keeps status.kopf from being pruned.
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage()
+    settings.persistence.progress_storage = kopf.StatusProgressStorage()
+    # Server-side filtering: only our children and runtime pods cross the wire.
+    for resource in CHILDREN:
+        settings.watching.label_selectors[resource] = f"{MANAGED_LABEL}={MANAGED_BY}"
+    settings.watching.label_selectors[PODS] = SELECTOR_LABEL
+    settings.peering.standalone = standalone
+    settings.posting.reporting_component = "modelplane-operator"
+
+
+def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
+    """Register every handler on ``registry`` (nothing is registered at import time)."""
+
+    async def reconcile(body: kopf.Body, patch: kopf.Patch, reason: str, retry: int,
+                        **_: Any) -> None:
+        md = copy.deepcopy(dict(body))
+        try:
+            change = await controller.reconcile(md, trigger=str(reason))
+        except SpecRejected as exc:
+            for key, value in exc.status_patch.items():
+                patch.status[key] = value
+            raise InvalidSpecError(str(exc)) from None
+        except ApiError as exc:
+            delay = retry_delay(retry) if exc.transient else SLOW_RETRY_S
+            raise kopf.TemporaryError(str(exc), delay=delay) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise kopf.TemporaryError(f"API server unreachable: {exc!r}",
+                                      delay=retry_delay(retry)) from exc
+        for key, value in change.items():
+            patch.status[key] = value
+
+    for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
+        decorator(*MODEL_DEPLOYMENTS, registry=registry, id="reconcile")(reconcile)
+
+    @kopf.on.event(*MODEL_DEPLOYMENTS, registry=registry)
+    async def model_deployment_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        md = copy.deepcopy(dict(body))
+        controller.md_seen(type, md)
+        if type == "DELETED":
+            await controller.md_deleted(md)
+
+    async def child_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        await controller.child_seen(type, copy.deepcopy(dict(body)))
+
+    for resource in CHILDREN:
+        kopf.on.event(*resource, registry=registry, id=f"child-{resource[-1]}",
+                      labels={MANAGED_LABEL: MANAGED_BY})(child_event)
+
+    @kopf.on.event(*PODS, registry=registry, labels={SELECTOR_LABEL: kopf.PRESENT})
+    async def pod_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        await controller.pod_seen(type, copy.deepcopy(dict(body)))

@@ -1,0 +1,188 @@
+"""A small asyncio client for the Kubernetes API: the calls the operator makes besides kopf's.
+
+Credentials are loaded once at start-up (in-cluster service account, else the current
+kubeconfig context) through the ``kubernetes`` package, which knows every kubeconfig
+form; the same credentials are handed to kopf so both talk to the same server as the
+same user. Requests go through one aiohttp session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+from prometheus_client import Counter
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "modelplane-operator"
+
+# Kinds the operator writes or reads, and where they live (plural, API group path).
+_RESOURCES: dict[tuple[str, str], str] = {
+    ("v1", "Service"): "services",
+    ("v1", "Pod"): "pods",
+    ("v1", "Event"): "events",
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Secret"): "secrets",
+    ("v1", "ServiceAccount"): "serviceaccounts",
+    ("apps/v1", "Deployment"): "deployments",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("modelplane.io/v1alpha1", "ModelDeployment"): "modeldeployments",
+}
+
+
+class ApiError(Exception):
+    """The API server answered with an error status."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying: conflicts, throttling, server trouble."""
+        return self.status in (409, 429) or self.status >= 500
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where the API server is and how to authenticate to it."""
+
+    server: str
+    token: str | None = None
+    ca_path: str | None = None
+    cert_path: str | None = None
+    key_path: str | None = None
+    insecure: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+def load_credentials() -> Credentials:
+    """In-cluster service account if present, else the current kubeconfig context."""
+    import kubernetes.client
+    import kubernetes.config
+
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+        log.debug("using the in-cluster service account")
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+        log.debug("using the current kubeconfig context")
+    config = kubernetes.client.Configuration.get_default_copy()
+    header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix(
+        "authorization"
+    )
+    token = header.split(" ", 1)[-1] if header else None
+    return Credentials(
+        server=str(config.host).rstrip("/"),
+        token=token,
+        ca_path=config.ssl_ca_cert or None,
+        cert_path=config.cert_file or None,
+        key_path=config.key_file or None,
+        insecure=not config.verify_ssl,
+        username=config.username or None,
+        password=config.password or None,
+    )
+
+
+def resource_path(api_version: str, kind: str, namespace: str | None, name: str | None = None,
+                  subresource: str | None = None) -> str:
+    """The REST path of a kind (collection when ``name`` is None)."""
+    try:
+        plural = _RESOURCES[(api_version, kind)]
+    except KeyError:
+        raise ValueError(f"the operator does not manage {kind} ({api_version})") from None
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    path = base + (f"/namespaces/{quote(namespace)}" if namespace else "") + f"/{plural}"
+    if name is not None:
+        path += f"/{quote(name)}"
+    if subresource:
+        path += f"/{subresource}"
+    return path
+
+
+class KubeClient:
+    """JSON in, JSON out; errors as ApiError. Counts its requests by verb."""
+
+    def __init__(self, credentials: Credentials, session: aiohttp.ClientSession,
+                 requests: Counter | None = None) -> None:
+        self._server = credentials.server
+        self._session = session
+        self._headers = {"Accept": "application/json", "User-Agent": FIELD_MANAGER}
+        if credentials.token:
+            self._headers["Authorization"] = f"Bearer {credentials.token}"
+        self._auth = (
+            aiohttp.BasicAuth(credentials.username, credentials.password or "")
+            if credentials.username and not credentials.token else None
+        )
+        self._ssl: ssl.SSLContext | bool = True
+        if self._server.startswith("https"):
+            if credentials.insecure:
+                self._ssl = False
+            else:
+                context = ssl.create_default_context(cafile=credentials.ca_path)
+                if credentials.cert_path and credentials.key_path:
+                    context.load_cert_chain(credentials.cert_path, credentials.key_path)
+                self._ssl = context
+        self._requests = requests
+
+    async def request(self, method: str, path: str, *, body: Any = None,
+                      content_type: str = "application/json",
+                      params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """One API call; returns the decoded JSON body."""
+        url = self._server + path + (f"?{urlencode(params)}" if params else "")
+        headers = dict(self._headers)
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body)
+        if self._requests is not None:
+            self._requests.labels(method.lower()).inc()
+        async with self._session.request(method, url, data=data, headers=headers,
+                                         ssl=self._ssl, auth=self._auth) as resp:
+            text = await resp.text()
+            if resp.status >= 400:
+                try:
+                    detail = json.loads(text)
+                    reason = str(detail.get("reason", ""))
+                    message = str(detail.get("message", text))
+                except ValueError:
+                    reason, message = resp.reason or "", text
+                raise ApiError(resp.status, reason, message)
+            result: dict[str, Any] = json.loads(text) if text else {}
+            return result
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """Read one object."""
+        return await self.request("GET", resource_path(api_version, kind, namespace, name))
+
+    async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an object in its namespace."""
+        meta = body["metadata"]
+        path = resource_path(body["apiVersion"], body["kind"], meta.get("namespace"))
+        return await self.request("POST", path, body=body,
+                                  params={"fieldManager": FIELD_MANAGER})
+
+    async def merge_patch(self, api_version: str, kind: str, namespace: str, name: str,
+                          patch: Mapping[str, Any], subresource: str | None = None,
+                          ) -> dict[str, Any]:
+        """JSON merge patch (RFC 7386): works on custom resources too, unlike strategic."""
+        path = resource_path(api_version, kind, namespace, name, subresource)
+        return await self.request("PATCH", path, body=patch,
+                                  content_type="application/merge-patch+json",
+                                  params={"fieldManager": FIELD_MANAGER})
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete an object (background propagation: its own dependents go to the GC)."""
+        path = resource_path(api_version, kind, namespace, name)
+        await self.request("DELETE", path, body={"propagationPolicy": "Background"})

@@ -1,0 +1,72 @@
+"""The operator's own Prometheus metrics and its HTTP endpoint (``/healthz``, ``/metrics``).
+
+Metrics live in a registry of their own (not prometheus_client's global one), so several
+operators in one test process never share counters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+
+class OperatorMetrics:
+    """Counters and gauges of one operator process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.reconciles = Counter(
+            "modelplane_operator_reconciles_total",
+            "Reconciles of ModelDeployments by trigger and result.",
+            ["trigger", "result"], registry=self.registry)
+        self.errors = Counter(
+            "modelplane_operator_errors_total",
+            "Errors by kind (invalid_spec, api, unexpected).",
+            ["kind"], registry=self.registry)
+        self.duration = Histogram(
+            "modelplane_operator_reconcile_duration_seconds",
+            "Time to validate, render and apply one ModelDeployment.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry)
+        self.managed = Gauge(
+            "modelplane_operator_managed_objects",
+            "ModelDeployments the operator currently knows.", registry=self.registry)
+        self.child_writes = Counter(
+            "modelplane_operator_child_writes_total",
+            "Writes of children by kind and action (created, patched, deleted).",
+            ["kind", "action"], registry=self.registry)
+        self.status_writes = Counter(
+            "modelplane_operator_status_writes_total",
+            "Status patches of ModelDeployments.", registry=self.registry)
+        self.api_requests = Counter(
+            "modelplane_operator_api_requests_total",
+            "Requests the operator's own client sent to the API server (kopf's excluded).",
+            ["verb"], registry=self.registry)
+        self.scrapes = Counter(
+            "modelplane_operator_scrapes_total",
+            "Scrapes of runtime pods' /metrics by result (ok, failed).",
+            ["result"], registry=self.registry)
+
+
+def health_app(metrics: OperatorMetrics, last_tick: Callable[[], float],
+               max_age_s: float) -> web.Application:
+    """``/healthz`` is 200 while the status loop has ticked within ``max_age_s``."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        age = time.monotonic() - last_tick()
+        if age > max_age_s:
+            return web.json_response({"status": "stalled", "since_s": round(age, 1)}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def scrape(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", scrape)
+    return app
