@@ -68,6 +68,16 @@ ENV_TLS_CERT_FILE = _contract_name("ENV_TLS_CERT_FILE", "MODELPLANE_TLS_CERT_FIL
 ENV_TLS_KEY_FILE = _contract_name("ENV_TLS_KEY_FILE", "MODELPLANE_TLS_KEY_FILE")
 
 
+def _sorted(value: Any) -> Any:
+    # Pass-through objects keep no user key order, so the same content renders the same
+    # bytes however the user (or a client library) ordered it.
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
+
+
 def deployment_name(name: str, track: Track) -> str:
     """Name of the Deployment of one track."""
     return name if track == "stable" else f"{name}-canary"
@@ -133,7 +143,7 @@ def _env(name: str, spec: ModelDeploymentSpec, model: ModelSource) -> list[dict[
     # The user's variables win: drop ours that they redefine, then append theirs in order.
     overridden = {item["name"] for item in spec.runtime.env}
     env = [{"name": k, "value": v} for k, v in values if k not in overridden]
-    return env + [dict(item) for item in spec.runtime.env]
+    return env + [_sorted(item) for item in spec.runtime.env]
 
 
 def _resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
@@ -244,7 +254,7 @@ def _volumes(spec: ModelDeploymentSpec, model: ModelSource) -> list[dict[str, An
 
 
 def _tolerations(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
-    tolerations = [dict(t) for t in spec.scheduling.tolerations]
+    tolerations = [_sorted(t) for t in spec.scheduling.tolerations]
     if spec.resources.gpu > 0 and GPU_TOLERATION not in tolerations:
         tolerations.append(dict(GPU_TOLERATION))
     return tolerations
@@ -289,7 +299,7 @@ def _pod_spec(
     if tolerations:
         pod["tolerations"] = tolerations
     if scheduling.affinity:
-        pod["affinity"] = scheduling.affinity
+        pod["affinity"] = _sorted(scheduling.affinity)
     if scheduling.priority_class_name:
         pod["priorityClassName"] = scheduling.priority_class_name
     return pod

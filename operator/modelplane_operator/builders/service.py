@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelplane_runtime import contract
+
 from modelplane_operator.builders.deployment import PORT_NAME
 from modelplane_operator.builders.labels import common_labels, service_selector
 from modelplane_operator.builders.owner import Owner
@@ -20,8 +22,11 @@ where a smarter proxy in front of the Service reads the intent.
 
 
 def service_port(tls: bool) -> int:
-    """Port the Service listens on."""
-    return 443 if tls else 80
+    """Port the Service listens on: the runtime's own, so port-forward and URLs match pods.
+
+    With TLS the same port speaks HTTPS (``appProtocol: https`` says so).
+    """
+    return contract.HTTP_PORT
 
 
 def service_url(name: str, namespace: str, tls: bool, cluster_domain: str = "cluster.local") -> str:

@@ -21,6 +21,7 @@ def split(total: int, percent: int) -> tuple[int, int]:
     if percent >= 100:
         return 0, total
     canary = (total * percent + 50) // 100  # round half up, in integers: deterministic
-    canary = max(1, canary)
-    stable = max(1, total - canary)
-    return stable, canary
+    if total == 1:
+        return 1, 1
+    canary = min(max(1, canary), total - 1)
+    return total - canary, canary
