@@ -1,0 +1,117 @@
+"""The runtime's HTTP application: ``create_app(settings)`` builds it; nothing at import time.
+
+The model loads in the lifespan (before the server accepts connections) and is released on
+shutdown. Every error a client can cause answers ``{"error": ...}`` with a 4xx status: our
+``ModelplaneError``s carry their status, and Starlette's own 404/405 and FastAPI's
+validation errors are rewritten to the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelplane_runtime import __version__, contract, v1, v2
+from modelplane_runtime.errors import ModelplaneError
+from modelplane_runtime.metrics import CONTENT_TYPE, Metrics
+from modelplane_runtime.middleware import RequestMiddleware
+from modelplane_runtime.settings import RuntimeSettings
+from modelplane_runtime.state import JSON, Runtime, error_body
+
+if TYPE_CHECKING:
+    from modelplane_runtime.dataplane import DataPlane
+
+logger = logging.getLogger("modelplane.app")
+
+
+def create_app(
+    settings: RuntimeSettings,
+    dataplane: DataPlane | None = None,
+    *,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """Build the app; pass ``dataplane`` (observed by ``metrics``) to serve your own."""
+    metrics = metrics or Metrics()
+    if dataplane is None:
+        from modelplane_runtime.dataplane import DataPlane
+
+        dataplane = DataPlane(settings, observer=metrics)
+    runtime = Runtime(settings=settings, dataplane=dataplane, metrics=metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await runtime.dataplane.load()
+        except Exception as exc:
+            logger.error("model load failed: %s", exc, extra={"path": str(settings.model_path)})
+            raise
+        runtime.served = frozenset(runtime.dataplane.model_names())
+        logger.info("models loaded", extra={"models": sorted(runtime.served)})
+        try:
+            yield
+        finally:
+            await runtime.dataplane.close()
+
+    app = FastAPI(
+        title="Modelplane runtime",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.runtime = runtime
+    # Plain Starlette routes: the bodies are parsed by the codecs (orjson + numpy), so
+    # FastAPI's per-request validation machinery would only add cost.
+    app.router.routes.extend([*v1.routes(runtime), *v2.routes(runtime)])
+
+    async def render_metrics(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    app.router.add_route(contract.METRICS_PATH, render_metrics, methods=["GET"])
+    app.add_exception_handler(ModelplaneError, _on_modelplane_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _on_http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
+    app.add_middleware(RequestMiddleware, runtime=runtime)
+    return app
+
+
+def runtime_of(app: FastAPI) -> Runtime:
+    """The shared state of an app built by ``create_app``."""
+    runtime: Runtime = app.state.runtime
+    return runtime
+
+
+async def _on_modelplane_error(request: Request, exc: ModelplaneError) -> Response:
+    if exc.status_code >= 500:
+        logger.warning("%s: %s", type(exc).__name__, exc.message)
+    else:
+        logger.info("%s: %s", type(exc).__name__, exc.message, extra={"status": exc.status_code})
+    return Response(error_body(exc.message), status_code=exc.status_code, media_type=JSON)
+
+
+async def _on_http_error(request: Request, exc: HTTPException) -> Response:
+    message = exc.detail
+    if exc.status_code == 404:
+        message = f"no route for {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    return Response(
+        error_body(message), status_code=exc.status_code, media_type=JSON, headers=exc.headers
+    )
+
+
+async def _on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg')}"
+        for error in exc.errors()
+    )
+    return Response(error_body(f"invalid request: {problems}"), status_code=400, media_type=JSON)

@@ -1,0 +1,148 @@
+"""The runtime's server process: uvicorn (uvloop + httptools) around ``create_app``.
+
+We bind the socket ourselves so that ``--port 0`` reports the port actually bound: once the
+model is loaded and the socket listens, one log line says ``"event": "ready"`` with the
+``url`` and ``port`` (tests and scripts parse it). On SIGTERM (or Ctrl+C) readiness turns
+false at once, the listening socket closes, in-flight requests finish, and the process exits
+0 within ``drain_timeout_s`` — the Kubernetes pod-termination contract.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Generator
+from types import FrameType
+from typing import Final
+
+import uvicorn
+
+from modelplane_runtime.app import create_app, runtime_of
+from modelplane_runtime.logs import configure_logging
+from modelplane_runtime.settings import RuntimeSettings
+from modelplane_runtime.state import Runtime
+
+logger = logging.getLogger("modelplane.server")
+
+EXIT_STARTUP_FAILURE: Final = 3
+EXIT_USAGE: Final = 2
+_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+def public_url(host: str, port: int) -> str:
+    """A URL a local client can use for a server bound to ``host``:``port``."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket on ``host``:``port`` (0 picks a free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, plus: a ready line with the bound URL, and drain-aware signals."""
+
+    def __init__(
+        self, config: uvicorn.Config, runtime: Runtime, url: str,
+        on_ready: Callable[[str], None] | None,
+    ) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+        self.url = url
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit:
+            port = int(self.url.rsplit(":", 1)[1])
+            logger.info(
+                "serving at %s", self.url, extra={"event": "ready", "url": self.url, "port": port}
+            )
+            if self.on_ready is not None:
+                self.on_ready(self.url)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        logger.info(
+            "draining: not ready, finishing in-flight requests",
+            extra={"event": "draining", "timeout_s": self.config.timeout_graceful_shutdown},
+        )
+        await super().shutdown(sockets=sockets)
+        logger.info("stopped", extra={"event": "stopped"})
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Readiness flips in the signal handler itself, before the loop even notices.
+        self.runtime.draining = True
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # uvicorn re-raises the captured signal after a graceful shutdown, which would make
+        # the process die "by SIGTERM"; a drained runtime exits 0 instead.
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in _SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+
+def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = None) -> int:
+    """Serve ``settings.model_path`` until SIGTERM/SIGINT; the process exit code."""
+    configure_logging(settings.log_level)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if settings.workers != 1:
+        logger.error(
+            "--workers/MODELPLANE_WORKERS=%d is not supported yet; run one process per core "
+            "(more pods) instead",
+            settings.workers,
+        )
+        return EXIT_USAGE
+    try:
+        sock = bind_socket(settings.host, settings.port)
+    except OSError as exc:
+        logger.error("cannot bind %s:%d: %s", settings.host, settings.port, exc.strerror)
+        return EXIT_USAGE
+    host, port = sock.getsockname()[:2]
+    url = public_url(str(host), int(port))
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        # uvicorn annotates this as int but awaits it with wait_for: fractions work.
+        timeout_graceful_shutdown=settings.drain_timeout_s,  # type: ignore[arg-type]
+    )
+    server = _Server(config, runtime_of(app), url, on_ready)
+    try:
+        server.run(sockets=[sock])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_STARTUP_FAILURE
+        logger.error("the runtime did not start (exit code %d)", code)
+        return code
+    finally:
+        sock.close()
+    return 0

@@ -1,0 +1,66 @@
+"""What the HTTP layer shares across requests: settings, the data plane, metrics, draining.
+
+Also the small helpers every route uses (JSON responses, path parameters),
+so the v1 and v2 route modules stay thin adapters over the data plane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+import orjson
+from starlette.responses import Response
+
+from modelplane_runtime.errors import InvalidInput
+from modelplane_runtime.metrics import Metrics
+from modelplane_runtime.settings import RuntimeSettings
+
+if TYPE_CHECKING:
+    from modelplane_runtime.dataplane import DataPlane
+
+JSON: Final = "application/json"
+UNKNOWN_MODEL: Final = "_unknown"
+"""Metrics label for requests naming a model that is not served (keeps label sets bounded)."""
+
+
+@dataclass
+class Runtime:
+    """One app's shared state; routes and middleware receive it explicitly."""
+
+    settings: RuntimeSettings
+    dataplane: DataPlane
+    metrics: Metrics
+    draining: bool = False
+    """Set on SIGTERM: readiness turns false and new requests are refused."""
+    served: frozenset[str] = field(default_factory=frozenset)
+    """Names of the served models, known once the data plane has loaded."""
+
+    @property
+    def ready(self) -> bool:
+        """Ready to take inference requests: loaded and not draining."""
+        return not self.draining and self.dataplane.ready
+
+    def metric_model(self, name: str) -> str:
+        """The ``model`` label for a request naming ``name``."""
+        return name if name in self.served else UNKNOWN_MODEL
+
+
+def json_response(body: bytes | object, status: int = 200) -> Response:
+    """A JSON response from bytes already encoded, or from a plain object."""
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(content, status_code=status, media_type=JSON)
+
+
+def error_body(message: str) -> bytes:
+    """The ``{"error": ...}`` body every 4xx/5xx answer carries."""
+    return orjson.dumps({"error": message})
+
+
+def version_param(raw: str | None) -> int | None:
+    """A version from the URL; 400 when it is not a non-negative integer."""
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()):
+        raise InvalidInput(f"version must be a non-negative integer, got {raw!r}")
+    return int(raw)

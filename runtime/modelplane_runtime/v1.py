@@ -1,0 +1,65 @@
+"""TF Serving's REST API (v1) as thin routes over the data plane.
+
+``GET /v1/models/{name}[/versions/{v}|/labels/{l}][/metadata]`` and
+``POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict`` (the colon is part of the path,
+as in TF Serving's URLs).
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelplane_runtime import codec_v1
+from modelplane_runtime.errors import ModelNotFound
+from modelplane_runtime.state import Runtime, json_response, version_param
+
+_SELECTORS = ("", "/versions/{version}", "/labels/{label}")
+
+
+def routes(runtime: Runtime) -> list[Route]:
+    """The v1 routes, bound to ``runtime``."""
+    dataplane = runtime.dataplane
+
+    def resolve(request: Request) -> tuple[str, int]:
+        params = request.path_params
+        name: str = params["name"]
+        version = dataplane.resolve(name, version_param(params.get("version")), params.get("label"))
+        return name, version
+
+    async def status(request: Request) -> Response:
+        params = request.path_params
+        name: str = params["name"]
+        versions = dataplane.versions(name)
+        if "version" in params or "label" in params:
+            if "label" in params:
+                wanted = dataplane.resolve(name, label=params["label"])
+            else:
+                wanted = version_param(params["version"]) or 0
+            versions = [v for v in versions if v.version == wanted]
+            if not versions:
+                raise ModelNotFound(f"Could not find version {wanted} of model {name}")
+        return json_response(codec_v1.model_status(versions))
+
+    async def metadata(request: Request) -> Response:
+        name, version = resolve(request)
+        return json_response(
+            codec_v1.model_metadata(name, version, dataplane.signatures(name, version))
+        )
+
+    async def predict(request: Request) -> Response:
+        name, version = resolve(request)
+        body = codec_v1.parse_predict(await request.body())
+        spec = dataplane.signature(name, version, body.signature_name)
+        inputs = codec_v1.decode_inputs(body, spec)
+        outputs = await dataplane.predict(name, version, spec.name, inputs)
+        return json_response(codec_v1.encode_predictions(outputs, body.columnar))
+
+    table: list[Route] = []
+    for selector in _SELECTORS:
+        base = "/v1/models/{name}" + selector
+        table.append(Route(base, status, methods=["GET"]))
+        table.append(Route(base + "/metadata", metadata, methods=["GET"]))
+        table.append(Route(base + ":predict", predict, methods=["POST"]))
+    return table

@@ -1,0 +1,95 @@
+"""The Open Inference Protocol (v2) as thin routes over the data plane.
+
+Health, server and model metadata, readiness, and ``/infer`` with JSON or binary tensors
+(Triton's binary tensor data extension, which tritonclient uses by default).
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelplane_runtime import __version__, codec_v2, contract
+from modelplane_runtime.errors import InvalidInput, ModelNotReady
+from modelplane_runtime.state import Runtime, json_response, version_param
+
+SERVER_NAME = "modelplane"
+EXTENSIONS = ("binary_tensor_data",)
+PLATFORM = "tensorflow"
+
+
+def routes(runtime: Runtime) -> list[Route]:
+    """The v2 routes, bound to ``runtime``."""
+    dataplane = runtime.dataplane
+
+    async def live(request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def ready(request: Request) -> Response:
+        is_ready = runtime.ready
+        return json_response({"ready": is_ready}, 200 if is_ready else 503)
+
+    async def server_metadata(request: Request) -> Response:
+        return json_response(
+            {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
+        )
+
+    def resolve(request: Request) -> tuple[str, int]:
+        params = request.path_params
+        name: str = params["name"]
+        return name, dataplane.resolve(name, version_param(params.get("version")))
+
+    async def model_metadata(request: Request) -> Response:
+        name, version = resolve(request)
+        available = [
+            str(status.version)
+            for status in dataplane.versions(name)
+            if status.state == "AVAILABLE"
+        ]
+        spec = dataplane.signature(name, version)
+        return json_response(codec_v2.model_metadata(name, available, spec, PLATFORM))
+
+    async def model_ready(request: Request) -> Response:
+        name: str = request.path_params["name"]
+        try:
+            resolve(request)
+        except ModelNotReady:
+            return json_response({"name": name, "ready": False}, 503)
+        is_ready = runtime.ready
+        return json_response({"name": name, "ready": is_ready}, 200 if is_ready else 503)
+
+    async def infer(request: Request) -> Response:
+        name, version = resolve(request)
+        raw_length = request.headers.get(codec_v2.HEADER_LENGTH)
+        header_length = None
+        if raw_length is not None:
+            if not raw_length.strip().isdigit():
+                raise InvalidInput(f"invalid Inference-Header-Content-Length {raw_length!r}")
+            header_length = int(raw_length)
+        decoded = codec_v2.decode_infer(await request.body(), header_length)
+        spec = dataplane.signature(name, version, decoded.signature_name)
+        codec_v2.check_inputs(decoded, spec)
+        outputs = await dataplane.predict(
+            name, version, spec.name, decoded.inputs, strict_dtypes=True
+        )
+        body, json_length = codec_v2.encode_infer(name, str(version), decoded, outputs)
+        if json_length is None:
+            return json_response(body)
+        return Response(
+            body,
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(json_length)},
+        )
+
+    table = [
+        Route("/v2", server_metadata, methods=["GET"]),
+        Route(contract.LIVE_PATH, live, methods=["GET"]),
+        Route(contract.READY_PATH, ready, methods=["GET"]),
+    ]
+    for selector in ("", "/versions/{version}"):
+        base = "/v2/models/{name}" + selector
+        table.append(Route(base, model_metadata, methods=["GET"]))
+        table.append(Route(base + "/ready", model_ready, methods=["GET"]))
+        table.append(Route(base + "/infer", infer, methods=["POST"]))
+    return table
