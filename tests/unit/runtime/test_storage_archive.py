@@ -13,9 +13,9 @@ import tarfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
-
 from modelplane_runtime.storage import StorageError
 from modelplane_runtime.storage.archive import extract, member_path
 from modelplane_runtime.storage.settings import StorageSettings
@@ -69,7 +69,7 @@ def make_zip(path: Path, members: Iterable[tuple[str | zipfile.ZipInfo, bytes]])
 
 @pytest.fixture
 def layout(tmp_path: Path) -> tuple[Path, Path, Path]:
-    """(folder for archives, empty extraction root, a sibling 'outside' path that must stay absent)."""
+    """(archives folder, empty extraction root, a sibling 'outside' path that must stay absent)."""
     archives = tmp_path / "archives"
     archives.mkdir()
     root = tmp_path / "sandbox" / "root"
@@ -80,7 +80,7 @@ def layout(tmp_path: Path) -> tuple[Path, Path, Path]:
 SETTINGS = StorageSettings()
 
 
-def refuse(archive: Path, root: Path, outside: Path, message: str, **limits: int) -> None:
+def refuse(archive: Path, root: Path, outside: Path, message: str, **limits: Any) -> None:
     settings = StorageSettings(**limits) if limits else SETTINGS
     with pytest.raises(StorageError) as caught:
         extract(archive, root, settings, zip_format=zipfile.is_zipfile(archive))
@@ -92,7 +92,9 @@ def refuse(archive: Path, root: Path, outside: Path, message: str, **limits: int
 # --- well-formed archives -------------------------------------------------------------
 
 
-def test_tar_gz_unpacks_files_folders_modes_and_internal_links(layout: tuple[Path, Path, Path]) -> None:
+def test_tar_gz_unpacks_files_folders_modes_and_internal_links(
+    layout: tuple[Path, Path, Path],
+) -> None:
     archives, root, _ = layout
     archive = make_tar(archives / "m.tar.gz", [
         folder("1"),
@@ -110,7 +112,8 @@ def test_tar_gz_unpacks_files_folders_modes_and_internal_links(layout: tuple[Pat
     assert (root / "1" / "latest.pb").read_bytes() == b"pb"
     assert os.readlink(root / "current") == "1"
     copy = root / "1" / "copy.pb"
-    assert copy.read_bytes() == b"pb" and not copy.is_symlink()
+    assert copy.read_bytes() == b"pb"
+    assert not copy.is_symlink()
     assert copy.stat().st_ino != (root / "1" / "saved_model.pb").stat().st_ino
     # setuid and world-write are dropped; the owner's execute bit is kept.
     assert stat.S_IMODE((root / "1" / "run.sh").stat().st_mode) == 0o755
@@ -305,7 +308,9 @@ def test_link_to_the_root_of_an_unwrapped_folder_is_refused(
     layout: tuple[Path, Path, Path],
 ) -> None:
     archives, root, outside = layout
-    archive = make_tar(archives / "m.tar.gz", [reg("model/saved_model.pb"), symlink("model/up", "..")])
+    archive = make_tar(
+        archives / "m.tar.gz", [reg("model/saved_model.pb"), symlink("model/up", "..")]
+    )
     refuse(archive, root, outside, "resolves outside the model")
 
 
@@ -320,10 +325,10 @@ def test_tar_device_and_fifo_are_refused(layout: tuple[Path, Path, Path], kind: 
     assert not os.path.lexists(root / "dev")
 
 
-@pytest.mark.parametrize("mode", [stat.S_IFIFO | 0o644, stat.S_IFCHR | 0o644, stat.S_IFSOCK | 0o644])
+@pytest.mark.parametrize("mode", [stat.S_IFIFO, stat.S_IFCHR, stat.S_IFSOCK])
 def test_zip_special_files_are_refused(layout: tuple[Path, Path, Path], mode: int) -> None:
     archives, root, outside = layout
-    archive = make_zip(archives / "m.zip", [(zip_info("dev", mode), b"")])
+    archive = make_zip(archives / "m.zip", [(zip_info("dev", mode | 0o644), b"")])
     refuse(archive, root, outside, "is a device, fifo or other special file")
 
 
@@ -337,7 +342,10 @@ def test_file_and_folder_with_the_same_name_conflict(layout: tuple[Path, Path, P
 
 
 def _zeros_zip(path: Path, size: int) -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive, archive.open("zeros", "w") as out:
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("zeros", "w") as out,
+    ):
         chunk = bytes(1024 * 1024)
         for _ in range(size // len(chunk)):
             out.write(chunk)
@@ -353,7 +361,9 @@ def test_zip_bomb_ratio_is_refused_before_inflating(layout: tuple[Path, Path, Pa
     assert not (root / "zeros").exists()
 
 
-def test_compressible_archive_under_the_ratio_floor_is_fine(layout: tuple[Path, Path, Path]) -> None:
+def test_compressible_archive_under_the_ratio_floor_is_fine(
+    layout: tuple[Path, Path, Path],
+) -> None:
     archives, root, _ = layout
     archive = _zeros_zip(archives / "small.zip", 4 * 1024 * 1024)
     extract(archive, root, SETTINGS, zip_format=True)

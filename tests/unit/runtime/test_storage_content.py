@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from modelplane_runtime.storage import StorageError
 from modelplane_runtime.storage.content import Content, Kind, classify
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 import pytest
-
 from modelplane_runtime.storage import StorageError
 from modelplane_runtime.storage.uri import (
     DemoURI,
