@@ -26,8 +26,7 @@
 
 {{/* Labels that select the operator pod (stable across upgrades). */}}
 {{- define "modelplane.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "modelplane.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+{{ include "modelplane.instanceLabels" . }}
 app.kubernetes.io/component: operator
 {{- end }}
 
@@ -61,6 +60,12 @@ app.kubernetes.io/part-of: modelplane
 {{/* The default runtime image for ModelDeployments that name none. */}}
 {{- define "modelplane.runtimeImage" -}}
 {{- printf "%s:%s" .Values.runtime.image.repository (default .Chart.AppVersion .Values.runtime.image.tag) }}
+{{- end }}
+
+{{/* Labels shared by the operator pod and the `helm test` pod (the NetworkPolicy's selector). */}}
+{{- define "modelplane.instanceLabels" -}}
+app.kubernetes.io/name: {{ include "modelplane.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/* Annotations that carry checkov skips, each with its reason (read by checkov). */}}
