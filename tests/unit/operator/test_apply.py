@@ -1,0 +1,96 @@
+"""Deciding what to write: desired-vs-live comparison, three-way patches, kept paths."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from modelplane_operator.apply import LAST_APPLIED, apply_patch, last_applied, with_last_applied
+from modelplane_operator.builders.render import render
+from modelplane_operator.diff import is_subset, merge_diff, removals
+
+from tests.unit.operator.cases import DEFAULTS, md
+
+GPU = {
+    "model": {"uri": "https://models.example.com/resnet.tar.gz"},
+    "replicas": 2,
+    "resources": {"cpu": "2", "memory": "4Gi", "gpu": 1},
+    "scheduling": {"nodeSelector": {"pool": "gpu", "zone": "a"}},
+}
+
+
+def children(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["kind"] + "/" + m["metadata"]["name"]: m for m in render(md(spec), DEFAULTS)}
+
+
+def as_server_returns(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the API server would hand back: our fields plus defaults and bookkeeping."""
+    live = copy.deepcopy(with_last_applied(manifest))
+    live["metadata"].update(uid="u", resourceVersion="7", generation=1,
+                            creationTimestamp="2026-11-24T03:00:00Z")
+    if manifest["kind"] == "Deployment":
+        live["spec"].setdefault("revisionHistoryLimit", 10)
+        live["spec"].setdefault("progressDeadlineSeconds", 600)
+        for container in live["spec"]["template"]["spec"]["containers"]:
+            container.setdefault("terminationMessagePath", "/dev/termination-log")
+        live["status"] = {"replicas": 2}
+    if manifest["kind"] == "Service":
+        live["spec"].setdefault("clusterIP", "10.96.0.10")
+    return live
+
+
+def test_desired_is_a_subset_of_what_the_server_returns() -> None:
+    for name, manifest in children(GPU).items():
+        assert apply_patch(manifest, as_server_returns(manifest)) is None, name
+
+
+def test_empty_desired_values_match_absent_live_fields() -> None:
+    assert is_subset({"a": [], "b": {}, "c": False, "d": 0, "e": None}, {})
+    assert not is_subset({"a": [1]}, {})
+    assert is_subset({"n": 1}, {"n": 1.0})
+    assert not is_subset({"flag": True}, {"flag": 1})
+    assert not is_subset({"items": [{"a": 1}]}, {"items": [{"a": 1}, {"a": 2}]})
+
+
+def test_hand_edit_is_patched_back_with_only_our_fields() -> None:
+    deployment = children(GPU)["Deployment/" + md(GPU)["metadata"]["name"]]
+    live = as_server_returns(deployment)
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:latest"
+    patch = apply_patch(deployment, live)
+    assert patch is not None
+    containers = patch["spec"]["template"]["spec"]["containers"]
+    assert containers == deployment["spec"]["template"]["spec"]["containers"]
+    assert "status" not in patch
+    assert "name" not in patch["metadata"]
+
+
+def test_a_removed_field_is_nulled_but_replicas_are_left_to_the_hpa() -> None:
+    before = children(GPU)
+    after_spec: dict[str, Any] = copy.deepcopy(GPU)
+    after_spec["scheduling"]["nodeSelector"] = {"pool": "gpu"}
+    del after_spec["replicas"]
+    after_spec["autoscaling"] = {"minReplicas": 2, "maxReplicas": 5}
+    after = children(after_spec)
+    name = "Deployment/" + md(GPU)["metadata"]["name"]
+    live = as_server_returns(before[name])
+    patch = apply_patch(after[name], live)
+    assert patch is not None
+    assert patch["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "gpu", "zone": None}
+    assert "replicas" not in patch["spec"]  # the HPA owns it now; nulling would reset it to 1
+    recorded = json.loads(patch["metadata"]["annotations"][LAST_APPLIED])
+    assert "replicas" not in recorded["spec"]
+
+
+def test_last_applied_round_trips_and_ignores_garbage() -> None:
+    manifest = children(GPU)["Service/" + md(GPU)["metadata"]["name"]]
+    recorded = last_applied(with_last_applied(manifest))
+    assert recorded["spec"] == manifest["spec"]
+    assert last_applied({"metadata": {"annotations": {LAST_APPLIED: "{not json"}}}) == {}
+
+
+def test_merge_diff_and_removals() -> None:
+    assert merge_diff({"a": 1, "b": {"c": 2, "d": 3}}, {"a": 1, "b": {"c": 4}}) == {
+        "b": {"c": 4, "d": None}}
+    assert removals({"spec": {"replicas": 2, "x": 1}}, {"spec": {}},
+                    frozenset({"spec.replicas"})) == {"spec": {"x": None}}
