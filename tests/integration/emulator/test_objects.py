@@ -1,0 +1,238 @@
+"""Object semantics of the emulated API server, over plain HTTP: one test per closed gap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.emulator.conftest import WIDGETS, widget
+
+MERGE = {"Content-Type": "application/merge-patch+json"}
+JSON_PATCH = {"Content-Type": "application/json-patch+json"}
+STRATEGIC = {"Content-Type": "application/strategic-merge-patch+json"}
+APPLY = {"Content-Type": "application/apply-patch+yaml"}
+
+
+def configmap(name: str, **data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def cm_path(ns: str, name: str = "") -> str:
+    return f"/api/v1/namespaces/{ns}/configmaps" + (f"/{name}" if name else "")
+
+
+def wd_path(ns: str, name: str = "", sub: str = "") -> str:
+    return "/".join(p for p in (f"{WIDGETS}/namespaces/{ns}/widgets", name, sub) if p)
+
+
+def created(http: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    resp = http.post(path, json=body)
+    assert resp.status_code == 201, resp.text
+    result: dict[str, Any] = resp.json()
+    return result
+
+
+def test_create_sets_server_metadata(http: httpx.Client, kube_namespace: str,
+                                     widgets_crd: Any) -> None:
+    obj = created(http, wd_path(kube_namespace), widget("w", kube_namespace, size="s"))
+    meta = obj["metadata"]
+    assert len(meta["uid"]) == 36
+    assert int(meta["resourceVersion"]) > 0
+    assert meta["generation"] == 1
+    assert meta["creationTimestamp"].endswith("Z")
+    assert http.get(wd_path(kube_namespace, "w")).json() == obj
+
+
+def test_generate_name(http: httpx.Client, kube_namespace: str) -> None:
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}}
+    names = {created(http, cm_path(kube_namespace), body)["metadata"]["name"] for _ in range(3)}
+    assert len(names) == 3
+    assert all(n.startswith("gen-") and len(n) == 9 for n in names)
+
+
+def test_create_twice_is_409_already_exists(http: httpx.Client, kube_namespace: str) -> None:
+    created(http, cm_path(kube_namespace), configmap("dup"))
+    resp = http.post(cm_path(kube_namespace), json=configmap("dup"))
+    assert resp.status_code == 409
+    assert resp.json()["reason"] == "AlreadyExists"
+
+
+def test_writes_bump_resource_version_and_generation_only_on_spec(
+        http: httpx.Client, kube_namespace: str, widgets_crd: Any) -> None:
+    obj = created(http, wd_path(kube_namespace), widget("g", kube_namespace, size="s"))
+    rv0 = int(obj["metadata"]["resourceVersion"])
+    labelled = http.patch(wd_path(kube_namespace, "g"), headers=MERGE,
+                          json={"metadata": {"labels": {"a": "b"}}}).json()
+    assert int(labelled["metadata"]["resourceVersion"]) > rv0
+    assert labelled["metadata"]["generation"] == 1
+    resized = http.patch(wd_path(kube_namespace, "g"), headers=MERGE,
+                         json={"spec": {"size": "m"}}).json()
+    assert resized["metadata"]["generation"] == 2
+    same = http.patch(wd_path(kube_namespace, "g"), headers=MERGE, json={"spec": {"size": "m"}})
+    assert same.json()["metadata"]["resourceVersion"] == resized["metadata"]["resourceVersion"]
+
+
+def test_stale_resource_version_is_409(http: httpx.Client, kube_namespace: str) -> None:
+    obj = created(http, cm_path(kube_namespace), configmap("rv", a="1"))
+    stale = obj["metadata"]["resourceVersion"]
+    http.patch(cm_path(kube_namespace, "rv"), headers=MERGE, json={"data": {"a": "2"}})
+    patched = http.patch(cm_path(kube_namespace, "rv"), headers=MERGE,
+                         json={"metadata": {"resourceVersion": stale}, "data": {"a": "3"}})
+    assert patched.status_code == 409
+    assert patched.json()["reason"] == "Conflict"
+    replaced = http.put(cm_path(kube_namespace, "rv"), json={**obj, "data": {"a": "4"}})
+    assert replaced.status_code == 409
+    assert http.get(cm_path(kube_namespace, "rv")).json()["data"] == {"a": "2"}
+
+
+def test_put_replaces_the_object(http: httpx.Client, kube_namespace: str) -> None:
+    obj = created(http, cm_path(kube_namespace), configmap("put", a="1", b="2"))
+    obj["data"] = {"c": "3"}
+    resp = http.put(cm_path(kube_namespace, "put"), json=obj)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["data"] == {"c": "3"}
+    assert resp.json()["metadata"]["uid"] == obj["metadata"]["uid"]
+
+
+def test_put_on_custom_resource_requires_resource_version(
+        http: httpx.Client, kube_namespace: str, widgets_crd: Any) -> None:
+    created(http, wd_path(kube_namespace), widget("p", kube_namespace, size="s"))
+    resp = http.put(wd_path(kube_namespace, "p"), json=widget("p", kube_namespace, size="l"))
+    assert resp.status_code == 422
+
+
+def test_failed_json_patch_test_is_422(http: httpx.Client, kube_namespace: str) -> None:
+    created(http, cm_path(kube_namespace), configmap("jp"))
+    ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": "1"},
+           {"op": "add", "path": "/metadata/finalizers", "value": ["x"]}]
+    resp = http.patch(cm_path(kube_namespace, "jp"), headers=JSON_PATCH, json=ops)
+    assert resp.status_code == 422
+    assert resp.json()["reason"] == "Invalid"
+    current = http.get(cm_path(kube_namespace, "jp")).json()
+    ops[0]["value"] = current["metadata"]["resourceVersion"]
+    resp = http.patch(cm_path(kube_namespace, "jp"), headers=JSON_PATCH, json=ops)
+    assert resp.json()["metadata"]["finalizers"] == ["x"]
+
+
+def test_strategic_merge_on_builtins_and_415_on_custom_resources(
+        http: httpx.Client, kube_namespace: str, widgets_crd: Any) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [
+        {"name": "a", "image": "a:1", "ports": [{"containerPort": 80}]},
+        {"name": "b", "image": "b:1"}]}}
+    created(http, f"/api/v1/namespaces/{kube_namespace}/pods", pod)
+    patch = {"spec": {"$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
+                      "containers": [{"name": "a", "image": "a:2"}]}}
+    merged = http.patch(f"/api/v1/namespaces/{kube_namespace}/pods/p", headers=STRATEGIC,
+                        json=patch).json()
+    assert merged["spec"]["containers"] == [
+        {"name": "a", "image": "a:2", "ports": [{"containerPort": 80}]},
+        {"name": "b", "image": "b:1"}]
+    created(http, wd_path(kube_namespace), widget("sm", kube_namespace, size="s"))
+    resp = http.patch(wd_path(kube_namespace, "sm"), headers=STRATEGIC, json={"spec": {}})
+    assert resp.status_code == 415
+
+
+def test_server_side_apply_creates_then_updates(http: httpx.Client, kube_namespace: str) -> None:
+    path = cm_path(kube_namespace, "ssa") + "?fieldManager=test"
+    body = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: '1'\n"
+    first = http.patch(path, headers=APPLY, content=body)
+    assert first.status_code == 201, first.text
+    second = http.patch(path, headers=APPLY, content=body.replace("'1'", "'2'"))
+    assert second.status_code == 200
+    assert second.json()["data"] == {"a": "2"}
+    assert second.json()["metadata"]["uid"] == first.json()["metadata"]["uid"]
+
+
+def test_dry_run_writes_nothing(http: httpx.Client, kube_namespace: str) -> None:
+    resp = http.post(cm_path(kube_namespace) + "?dryRun=All", json=configmap("dry", a="1"))
+    assert resp.status_code == 201
+    assert resp.json()["data"] == {"a": "1"}
+    assert http.get(cm_path(kube_namespace, "dry")).status_code == 404
+    created(http, cm_path(kube_namespace), configmap("dry", a="1"))
+    preview = http.patch(cm_path(kube_namespace, "dry") + "?dryRun=All", headers=MERGE,
+                         json={"data": {"a": "2"}})
+    assert preview.json()["data"] == {"a": "2"}
+    http.delete(cm_path(kube_namespace, "dry") + "?dryRun=All")
+    assert http.get(cm_path(kube_namespace, "dry")).json()["data"] == {"a": "1"}
+
+
+def test_status_subresource_isolation(http: httpx.Client, kube_namespace: str,
+                                      widgets_crd: Any) -> None:
+    created(http, wd_path(kube_namespace), {**widget("st", kube_namespace, size="s"),
+                                            "status": {"ignored": True}})
+    assert "status" not in http.get(wd_path(kube_namespace, "st")).json()
+    via_status = http.patch(wd_path(kube_namespace, "st", "status"), headers=MERGE,
+                            json={"spec": {"size": "xl"}, "status": {"phase": "Up"}}).json()
+    assert via_status["spec"] == {"size": "s"}
+    assert via_status["status"] == {"phase": "Up"}
+    assert via_status["metadata"]["generation"] == 1
+    via_main = http.patch(wd_path(kube_namespace, "st"), headers=MERGE,
+                          json={"spec": {"size": "m"}, "status": {"phase": "Down"}}).json()
+    assert via_main["spec"] == {"size": "m"}
+    assert via_main["status"] == {"phase": "Up"}
+
+
+def test_scale_subresource_is_an_autoscaling_v1_scale(http: httpx.Client, kube_namespace: str,
+                                                      widgets_crd: Any) -> None:
+    created(http, wd_path(kube_namespace), widget("sc", kube_namespace, replicas=1))
+    http.patch(wd_path(kube_namespace, "sc", "status"), headers=MERGE,
+               json={"status": {"replicas": 1, "selector": "app=sc"}})
+    scale = http.get(wd_path(kube_namespace, "sc", "scale")).json()
+    assert scale["kind"] == "Scale"
+    assert scale["apiVersion"] == "autoscaling/v1"
+    assert scale["spec"] == {"replicas": 1}
+    assert scale["status"] == {"replicas": 1, "selector": "app=sc"}
+    scaled = http.patch(wd_path(kube_namespace, "sc", "scale"), headers=MERGE,
+                        json={"spec": {"replicas": 4}})
+    assert scaled.json()["spec"] == {"replicas": 4}
+    obj = http.get(wd_path(kube_namespace, "sc")).json()
+    assert obj["spec"]["replicas"] == 4
+    assert obj["metadata"]["generation"] == 2
+
+
+def test_finalizers_hold_deletion_until_removed(http: httpx.Client, kube_namespace: str,
+                                                widgets_crd: Any) -> None:
+    body = widget("fin", kube_namespace, size="s")
+    body["metadata"]["finalizers"] = ["example.com/cleanup"]
+    created(http, wd_path(kube_namespace), body)
+    deleting = http.delete(wd_path(kube_namespace, "fin"))
+    assert deleting.status_code == 200
+    assert deleting.json()["metadata"]["deletionTimestamp"]
+    assert http.get(wd_path(kube_namespace, "fin")).status_code == 200
+    added = http.patch(wd_path(kube_namespace, "fin"), headers=MERGE,
+                       json={"metadata": {"finalizers": ["example.com/cleanup", "more"]}})
+    assert added.status_code == 422  # no new finalizers on an object being deleted
+    released = http.patch(wd_path(kube_namespace, "fin"), headers=MERGE,
+                          json={"metadata": {"finalizers": None}})
+    assert released.status_code == 200
+    assert http.get(wd_path(kube_namespace, "fin")).status_code == 404
+
+
+@pytest.mark.parametrize(("policy", "finalizer"), [("Foreground", "foregroundDeletion"),
+                                                   ("Orphan", "orphan")])
+def test_propagation_policy_adds_the_gc_finalizer(http: httpx.Client, kube_namespace: str,
+                                                  policy: str, finalizer: str) -> None:
+    created(http, cm_path(kube_namespace), configmap("pp"))
+    resp = http.request("DELETE", cm_path(kube_namespace, "pp"),
+                        json={"propagationPolicy": policy})
+    assert resp.json()["metadata"]["finalizers"] == [finalizer]
+    assert http.get(cm_path(kube_namespace, "pp")).json()["metadata"]["deletionTimestamp"]
+
+
+def test_delete_preconditions(http: httpx.Client, kube_namespace: str) -> None:
+    created(http, cm_path(kube_namespace), configmap("pre"))
+    resp = http.request("DELETE", cm_path(kube_namespace, "pre"),
+                        json={"preconditions": {"uid": "not-the-uid"}})
+    assert resp.status_code == 409
+    assert http.delete(cm_path(kube_namespace, "pre")).status_code == 200
+    assert http.get(cm_path(kube_namespace, "pre")).status_code == 404
+
+
+def test_service_gets_a_cluster_ip(http: httpx.Client, kube_namespace: str) -> None:
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+           "spec": {"ports": [{"name": "http", "port": 80}]}}
+    spec = created(http, f"/api/v1/namespaces/{kube_namespace}/services", svc)["spec"]
+    assert spec["clusterIP"].startswith("10.96.")
+    assert spec["type"] == "ClusterIP"
