@@ -69,7 +69,6 @@ class Load:
             "latencyP50Ms": _round(self.latency_p50_ms, 1),
             "latencyP99Ms": _round(self.latency_p99_ms, 1),
             "errorRate": _round(self.error_rate, 4),
-            "scrapedPods": self.pods,
         }
         return {key: value for key, value in fields.items() if value is not None}
 

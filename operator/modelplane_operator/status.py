@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from modelplane_operator.builders.labels import TRACK_LABEL
 from modelplane_operator.diff import merge_diff
 from modelplane_operator.load import Load
 
 OWNED_KEYS = (
-    "replicas", "readyReplicas", "updatedReplicas", "availableReplicas", "ready", "selector",
-    "url", "observedGeneration", "conditions", "replicaStatuses", "load", "modelVersion",
+    "replicas", "readyReplicas", "updatedReplicas", "ready", "selector", "url",
+    "observedGeneration", "conditions", "pods", "load",
 )
 """Top-level status fields this operator writes (``status.kopf`` belongs to kopf)."""
 
@@ -47,11 +48,6 @@ class Problem:
 def timestamp(now: datetime) -> str:
     """RFC 3339 in UTC, second precision, as Kubernetes writes timestamps."""
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def service_url(name: str, namespace: str, port: int) -> str:
-    """The in-cluster URL of a Service."""
-    return f"http://{name}.{namespace}.svc.cluster.local:{port}"
 
 
 def condition(
@@ -92,10 +88,14 @@ def replica_statuses(pods: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "ready": pod_ready(pod),
             "restarts": _restarts(pod),
             "phase": pod.get("status", {}).get("phase", "Pending"),
+            "track": pod.get("metadata", {}).get("labels", {}).get(TRACK_LABEL, "stable"),
         }
+        node = pod.get("spec", {}).get("nodeName")
+        if node:
+            entry["node"] = node
         problem = pod_problem(pod)
         if problem is not None:
-            entry["reason"] = problem.reason
+            entry["message"] = f"{problem.reason}: {problem.message}"
         out.append(entry)
     return out[:MAX_REPLICA_STATUSES]
 
@@ -147,37 +147,40 @@ def deployment_problem(deployment: Mapping[str, Any]) -> Problem | None:
 class Target:
     """What the rendered children say about where the model is served."""
 
-    service_name: str
-    service_port: int
+    url: str
     selector: str
     desired_replicas: int
+    """Replicas wanted over all tracks (the live count where an HPA owns it)."""
 
 
 def build_status(
     *,
-    name: str,
-    namespace: str,
     generation: int,
     target: Target,
-    deployment: Mapping[str, Any] | None,
+    deployments: Sequence[Mapping[str, Any] | None],
     pods: Sequence[Mapping[str, Any]],
     load: Load | None,
     load_updated_at: datetime | None,
     previous: Mapping[str, Any],
     now: datetime,
 ) -> dict[str, Any]:
-    """The full status this operator owns, from the live Deployment, its Pods and the load."""
-    dep_status = (deployment or {}).get("status", {})
+    """The full status this operator owns, from the live Deployments (one per track, None
+    where missing), their Pods and the load."""
+    live = [d for d in deployments if d is not None]
+    all_exist = bool(deployments) and len(live) == len(deployments)
     desired = target.desired_replicas
-    if deployment is not None and deployment.get("spec", {}).get("replicas") is not None:
-        desired = int(deployment["spec"]["replicas"])  # the HPA may have changed it
-    ready = int(dep_status.get("readyReplicas", 0))
-    updated = int(dep_status.get("updatedReplicas", 0))
-    rolled_out = deployment is not None and int(dep_status.get("observedGeneration", 0)) >= int(
-        deployment.get("metadata", {}).get("generation", 1)
-    )
+    ready = updated = existing = 0
+    rolled_out = True
+    for dep in live:
+        dep_status = dep.get("status", {})
+        ready += int(dep_status.get("readyReplicas", 0))
+        updated += int(dep_status.get("updatedReplicas", 0))
+        existing += int(dep_status.get("replicas", 0))
+        rolled_out = rolled_out and int(dep_status.get("observedGeneration", 0)) >= int(
+            dep.get("metadata", {}).get("generation", 1)
+        )
 
-    problem = deployment_problem(deployment) if deployment is not None else None
+    problem = next((p for p in map(deployment_problem, live) if p is not None), None)
     if problem is None:
         problem = next((p for p in map(pod_problem, pods) if p is not None), None)
 
@@ -185,7 +188,7 @@ def build_status(
         return condition(kind, status, reason, message, generation=generation,
                          previous=previous.get("conditions") or [], now=now)
 
-    if deployment is None:
+    if not all_exist:
         ready_cond = cond("Ready", False, "Creating", "the Deployment does not exist yet")
         progressing = cond("Progressing", True, "Creating", "creating children")
     else:
@@ -211,16 +214,15 @@ def build_status(
         degraded = cond("Degraded", False, "AsExpected", "no replica reports a problem")
 
     status: dict[str, Any] = {
-        "replicas": int(dep_status.get("replicas", 0)),
+        "replicas": existing,
         "readyReplicas": ready,
         "updatedReplicas": updated,
-        "availableReplicas": int(dep_status.get("availableReplicas", 0)),
         "ready": f"{ready}/{desired}",
         "selector": target.selector,
-        "url": service_url(target.service_name, namespace, target.service_port),
+        "url": target.url,
         "observedGeneration": generation,
         "conditions": [ready_cond, progressing, degraded],
-        "replicaStatuses": replica_statuses(pods),
+        "pods": replica_statuses(pods),
     }
     status["load"] = None  # no ready pod scraped: the last numbers would be stale
     if load is not None:
