@@ -77,7 +77,9 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         if len(branches) != 1:
             raise SchemaError(f"cannot express anyOf {node['anyOf']!r} structurally")
         inner = structural(branches[0], defs)
-        if len(branches) < len(node["anyOf"]):
+        # An explicit null is fine either way: the API server prunes nulls of non-nullable
+        # fields. Enums stay non-nullable because the server checks a null against the enum.
+        if len(branches) < len(node["anyOf"]) and "enum" not in inner:
             inner["nullable"] = True
         if "description" in node:
             inner["description"] = node["description"]
@@ -211,8 +213,6 @@ def to_jsonschema(node: dict[str, Any]) -> dict[str, Any]:
                 "minItems", "maxItems", "required"):
         if key in node:
             out[key] = node[key]
-    if node.get("enum") is not None and node.get("nullable"):
-        out["enum"] = [*node["enum"], None]
     for bound, flag in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         if node.get(bound):
             out[bound] = out.pop(flag)

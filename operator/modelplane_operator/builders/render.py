@@ -9,7 +9,8 @@ Replica ownership: without autoscaling the Deployments get ``replicas`` split be
 tracks by ``canary.trafficPercent`` (see traffic.py). With autoscaling the Deployments omit
 ``replicas`` entirely (leaving it to the HPA: re-applying a value would fight the HPA and
 restart the scale on every reconcile) and each track gets its own HPA whose bounds are the
-split of ``minReplicas``/``maxReplicas``; the same per-pod targets then keep the ratio.
+split of ``minReplicas``/``maxReplicas``; the same per-pod targets then keep the ratio. A
+track with no share of the traffic runs zero replicas and has no HPA.
 """
 
 from __future__ import annotations
@@ -51,12 +52,18 @@ def render_spec(
     tracks: list[Track] = ["stable", "canary"] if canary is not None else ["stable"]
 
     autoscaling = spec.autoscaling
-    if autoscaling is None:
-        stable, canary_count = split(spec.effective_replicas, percent)
-        counts: dict[Track, int] = {"stable": stable, "canary": canary_count}
-    else:
-        low = split(autoscaling.min_replicas, percent)
-        high = split(autoscaling.max_replicas, percent)
+    total = spec.effective_replicas if autoscaling is None else autoscaling.min_replicas
+    counts = dict(zip(("stable", "canary"), split(total, percent), strict=True))
+    if autoscaling is not None:
+        low = dict(zip(("stable", "canary"), split(autoscaling.min_replicas, percent),
+                       strict=True))
+        high = dict(zip(("stable", "canary"), split(autoscaling.max_replicas, percent),
+                        strict=True))
+
+    def scaled(track: Track) -> bool:
+        # A track with no share of the traffic (canary at 0 %, stable at 100 %) gets no HPA
+        # (an HPA cannot go below one replica) and an explicit zero instead.
+        return autoscaling is not None and counts[track] > 0
 
     children: list[dict[str, Any]] = []
     for track in tracks:
@@ -68,16 +75,13 @@ def render_spec(
                 defaults,
                 track=track,
                 model=model,
-                replicas=None if autoscaling is not None else counts[track],
+                replicas=None if scaled(track) else counts[track],
                 version=version,
             )
         )
     children.append(build_service(owner, spec, version))
-    if autoscaling is not None:
-        for index, track in enumerate(tracks):
-            # An HPA needs minReplicas >= 1; a track at 0 % (or 100 %) still keeps one pod
-            # under autoscaling. Set trafficPercent to 0 by removing the canary instead.
-            low_n, high_n = max(1, low[index]), max(1, high[index])
+    for track in tracks:
+        if autoscaling is not None and scaled(track):
             name = deployment_name(owner.name, track)
             children.append(
                 build_autoscaler(
@@ -85,8 +89,8 @@ def render_spec(
                     autoscaling,
                     name=name,
                     target=name,
-                    min_replicas=low_n,
-                    max_replicas=max(low_n, high_n),
+                    min_replicas=low[track],
+                    max_replicas=max(low[track], high[track]),
                     version=version,
                 )
             )

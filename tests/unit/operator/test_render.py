@@ -420,3 +420,19 @@ def test_invalid_spec_renders_nothing() -> None:
     obj = md({"model": {"uri": "demo://"}, "autoscaling": {"minReplicas": 4, "maxReplicas": 2}})
     with pytest.raises(InvalidSpec, match=r"spec\.autoscaling\.maxReplicas: must be >= "):
         render(obj, DEFAULTS)
+
+
+@pytest.mark.parametrize(("percent", "scaled", "idle"), [(0, "seed-mlp", "seed-mlp-canary"),
+                                                         (100, "seed-mlp-canary", "seed-mlp")])
+def test_a_track_without_traffic_runs_no_pods_and_has_no_hpa(
+    percent: int, scaled: str, idle: str
+) -> None:
+    spec = {"model": {"uri": "demo://"}, "autoscaling": {"minReplicas": 2, "maxReplicas": 6},
+            "canary": {"model": {"uri": "demo://v2"}, "trafficPercent": percent}}
+    children = render(md(spec), DEFAULTS)
+    deployments = {d["metadata"]["name"]: d for d in by_kind(children, "Deployment")}
+    assert deployments[idle]["spec"]["replicas"] == 0
+    assert "replicas" not in deployments[scaled]["spec"]
+    (hpa,) = by_kind(children, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == scaled
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
