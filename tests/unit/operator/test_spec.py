@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from modelplane_operator.quantity import canonical_quantity
 from modelplane_operator.spec import (
     InvalidSpec,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
-    canonical_quantity,
     validate_name,
     validate_spec,
 )
