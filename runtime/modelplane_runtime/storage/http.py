@@ -121,8 +121,11 @@ def _retry_after(headers: Message | None) -> float | None:
         return None
     if value.strip().isdigit():
         return float(value)
-    when = email.utils.parsedate_to_datetime(value) if "," in value else None
-    return max(0.0, when.timestamp() - time.time()) if when is not None else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # unreadable hint: fall back to our own backoff
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _error_body(error: urllib.error.HTTPError) -> str:

@@ -60,6 +60,8 @@ def copy_local(source: Path, work: Path, settings: StorageSettings, *, boundary:
     real_boundary = os.path.realpath(boundary)
     if not _inside(real_boundary, real):
         raise StorageError(f"{source} resolves to {real}, outside {boundary}")
+    if _inside(real, os.path.realpath(work)):
+        raise StorageError(f"the destination is inside the source folder {source}")
     model = work / "model"
     if os.path.isdir(real):
         model.mkdir()

@@ -18,6 +18,7 @@ same content. One fetch per destination at a time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -59,10 +60,7 @@ def install(dest: Path, build: Callable[[Path], Path]) -> None:
         _remove_leftovers(dest, (WORK_PREFIX, OLD_PREFIX))
         work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=dest))
     else:
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {dest.parent}: {exc.strerror}") from None
+        created = _make_parents(dest.parent)
         prefix = f".{dest.name}{WORK_PREFIX}"
         _remove_leftovers(dest.parent, (prefix,))
         work = Path(tempfile.mkdtemp(prefix=prefix, dir=dest.parent))
@@ -73,8 +71,29 @@ def install(dest: Path, build: Callable[[Path], Path]) -> None:
             _swap_into(dest, model, work)
         else:
             os.rename(model, dest)
-    finally:
+    except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        if not in_place:
+            for folder in created:  # deepest first; only folders this call made
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; returns the folders it created, deepest first."""
+    missing = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    try:
+        for path in reversed(missing):
+            path.mkdir()
+    except OSError as exc:
+        raise StorageError(f"cannot create {folder}: {exc.strerror}") from None
+    return missing
 
 
 def _swap_into(dest: Path, model: Path, work: Path) -> None:

@@ -121,7 +121,7 @@ def test_failure_leaves_a_missing_dest_missing(tmp_path: Path) -> None:
     with pytest.raises(StorageError) as caught:
         fetch(f"file://{bad}", dest)
     assert "pipe is a device, fifo or socket" in str(caught.value)
-    assert siblings(dest) == []
+    assert not (tmp_path / "out").exists()  # not even the parent this fetch created
 
 
 def test_unsafe_archive_leaves_dest_untouched(tmp_path: Path) -> None:
@@ -151,6 +151,23 @@ def test_bad_sources_are_clear_errors(tmp_path: Path, uri: str, message: str) ->
         fetch(uri, tmp_path / "models")
     assert message in str(caught.value)
     assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize("inside", ["models", "deeper/models"])
+def test_dest_inside_the_source_is_refused(tmp_path: Path, inside: str) -> None:
+    source = make_model(tmp_path / "src")
+    before = tree(source)
+    with pytest.raises(StorageError, match="the destination is inside the source folder"):
+        fetch(f"file://{source}", source / inside)
+    assert tree(source) == before
+
+
+def test_source_that_is_the_existing_dest_is_refused(tmp_path: Path) -> None:
+    dest = make_model(tmp_path / "models")
+    before = tree(dest)
+    with pytest.raises(StorageError, match="the destination is inside the source folder"):
+        fetch(f"file://{dest}", dest)
+    assert tree(dest) == before
 
 
 def test_empty_source_folder_is_an_error(tmp_path: Path) -> None:
