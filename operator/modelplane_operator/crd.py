@@ -69,9 +69,24 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
 
 
+_ORDER = (
+    "description", "type", "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields",
+    "nullable", "format", "enum",
+)
+
+
+def _ordered(node: dict[str, Any]) -> dict[str, Any]:
+    # Description and type first, children last: the file reads like hand-written CRDs.
+    head = [key for key in _ORDER if key in node]
+    return {key: node[key] for key in head + [k for k in node if k not in head]}
+
+
 def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """Convert one pydantic JSON-schema node (and its children) to a structural schema."""
-    node = _resolve(node, defs)
+    return _ordered(_structural(_resolve(node, defs), defs))
+
+
+def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "anyOf" in node:
         branches = [b for b in node["anyOf"] if b != {"type": "null"}]
         if len(branches) != 1:
