@@ -1,0 +1,185 @@
+"""Pre/post-processing from modelplane.yaml: parsing, checks at start-up, served signature."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from modelplane_runtime.errors import InvalidInput, ModelLoadError
+from modelplane_runtime.processing import build_processor, read_config
+from modelplane_runtime.signature import SignatureSpec, TensorSpec
+
+from tests.fixtures.models import call_keras_model, demo_predict
+from tests.unit.runtime.test_batching import plane
+
+MODEL = SignatureSpec(
+    "serving_default",
+    (TensorSpec("image", "float32", (-1, 2, 2)), TensorSpec("ids", "int64", (-1,))),
+    (TensorSpec("probs", "float32", (-1, 3)), TensorSpec("score", "float32", (-1, 1))),
+)
+
+
+def config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "modelplane.yaml"
+    path.write_text(text)
+    return path
+
+
+def build(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    path = config(tmp_path, text)
+    return build_processor(read_config(path), {"serving_default": MODEL}, path)
+
+
+def test_served_signature_reflects_processing(tmp_path: Path) -> None:
+    processor = build(tmp_path, """
+inputs:
+  image: {dtype: uint8, shape: [4], mean: 127.5, std: 127.5}
+outputs:
+  probs: {labels: [cat, dog, bird], top_k: 2, keep: false}
+  score: {threshold: 0.7}
+""")
+    served = processor.served
+    assert served.input("image") == TensorSpec("image", "uint8", (-1, 4))
+    assert served.input("ids") == TensorSpec("ids", "int64", (-1,))
+    assert [t.name for t in served.outputs] == [
+        "score",
+        "probs_class", "probs_label", "probs_top_k_scores", "probs_top_k_classes",
+        "probs_top_k_labels",
+        "score_class",
+    ]
+    assert served.output("probs_top_k_labels") == TensorSpec(
+        "probs_top_k_labels", "string", (-1, 2)
+    )
+
+    pre = processor.preprocess({"image": np.array([[0, 255, 127, 128]], np.uint8), "ids": [1]})
+    assert pre["image"].dtype == np.float32
+    np.testing.assert_allclose(pre["image"], [[[-1, 1], [-0.003922, 0.003922]]], atol=1e-5)
+
+    post = processor.postprocess({
+        "probs": np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]], np.float32),
+        "score": np.array([[0.9], [0.1]], np.float32),
+    })
+    assert "probs" not in post
+    assert post["probs_class"].tolist() == [1, 0]
+    assert post["probs_label"].tolist() == [b"dog", b"cat"]
+    np.testing.assert_allclose(post["probs_top_k_scores"], [[0.7, 0.2], [0.5, 0.3]])
+    assert post["probs_top_k_classes"].tolist() == [[1, 2], [0, 2]]
+    assert post["probs_top_k_labels"].tolist() == [[b"dog", b"bird"], [b"cat", b"bird"]]
+    assert post["score_class"].tolist() == [1, 0]
+    np.testing.assert_allclose(post["score"], [[0.9], [0.1]])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("inputs: {image: {scale: 2}}", r"inputs\.image\.scale: Extra inputs are not permitted"),
+        ("inputs: {image: {dtype: float128}}", "unknown dtype 'float128'"),
+        ("outputs: {probs: {top_k: 0}}", r"outputs\.probs\.top_k"),
+        ("[1, 2]", "Input should be a valid dictionary"),
+        ("inputs: {image: [1,", "cannot read"),
+    ],
+)
+def test_config_file_errors_name_the_field(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ModelLoadError, match=message):
+        read_config(config(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("signature: other", "the model has no signature 'other'"),
+        ("inputs: {pixels: {}}", r"inputs\.pixels: no such input \(inputs: image, ids\)"),
+        ("outputs: {logits: {}}", r"outputs\.logits: no such output"),
+        ("inputs: {image: {shape: [5]}}", "shape \\[5\\] has 5 values per row; the model's"),
+        ("inputs: {ids: {mean: 1}}", "mean/std need a float model input; this one is int64"),
+        ("inputs: {image: {std: 0}}", "std must not be zero"),
+        ("inputs: {image: {mean: [1, 2, 3]}}", "mean has 3 values; it must broadcast"),
+        ("inputs: {image: {dtype: string}}", "cannot cast string to the model's float32"),
+        ("outputs: {probs: {labels: [a, b]}}", "2 labels given; the output has 3 classes"),
+        ("outputs: {probs: {threshold: 0.5}}", "threshold needs a single-score output"),
+        ("outputs: {probs: {top_k: 4}}", "top_k 4 is more than the 3 classes"),
+        ("outputs: {score: {labels: [a, b, c]}}", "a single score needs 2 labels"),
+        ("outputs: {score: {top_k: 1}}", "top_k needs an output with several classes"),
+    ],
+)
+def test_mistakes_fail_at_start_up(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ModelLoadError, match=message) as caught:
+        build(tmp_path, text)
+    assert "modelplane.yaml" in str(caught.value)
+
+
+def test_reshape_that_cannot_work_is_a_client_error(tmp_path: Path) -> None:
+    spec = SignatureSpec(
+        "serving_default", (TensorSpec("x", "float32", (-1, -1, 2)),), (),
+    )
+    path = config(tmp_path, "inputs: {x: {shape: [-1]}}")
+    processor = build_processor(read_config(path), {"serving_default": spec}, path)
+    assert processor.preprocess({"x": np.ones((1, 6))})["x"].shape == (1, 3, 2)
+    with pytest.raises(InvalidInput, match=r"input 'x': cannot reshape \[5\]"):
+        processor.preprocess({"x": np.ones((1, 5))})
+
+
+async def test_processing_through_the_data_plane(
+    demo_model_dir: Path, keras_model_file: Path, tmp_path: Path
+) -> None:
+    demo = tmp_path / "demo"
+    shutil.copytree(demo_model_dir, demo)
+    (demo / "modelplane.yaml").write_text(
+        "inputs:\n  inputs: {dtype: int64, shape: [2, 4], mean: 1, std: 2}\n"
+        "outputs:\n  outputs: {labels: [negative, positive], threshold: 0.4, keep: false}\n"
+    )
+    x = np.arange(24, dtype=np.int64).reshape(3, 2, 4) - 12
+    async with plane(demo) as dp:
+        spec = dp.signature("demo", 1)
+        assert spec.inputs == (TensorSpec("inputs", "int64", (-1, 2, 4)),)
+        assert [t.name for t in spec.outputs] == ["outputs_class", "outputs_label"]
+        got = await dp.predict("demo", 1, None, {"inputs": x}, strict_dtypes=True)
+    scores = demo_predict((x.reshape(3, 8) - 1) / 2)[:, 0]
+    assert got["outputs_class"].tolist() == (scores >= 0.4).astype(int).tolist()
+    assert got["outputs_label"].tolist() == [
+        b"positive" if s >= 0.4 else b"negative" for s in scores
+    ]
+
+    folder = tmp_path / "keras"
+    shutil.copytree(keras_model_file.parent, folder)
+    (folder / "modelplane.yaml").write_text(
+        "outputs:\n  probabilities: {labels: [red, green, blue], top_k: 2}\n"
+    )
+    feats = np.random.default_rng(1).normal(size=(4, 4)).astype(np.float32)
+    async with plane(folder, model_name="k") as dp:
+        got = await dp.predict("k", 1, None, {"features": feats})
+    probs = call_keras_model(keras_model_file, feats)
+    np.testing.assert_allclose(got["probabilities"], probs, rtol=1e-5, atol=1e-6)
+    best = np.argsort(-probs, axis=1)[:, :2]
+    assert got["probabilities_top_k_classes"].tolist() == best.tolist()
+    names = np.array([b"red", b"green", b"blue"], dtype=object)
+    assert got["probabilities_label"].tolist() == names[best[:, 0]].tolist()
+
+
+async def test_version_folder_config_overrides_the_base(
+    two_io_model_dir: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(two_io_model_dir, tmp_path / "m")
+    (tmp_path / "m" / "modelplane.yaml").write_text("inputs: {a: {mean: 1}}\n")
+    (tmp_path / "m" / "2" / "modelplane.yaml").write_text("inputs: {a: {mean: 2}}\n")
+    a = np.full((1, 3), 5, np.float32)
+    b = np.zeros((1, 2), np.float32)
+    async with plane(tmp_path / "m", model_versions="all") as dp:
+        one = await dp.predict("m", 1, None, {"a": a, "b": b})
+        two = await dp.predict("m", 2, None, {"a": a, "b": b})
+    np.testing.assert_allclose(one["scaled"], (a - 1) * 1)
+    np.testing.assert_allclose(two["scaled"], (a - 2) * 2)
+
+
+async def test_a_bad_config_fails_the_version_with_its_message(
+    demo_model_dir: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(demo_model_dir, tmp_path / "d")
+    (tmp_path / "d" / "modelplane.yaml").write_text("outputs: {nope: {}}\n")
+    from modelplane_runtime.dataplane import DataPlane
+    from modelplane_runtime.settings import RuntimeSettings
+
+    with pytest.raises(ModelLoadError, match=r"outputs\.nope: no such output"):
+        await DataPlane(RuntimeSettings(model_path=tmp_path / "d")).load()
