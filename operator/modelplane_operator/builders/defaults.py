@@ -15,5 +15,5 @@ class RenderDefaults:
     """Image used instead when GPUs are requested and no image is set (CUDA base)."""
     cluster_domain: str = "cluster.local"
     """DNS suffix of Service URLs."""
-    run_as_user: int = 1000
-    """Non-root uid (and gid, fsGroup) of runtime pods; must match the runtime image's user."""
+    run_as_user: int = 65532
+    """Non-root uid (and gid, fsGroup) of runtime pods: the USER of runtime/Dockerfile."""

@@ -284,6 +284,8 @@ def _pod_spec(
             "runAsUser": defaults.run_as_user,
             "runAsGroup": defaults.run_as_user,
             "fsGroup": defaults.run_as_user,
+            # Skip the recursive chown of a large model volume when its root already fits.
+            "fsGroupChangePolicy": "OnRootMismatch",
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "terminationGracePeriodSeconds": TERMINATION_GRACE_S,

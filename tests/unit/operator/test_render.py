@@ -142,6 +142,7 @@ def test_restricted_pod_security() -> None:
     for name in SPECS:
         pod = _pod(render(md(SPECS[name]), DEFAULTS))
         assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == DEFAULTS.run_as_user > 0
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert pod["automountServiceAccountToken"] is False
         writable = set()
