@@ -142,6 +142,7 @@ def _parents_are_real_dirs(state: _Extraction, path: PurePosixPath) -> None:
             info = os.lstat(current)
         except FileNotFoundError:
             os.mkdir(current, 0o755)
+            os.chmod(current, 0o755)
             state.dirs.add(prefix)
             continue
         if not stat.S_ISDIR(info.st_mode):
@@ -163,6 +164,7 @@ def _write(state: _Extraction, path: PurePosixPath, entry: _Entry) -> None:
     assert entry.open is not None
     written = 0
     with entry.open() as source, os.fdopen(os.open(target, flags, mode), "wb") as sink:
+        os.fchmod(sink.fileno(), mode)  # exact mode whatever the umask: the runtime must read it
         while chunk := source.read(_CHUNK):
             written += len(chunk)
             if written > entry.size:

@@ -38,7 +38,8 @@ def _copy_tree(source: str, target: Path, real_root: str) -> None:
                     )
                 os.symlink(os.path.relpath(resolved, source), destination)
             elif stat.S_ISDIR(info.st_mode):
-                os.mkdir(destination, 0o755)
+                os.mkdir(destination)
+                os.chmod(destination, 0o755)
                 _copy_tree(entry.path, destination, real_root)
             elif stat.S_ISREG(info.st_mode):
                 shutil.copyfile(entry.path, destination, follow_symlinks=False)

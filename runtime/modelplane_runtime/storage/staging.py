@@ -70,6 +70,7 @@ def install(dest: Path, build: Callable[[Path], Path]) -> None:
         if in_place:
             _swap_into(dest, model, work)
         else:
+            os.chmod(model, 0o755)  # readable by the runtime container whatever the umask
             os.rename(model, dest)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

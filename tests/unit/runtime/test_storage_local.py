@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import stat
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -137,6 +139,35 @@ def test_unsafe_archive_leaves_dest_untouched(tmp_path: Path) -> None:
         fetch(f"file://{archive}", dest)
     assert tree(dest) == {"keep": "old model"}
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.fixture
+def strict_umask() -> Iterator[None]:
+    previous = os.umask(0o077)
+    yield
+    os.umask(previous)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.usefixtures("strict_umask")
+def test_modes_are_readable_whatever_the_umask(tmp_path: Path, packed: bool) -> None:
+    # The runtime container may run as another user than the init container.
+    source = make_model(tmp_path / "src")
+    if packed:
+        archive = tmp_path / "m.tar"
+        with tarfile.open(archive, "w") as tar:
+            tar.add(source, arcname=".")
+        source = archive
+    dest = tmp_path / "models"
+    fetch(f"file://{source}", dest)
+    modes = {
+        str(p.relative_to(dest)): stat.S_IMODE(p.stat().st_mode)
+        for p in [dest, *dest.rglob("*")] if not p.is_symlink()
+    }
+    assert modes == {
+        ".": 0o755, "1": 0o755, "1/saved_model.pb": 0o644, "1/variables": 0o755,
+        "1/variables/variables.index": 0o644, "2": 0o755, "2/saved_model.pb": 0o644,
+    }
 
 
 @pytest.mark.parametrize(
