@@ -1,0 +1,75 @@
+"""The Grafana dashboard: generated from contract.py, and every query valid PromQL."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.ship.tools import CHART, ROOT, run
+
+DASHBOARD = CHART / "dashboards" / "modelplane.json"
+
+
+def _queries() -> list[str]:
+    board: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for panel in board["panels"] for t in panel["targets"]]
+
+
+def test_dashboard_is_generated_from_contract() -> None:
+    done = run([sys.executable, ROOT / "scripts" / "dashboard.py", "--check"], ok=False)
+    assert done.returncode == 0, done.stdout
+
+
+def test_dashboard_covers_the_issue() -> None:
+    board = json.loads(DASHBOARD.read_text())
+    titles = " ".join(p["title"].lower() for p in board["panels"])
+    for topic in ("requests per second", "latency", "errors", "in-flight", "batch", "replicas"):
+        assert topic in titles
+    assert {v["name"] for v in board["templating"]["list"]} >= {"namespace", "modeldeployment"}
+
+
+def test_queries_name_only_runtime_metrics() -> None:
+    from modelplane_runtime import contract
+
+    known = {v for k, v in vars(contract).items() if k.startswith("METRIC_")}
+    used = set()
+    for expr in _queries():
+        used |= {
+            re.sub(r"_(bucket|sum|count)$", "", m) for m in re.findall(r"\bmodelplane_\w+", expr)
+        }
+    assert used == known, "every runtime metric has a panel, and no panel names another"
+
+
+def test_queries_are_valid_promql(tmp_path: Path) -> None:
+    """promtool parses every query (Grafana's variables replaced by what Grafana sends)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is missing: apt-get install prometheus", pytrace=False)
+    rules = [
+        {"record": f"modelplane:dashboard_query_{i}", "expr": expr
+         .replace("$__rate_interval", "1m").replace("$namespace", ".*")
+         .replace("$modeldeployment", ".*")}
+        for i, expr in enumerate(_queries())
+    ]
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    done = run([promtool, "check", "rules", path])
+    assert f"SUCCESS: {len(rules)} rules found" in done.stdout
+
+
+def test_promtool_rejects_a_broken_query(tmp_path: Path) -> None:
+    """The PromQL check above can fail: a typo is caught."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is missing: apt-get install prometheus", pytrace=False)
+    path = tmp_path / "rules.yaml"
+    rule = {"record": "x:y", "expr": "sum by (le (rate(modelplane_requests_total[1m]))"}
+    path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [rule]}]}))
+    assert run([promtool, "check", "rules", path], ok=False).returncode != 0
