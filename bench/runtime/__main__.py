@@ -87,17 +87,22 @@ def _run_server(args: argparse.Namespace, setup: cont.Setup, contender: cont.Con
         for connections in args.connection_list:
             if args.warmup > 0:
                 run_wrk(base, script, connections, args.warmup)
+            cpu_before = server.cpu_seconds()
             result = run_wrk(base, script, connections, args.duration)
+            cpu = server.cpu_seconds() - cpu_before
             samples.append({
                 "model": model.name, "connections": connections, "contender": contender.name,
                 "kind": contender.kind, "repeat": repeat, "rps": result.rps,
                 "p50_ms": result.p50_ms, "p90_ms": result.p90_ms, "p99_ms": result.p99_ms,
                 "errors": result.errors, "requests": result.requests,
+                # CPU per answered request hardly depends on what else shares the machine.
+                "cpu_us_per_req": cpu / result.requests * 1e6 if result.requests else None,
                 "peak_rss_mb": server.peak_rss / 2**20, "cold_start_s": cold,
             })
             print(f"  {model.name} c={connections:<3} {contender.name:<22} "
                   f"{result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
-                  f"p99 {result.p99_ms:7.2f} ms  err {result.errors}", flush=True)
+                  f"p99 {result.p99_ms:7.2f} ms  err {result.errors}  "
+                  f"cpu/req {cpu / max(1, result.requests) * 1e6:6.0f} us", flush=True)
     return samples
 
 

@@ -60,6 +60,25 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time consumed so far by ``pid`` and its live descendants."""
+    tree = _children()
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(tree.get(current, []))
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime and stime are fields 14 and 15 of stat; index 11 and 12 after the ')'.
+        total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
+
+
 class Server:
     """A server process started under ``taskset``, stopped (tree and all) on exit."""
 
@@ -97,6 +116,10 @@ class Server:
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
             self.peak_rss = max(self.peak_rss, tree_rss_bytes(self.pid))
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server's process tree has used so far."""
+        return tree_cpu_seconds(self.pid)
 
     def wait_ready(self, url: str, timeout_s: float = 120.0) -> float:
         """Poll ``url`` until it answers 200; returns seconds since the process started."""

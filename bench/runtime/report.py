@@ -9,7 +9,7 @@ from typing import Any
 
 Row = dict[str, Any]
 _KEY = ("model", "connections", "contender")
-_NUMBERS = ("rps", "p50_ms", "p99_ms", "peak_rss_mb", "cold_start_s", "errors")
+_NUMBERS = ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "peak_rss_mb", "cold_start_s", "errors")
 
 
 def medians(samples: Iterable[Row]) -> list[Row]:
@@ -62,7 +62,7 @@ def _fmt(value: Any, spec: str) -> str:
 def table(rows: list[Row]) -> str:
     """A fixed-width text table, grouped by model and connections."""
     head = (f"{'model':<5} {'conn':>4} {'contender':<22} {'req/s':>9} {'±%':>4} "
-            f"{'p50 ms':>8} {'p99 ms':>8} {'err':>5} {'RSS MB':>7} {'cold s':>6} "
+            f"{'p50 ms':>8} {'p99 ms':>8} {'cpu us':>6} {'err':>5} {'RSS MB':>7} {'cold s':>6} "
             f"{'x peer':>6} {'x floor':>7}")
     lines = [head, "-" * len(head)]
     order = {"runtime": 0, "peer": 1, "floor": 2, "ceiling": 3}
@@ -80,7 +80,8 @@ def table(rows: list[Row]) -> str:
             f"{row['model']:<5} {row['connections']:>4} {row['contender']:<22} "
             f"{_fmt(row['rps'], '9.0f')} {_fmt(spread_pct, '4.0f')} "
             f"{_fmt(row['p50_ms'], '8.2f')} {_fmt(row['p99_ms'], '8.2f')} "
-            f"{_fmt(row['errors'], '5.0f')} {_fmt(row['peak_rss_mb'], '7.0f')} "
+            f"{_fmt(row.get('cpu_us_per_req'), '6.0f')} {_fmt(row['errors'], '5.0f')} "
+            f"{_fmt(row['peak_rss_mb'], '7.0f')} "
             f"{_fmt(row['cold_start_s'], '6.1f')} {_fmt(row.get('x_best_peer'), '6.2f')} "
             f"{_fmt(row.get('x_floor'), '7.2f')}"
         )
