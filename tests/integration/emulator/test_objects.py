@@ -105,8 +105,9 @@ def test_put_on_custom_resource_requires_resource_version(
 
 def test_failed_json_patch_test_is_422(http: httpx.Client, kube_namespace: str) -> None:
     created(http, cm_path(kube_namespace), configmap("jp"))
-    ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": "1"},
-           {"op": "add", "path": "/metadata/finalizers", "value": ["x"]}]
+    ops: list[dict[str, Any]] = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "1"},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["x"]}]
     resp = http.patch(cm_path(kube_namespace, "jp"), headers=JSON_PATCH, json=ops)
     assert resp.status_code == 422
     assert resp.json()["reason"] == "Invalid"
