@@ -277,17 +277,34 @@ class Batching(_Model):
     """Longest a request waits for others to join its batch."""
 
 
-class Preprocessing(_Model):
-    """Input transformation applied by the runtime before the model; nothing arbitrary runs."""
+DType = Literal[
+    "bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
+    "float16", "float32", "float64", "string",
+]
+"""TensorFlow dtype names the runtime accepts (modelplane_runtime.signature.DTYPES)."""
 
-    cast: Literal["float16", "float32", "float64", "int32", "int64"] | None = None
-    """Cast every input to this dtype."""
-    reshape: list[int] | None = None
-    """Reshape each row to this shape (-1 once for an inferred dimension)."""
+
+class InputProcessing(_Model):
+    """Preprocessing of one model input (the runtime's modelplane.yaml ``inputs`` entry)."""
+
+    dtype: DType | None = None
+    """The dtype clients send; cast to the model input's dtype."""
+    shape: list[int] | None = None
+    """The non-batch shape clients send (-1 at most once); reshaped to the model's."""
     mean: list[float] | None = None
-    """Subtract per-feature means (one value broadcasts)."""
+    """Subtracted after casting, broadcast over the trailing axes ([0.5] for a scalar)."""
     std: list[float] | None = None
-    """Divide by per-feature standard deviations (one value broadcasts)."""
+    """Divided by after subtracting the mean; never zero."""
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None:
+            if value.count(-1) > 1:
+                raise ValueError("-1 may appear at most once")
+            if any(d == 0 or d < -1 for d in value):
+                raise ValueError("dimensions must be positive, or -1 once")
+        return value
 
     @field_validator("std")
     @classmethod
@@ -297,15 +314,17 @@ class Preprocessing(_Model):
         return value
 
 
-class Postprocessing(_Model):
-    """Output transformation applied by the runtime after the model."""
+class OutputProcessing(_Model):
+    """Postprocessing of one model output (the runtime's modelplane.yaml ``outputs`` entry)."""
 
-    labels: list[str] | None = None
-    """Class names, index-aligned with the model's output."""
+    labels: list[str] | None = Field(default=None, min_length=1)
+    """Class names, one per class (the output's last dimension); adds <output>_label."""
     top_k: int | None = Field(default=None, ge=1)
-    """Return only the k most likely classes."""
+    """Add the k best classes per row (<output>_top_k_*)."""
     threshold: float | None = None
-    """Turn scores into 0/1 at this threshold."""
+    """For a single-score output: class 1 at or above this score, else 0."""
+    keep: bool = True
+    """Keep the raw output beside the derived ones."""
 
 
 class Runtime(_Model):
@@ -319,10 +338,12 @@ class Runtime(_Model):
     """Dynamic batching (default: the runtime's own defaults)."""
     log_level: Literal["error", "warning", "info", "debug"] = "info"
     """Runtime log level."""
-    preprocessing: Preprocessing | None = None
-    """Input preprocessing."""
-    postprocessing: Postprocessing | None = None
-    """Output postprocessing."""
+    signature_name: str | None = Field(default=None, min_length=1)
+    """Signature used when a request names none, and the one processing applies to."""
+    preprocessing: dict[str, InputProcessing] = Field(default_factory=dict)
+    """Preprocessing per model input name (cast, reshape, mean/std scaling)."""
+    postprocessing: dict[str, OutputProcessing] = Field(default_factory=dict)
+    """Postprocessing per model output name (labels, top-k, threshold)."""
     env: list[KubeObject] = Field(default_factory=list)
     """Extra container environment variables (core/v1 EnvVar); they win over the operator's."""
 

@@ -61,7 +61,10 @@ def _contract_name(attr: str, fallback: str) -> str:
 
 
 ENV_PROCESSING = _contract_name("ENV_PROCESSING", "MODELPLANE_PROCESSING")
-"""JSON ``{"preprocessing": {...}, "postprocessing": {...}}`` for the runtime."""
+"""The runtime's modelplane.yaml content as JSON, used instead of a file beside the model
+(a pvc:// model is read-only, so the operator cannot write one there)."""
+ENV_SIGNATURE_NAME = _contract_name("ENV_SIGNATURE_NAME", "MODELPLANE_SIGNATURE_NAME")
+"""RuntimeSettings.signature_name, by the runtime's env-prefix convention."""
 ENV_AUTH_TOKENS_DIR = _contract_name("ENV_AUTH_TOKENS_DIR", "MODELPLANE_AUTH_TOKENS_DIR")
 """Folder whose files each hold one accepted bearer token (a mounted Secret)."""
 ENV_TLS_CERT_FILE = _contract_name("ENV_TLS_CERT_FILE", "MODELPLANE_TLS_CERT_FILE")
@@ -105,6 +108,23 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def processing_config(spec: ModelDeploymentSpec) -> dict[str, Any] | None:
+    """The runtime's processing config (modelplane.yaml, snake_case) from the spec, if any."""
+    runtime = spec.runtime
+    if not runtime.preprocessing and not runtime.postprocessing:
+        return None
+    config: dict[str, Any] = {}
+    if runtime.signature_name:
+        config["signature"] = runtime.signature_name
+    config["inputs"] = {
+        name: step.model_dump(exclude_none=True) for name, step in runtime.preprocessing.items()
+    }
+    config["outputs"] = {
+        name: step.model_dump(exclude_none=True) for name, step in runtime.postprocessing.items()
+    }
+    return config
+
+
 def _env(name: str, spec: ModelDeploymentSpec, model: ModelSource) -> list[dict[str, Any]]:
     values: list[tuple[str, str]] = [
         # Both tracks serve under the ModelDeployment's name, so a canary answers the same
@@ -124,16 +144,10 @@ def _env(name: str, spec: ModelDeploymentSpec, model: ModelSource) -> list[dict[
     if batching is not None:
         values.append((contract.ENV_MAX_BATCH_SIZE, str(batching.max_batch_size)))
         values.append((contract.ENV_MAX_LATENCY_MS, _number(batching.max_latency_ms)))
-    processing: dict[str, Any] = {}
-    if spec.runtime.preprocessing is not None:
-        processing["preprocessing"] = spec.runtime.preprocessing.model_dump(
-            by_alias=True, exclude_none=True
-        )
-    if spec.runtime.postprocessing is not None:
-        processing["postprocessing"] = spec.runtime.postprocessing.model_dump(
-            by_alias=True, exclude_none=True
-        )
-    if processing:
+    if spec.runtime.signature_name:
+        values.append((ENV_SIGNATURE_NAME, spec.runtime.signature_name))
+    processing = processing_config(spec)
+    if processing is not None:
         values.append((ENV_PROCESSING, json.dumps(processing, sort_keys=True)))
     if spec.auth is not None:
         values.append((ENV_AUTH_TOKENS_DIR, AUTH_MOUNT_PATH))

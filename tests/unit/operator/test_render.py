@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import Any, get_args
 
 import pytest
 from modelplane_operator.builders.defaults import RenderDefaults
@@ -12,7 +13,9 @@ from modelplane_operator.builders.labels import image_version, selector_string
 from modelplane_operator.builders.render import render
 from modelplane_operator.builders.service import service_url
 from modelplane_operator.builders.traffic import split
-from modelplane_operator.spec import InvalidSpec
+from modelplane_operator.spec import DType, InvalidSpec
+from modelplane_runtime.processing import read_config
+from modelplane_runtime.signature import DTYPES
 
 from .cases import DEFAULTS, SPECS, by_kind, md
 
@@ -244,9 +247,11 @@ def test_runtime_options_auth_tls_and_user_env() -> None:
     assert env["MODELPLANE_LOG_LEVEL"] == "warning"
     assert env["TF_NUM_INTRAOP_THREADS"] == "2"
     assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["MODELPLANE_SIGNATURE_NAME"] == "serving_default"
     assert json.loads(env["MODELPLANE_PROCESSING"]) == {
-        "preprocessing": {"cast": "float32", "mean": [0.5], "std": [2.0]},
-        "postprocessing": {"labels": ["neg", "pos"], "topK": 1}}
+        "signature": "serving_default",
+        "inputs": {"text": {"dtype": "float32", "shape": [-1, 8], "mean": [0.5], "std": [2.0]}},
+        "outputs": {"scores": {"labels": ["neg", "pos"], "top_k": 1, "keep": False}}}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["auth"] == {"name": "auth", "secret": {"secretName": "tokens"}}
     assert volumes["tls"] == {"name": "tls", "secret": {"secretName": "sentiment-tls"}}
@@ -437,3 +442,24 @@ def test_a_track_without_traffic_runs_no_pods_and_has_no_hpa(
     (hpa,) = by_kind(children, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == scaled
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+
+
+def test_processing_config_is_what_the_runtime_parses(tmp_path: Path) -> None:
+    """The env var holds the runtime's own modelplane.yaml format (JSON is YAML)."""
+    (container,) = _pod(render(md(SPECS["http-archive"]), DEFAULTS))["containers"]
+    path = tmp_path / "modelplane.yaml"
+    path.write_text(_env(container)["MODELPLANE_PROCESSING"])
+    config = read_config(path)
+    assert config.signature == "serving_default"
+    assert config.inputs["text"].std == [2.0]
+    assert config.outputs["scores"].top_k == 1
+    assert config.outputs["scores"].keep is False
+
+
+def test_input_dtypes_are_the_runtimes() -> None:
+    assert set(get_args(DType)) == set(DTYPES)
+
+
+def test_no_processing_means_no_variable() -> None:
+    (container,) = _pod(render(md(SPECS["demo"]), DEFAULTS))["containers"]
+    assert "MODELPLANE_PROCESSING" not in _env(container)
