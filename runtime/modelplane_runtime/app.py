@@ -8,6 +8,7 @@ validation errors are rewritten to the same shape.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from modelplane_runtime.dataplane import DataPlane
 
 logger = logging.getLogger("modelplane.app")
+
+CLOSE_TIMEOUT_S = 5.0
+"""Longest the data plane may take to close after the HTTP server has drained."""
 
 
 def create_app(
@@ -58,7 +62,12 @@ def create_app(
         try:
             yield
         finally:
-            await runtime.dataplane.close()
+            try:
+                # Bounded: a model call that never returns must not keep the process alive
+                # past its drain (the server exits anyway; see server.serve).
+                await asyncio.wait_for(runtime.dataplane.close(), CLOSE_TIMEOUT_S)
+            except TimeoutError:
+                logger.error("the model did not close within %ss", CLOSE_TIMEOUT_S)
 
     app = FastAPI(
         title="Modelplane runtime",

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable, Generator
 from types import FrameType
 from typing import Final
@@ -145,4 +146,22 @@ def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = No
         return code
     finally:
         sock.close()
+    _exit_if_stuck()
     return 0
+
+
+def _exit_if_stuck() -> None:
+    """Exit now if a model call is still running after the drain (it cannot be cancelled).
+
+    Interpreter shutdown joins worker threads, so a call that never returns would keep the
+    process alive until Kubernetes kills it; the drain timeout has passed, so exit 0 now.
+    """
+    stuck = [
+        thread.name
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and thread.is_alive() and not thread.daemon
+    ]
+    if stuck:
+        logger.error("exiting with threads still busy: %s", ", ".join(stuck))
+        logging.shutdown()
+        os._exit(0)
