@@ -531,10 +531,18 @@ class ModelDeploymentStatus(_Model):
 # ---- validation -----------------------------------------------------------------------
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
 def _path(loc: tuple[int | str, ...]) -> str:
     out = "spec"
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            out += f".{part}"
+        else:  # a map key such as a node label: quoted, so its dots read as one key
+            out += f'["{part}"]'
     return out
 
 
