@@ -8,7 +8,9 @@ header follows redirects only within the same origin (scheme, host, port), as br
 
 Connection errors, timeouts, truncated bodies, 5xx and 429 are retried with exponential
 backoff and jitter (honouring ``Retry-After``); other 4xx are not, since asking again
-cannot help. Standard library only: the runtime image has no ``requests``.
+cannot help, and neither is an untrusted certificate (``SSL_CERT_FILE`` names the CA
+bundle to trust, for a private CA). Proxies follow ``HTTPS_PROXY``/``NO_PROXY``. Standard
+library only: the runtime image has no ``requests``.
 """
 
 from __future__ import annotations
@@ -157,7 +159,9 @@ def _attempt(
         raise StorageError(status) from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, ssl.SSLCertVerificationError):
-            raise StorageError(f"GET {shown}: {exc.reason} (SSL_CERT_FILE adds a CA)") from None
+            raise StorageError(
+                f"GET {shown}: {exc.reason} (SSL_CERT_FILE names the CA bundle to trust)"
+            ) from None
         raise _Transient(f"GET {shown}: {exc.reason}") from None
     except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
         raise _Transient(f"GET {shown}: {exc or type(exc).__name__}") from None

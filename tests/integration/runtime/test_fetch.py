@@ -11,6 +11,8 @@ import base64
 import contextlib
 import io
 import os
+import shutil
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -52,7 +54,8 @@ class Seen:
 class ModelServer:
     """A real HTTP server whose routes are scripted by the test."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.scheme = "https" if tls else "http"
         self.routes: dict[str, list[Reply]] = {}
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
@@ -67,12 +70,14 @@ class ModelServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.httpd.server_address[1]}"
 
     def route(self, path: str, *replies: Reply) -> str:
         self.routes[path] = list(replies)
@@ -380,6 +385,62 @@ def test_wrong_credentials_are_a_clear_error(server: ModelServer, tmp_path: Path
     with pytest.raises(StorageError, match="HTTP 401 Unauthorized: bad token"):
         fetch(url, tmp_path / "models", settings=settings(bearer_token="wrong"))
     assert len(server.hits("/m.tar.gz")) == 1
+
+
+def test_non_200_success_status_is_an_error(server: ModelServer, tmp_path: Path) -> None:
+    url = server.route("/m.tar.gz", Reply(204))
+    with pytest.raises(StorageError, match=r"HTTP 204 No Content \(want 200\)"):
+        fetch(url, tmp_path / "models", settings=settings())
+
+
+# --- https --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made by the real openssl CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(certificate: tuple[Path, Path]) -> Iterator[ModelServer]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    running = ModelServer(tls=context)
+    yield running
+    running.close()
+
+
+def test_https_with_a_trusted_certificate(
+    tls_server: ModelServer, certificate: tuple[Path, Path], model_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    url = tls_server.route("/m.tar.gz", Reply(body=tar_gz(model_dir)))
+    fetch(url, tmp_path / "models", settings=settings(bearer_token="t0ken"))
+    assert files(tmp_path / "models") == files(model_dir)
+    assert tls_server.hits("/m.tar.gz")[0].headers["Authorization"] == "Bearer t0ken"
+
+
+def test_https_with_an_untrusted_certificate_fails_without_retry(
+    tls_server: ModelServer, tmp_path: Path
+) -> None:
+    url = tls_server.route("/m.tar.gz", Reply(body=b"never sent"))
+    with pytest.raises(StorageError) as caught:
+        fetch(url, tmp_path / "models", settings=settings(retries=3))
+    assert "certificate verify failed" in str(caught.value)
+    assert "gave up" not in str(caught.value)  # a bad certificate is not transient
+    assert tls_server.hits("/m.tar.gz") == []
 
 
 # --- real TensorFlow models -------------------------------------------------------------------
