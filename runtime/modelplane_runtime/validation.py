@@ -28,18 +28,20 @@ def validate_inputs(
     spec: SignatureSpec, inputs: Mapping[str, Any], *, strict: bool, max_rows: int
 ) -> tuple[Arrays, int]:
     """Checked (and, when lenient, cast) inputs and their number of rows."""
-    expected = ", ".join(t.name for t in spec.inputs) or "nothing"
+    names = [t.name for t in spec.inputs]
     for name in inputs:
-        if spec.input(name) is None:
+        if name not in names:
             raise InvalidInput(
-                f"unknown input '{name}' for signature '{spec.name}' (it takes: {expected})"
+                f"unknown input '{name}' for signature '{spec.name}' (it takes: "
+                f"{', '.join(names) or 'nothing'})"
             )
     arrays: Arrays = {}
     rows: dict[str, int] = {}
     for tensor in spec.inputs:
         if tensor.name not in inputs:
             raise InvalidInput(
-                f"missing input '{tensor.name}' for signature '{spec.name}' (it takes: {expected})"
+                f"missing input '{tensor.name}' for signature '{spec.name}' (it takes: "
+                f"{', '.join(names)})"
             )
         value = inputs[tensor.name]
         array = value if isinstance(value, np.ndarray) else np.asarray(value)
