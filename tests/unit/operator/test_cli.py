@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -18,11 +19,13 @@ from .cases import DEFAULTS, SPECS, md
 MODELPLANE = shutil.which("modelplane")
 
 
-def _run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [MODELPLANE] if MODELPLANE else [sys.executable, "-m", "modelplane_runtime.cli"]
     return subprocess.run(
         [*command, *args], input=stdin, capture_output=True, text=True, timeout=60,
-        check=False,
+        check=False, env={**os.environ, **(env or {})},
     )
 
 
@@ -97,3 +100,16 @@ def test_crd_prints_and_writes(tmp_path: Path) -> None:
     result = _run("crd", "--write", "--root", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / CRD_PATH).read_text() == crd_yaml()
+
+
+def test_render_defaults_namespace_and_image_from_the_environment(tmp_path: Path) -> None:
+    obj = md(SPECS["demo"])
+    del obj["metadata"]["namespace"]
+    path = _write(tmp_path, obj)
+    result = _run("render", str(path), "--namespace", "team-a",
+                  env={"MODELPLANE_RUNTIME_IMAGE": "registry.local/rt:5"})
+    assert result.returncode == 0, result.stderr
+    deployment = next(yaml.safe_load_all(result.stdout))
+    assert deployment["metadata"]["namespace"] == "team-a"
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.local/rt:5")
