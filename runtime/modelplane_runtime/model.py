@@ -180,9 +180,16 @@ def _load_keras(source: VersionSource) -> LoadedModel:
             f"version {source.version} ({source.path}): the Keras model has no defined inputs "
             f"(build it with keras.Input before saving)"
         )
-    names = _unique(
-        [str(getattr(t, "name", "") or f"input_{i}") for i, t in enumerate(model_inputs)]
-    )
+    structure = _input_structure(model)
+    if isinstance(structure, Mapping) and len(structure) == len(model_inputs):
+        # A model built on a dict of inputs is called with that dict: its keys are the names.
+        names = [str(key) for key in structure]
+        model_inputs = list(structure.values())
+    else:
+        names = _unique(
+            [str(getattr(t, "name", "") or f"input_{i}") for i, t in enumerate(model_inputs)]
+        )
+    by_name = isinstance(structure, Mapping)
     input_specs = [
         tf.TensorSpec(tuple(t.shape), tf.as_dtype(t.dtype), name=name)
         for name, t in zip(names, model_inputs, strict=True)
@@ -190,7 +197,10 @@ def _load_keras(source: VersionSource) -> LoadedModel:
     output_names = _unique(list(getattr(model, "output_names", None) or []))
 
     def serve(*args: Any) -> dict[str, Any]:
-        result = model(list(args) if len(args) > 1 else args[0], training=False)
+        if by_name:
+            result = model(dict(zip(names, args, strict=True)), training=False)
+        else:
+            result = model(list(args) if len(args) > 1 else args[0], training=False)
         if isinstance(result, Mapping):
             return dict(result)
         outputs = list(result) if isinstance(result, list | tuple) else [result]
@@ -211,6 +221,13 @@ def _load_keras(source: VersionSource) -> LoadedModel:
     return LoadedModel(
         source, {"serving_default": spec}, {"serving_default": call}, handle=(model, function)
     )
+
+
+def _input_structure(model: Any) -> Any:
+    try:
+        return model.input  # the nested structure the model was built on
+    except (AttributeError, ValueError):
+        return None
 
 
 def _unique(names: list[str]) -> list[str]:

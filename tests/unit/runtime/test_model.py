@@ -157,3 +157,38 @@ def test_dummy_inputs_fill_unknown_dims_with_one() -> None:
     dummy = dummy_inputs(spec)
     assert dummy["x"].shape == (1, 1, 3)
     assert dummy["t"].tolist() == [b""]
+
+
+@pytest.mark.parametrize("structure", ["list", "dict"])
+def test_keras_model_with_two_inputs_and_outputs(tmp_path: Path, structure: str) -> None:
+    import warnings
+
+    import keras
+
+    a = keras.Input(shape=(2,), name="a")
+    b = keras.Input(shape=(3,), name="b")
+    joined = keras.layers.Concatenate()([a, b])
+    score = keras.layers.Dense(1, name="score")(joined)
+    logits = keras.layers.Dense(2, name="logits")(joined)
+    if structure == "dict":
+        model = keras.Model({"a": a, "b": b}, {"score": score, "logits": logits})
+    else:
+        model = keras.Model([a, b], [score, logits])
+    path = tmp_path / "two.keras"
+    model.save(str(path))
+    inputs = {
+        "a": np.arange(4, dtype=np.float32).reshape(2, 2),
+        "b": np.ones((2, 3), np.float32),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # e.g. keras' input-structure mismatch
+        loaded = load(path)
+        got = loaded.call("serving_default", inputs)
+    spec = loaded.signatures["serving_default"]
+    assert [t.name for t in spec.inputs] == ["a", "b"]
+    assert {t.name: t.shape for t in spec.outputs} == {"logits": (-1, 2), "score": (-1, 1)}
+    want = model({"a": inputs["a"], "b": inputs["b"]} if structure == "dict"
+                 else [inputs["a"], inputs["b"]])
+    want_by_name = want if structure == "dict" else {"score": want[0], "logits": want[1]}
+    for name in ("score", "logits"):
+        np.testing.assert_allclose(got[name], np.asarray(want_by_name[name]), rtol=1e-5)
