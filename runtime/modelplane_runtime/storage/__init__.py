@@ -12,6 +12,7 @@ Every failure is a `StorageError` with a one-line message; ``dest`` is then left
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -67,6 +68,11 @@ def fetch(uri: str, dest: Path, *, settings: StorageSettings | None = None) -> N
         install(Path(dest), lambda work: _build(parsed, work, settings))
     except OSError as exc:
         # Local I/O (disk full, permission denied): name the file, keep it to one line.
+        if exc.errno == errno.ENOSPC:
+            raise StorageError(
+                f"fetching {shown} into {dest} failed: no space left on that volume "
+                "(the model needs a larger emptyDir or ephemeral-storage limit)"
+            ) from None
         where = f" ({exc.filename})" if exc.filename else ""
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise StorageError(f"fetching {shown} into {dest} failed: {reason}{where}") from None

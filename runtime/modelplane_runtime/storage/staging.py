@@ -89,19 +89,41 @@ def _make_parents(folder: Path) -> list[Path]:
     while not current.exists():
         missing.append(current)
         current = current.parent
+    made: list[Path] = []
     try:
         for path in reversed(missing):
             path.mkdir()
+            made.insert(0, path)
     except OSError as exc:
+        for path in made:
+            with contextlib.suppress(OSError):
+                path.rmdir()
         raise StorageError(f"cannot create {folder}: {exc.strerror}") from None
-    return missing
+    return made
 
 
 def _swap_into(dest: Path, model: Path, work: Path) -> None:
+    """Move dest's entries aside and the model's in; on failure (a full disk can refuse a
+    rename) put the old entries back."""
     old = Path(tempfile.mkdtemp(prefix=OLD_PREFIX, dir=dest))
-    for entry in dest.iterdir():
-        if entry not in (work, old):
-            os.rename(entry, old / entry.name)
-    for entry in model.iterdir():
-        os.rename(entry, dest / entry.name)
+    moved_out: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for entry in dest.iterdir():
+            if entry not in (work, old):
+                os.rename(entry, old / entry.name)
+                moved_out.append(entry.name)
+        for entry in model.iterdir():
+            os.rename(entry, dest / entry.name)
+            moved_in.append(entry.name)
+    except OSError:
+        for name in moved_in:
+            with contextlib.suppress(OSError):
+                os.rename(dest / name, model / name)
+        for name in moved_out:
+            with contextlib.suppress(OSError):
+                os.rename(old / name, dest / name)
+        with contextlib.suppress(OSError):
+            old.rmdir()  # only when everything went back; else the next run's leftover sweep
+        raise
     shutil.rmtree(old, ignore_errors=True)

@@ -443,6 +443,54 @@ def test_https_with_an_untrusted_certificate_fails_without_retry(
     assert tls_server.hits("/m.tar.gz") == []
 
 
+# --- a real mounted volume, like the pod's emptyDir -------------------------------------------
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs mounted at a fresh folder (needs root and mount rights, else skipped)."""
+    mount_point = tmp_path / "mnt" / "models"
+    mount_point.mkdir(parents=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and the mount command")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True, timeout=30)
+
+
+def test_fetch_fills_a_mount_point_it_cannot_rename(
+    small_volume: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    assert os.path.ismount(small_volume)
+    (small_volume / "stale").write_text("from the last run")
+    fetch(f"file://{model_dir}", small_volume)
+    assert os.path.ismount(small_volume)
+    assert files(small_volume) == files(model_dir)
+
+
+def test_full_disk_is_a_clear_error_and_keeps_the_old_model(
+    small_volume: Path, tmp_path: Path
+) -> None:
+    (small_volume / "1").mkdir()
+    (small_volume / "1" / "saved_model.pb").write_bytes(b"old model")
+    big = tmp_path / "big"
+    (big / "1").mkdir(parents=True)
+    (big / "1" / "variables.data").write_bytes(os.urandom(2 * 1024 * 1024))
+    archive = tmp_path / "big.tar.gz"
+    archive.write_bytes(tar_gz(big, "big"))
+    with pytest.raises(StorageError) as caught:
+        fetch(f"file://{archive}", small_volume)
+    assert "failed: no space left on that volume" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert files(small_volume) == {"1/saved_model.pb": b"old model"}
+    assert sorted(p.name for p in small_volume.iterdir()) == ["1"]
+
+
 # --- real TensorFlow models -------------------------------------------------------------------
 
 
