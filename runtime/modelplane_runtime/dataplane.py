@@ -16,12 +16,12 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from modelplane_runtime import errors
-from modelplane_runtime.batching import Batcher
+from modelplane_runtime.batching import Batcher, BatchObserver, Runner
 from modelplane_runtime.model import LoadedModel, load_model
 from modelplane_runtime.processing import Processor, build_processor, read_config
 from modelplane_runtime.repository import Repository, VersionSource, open_repository
@@ -119,7 +119,7 @@ class DataPlane:
             self._name, version.number, version.source.format, seconds,
         )
 
-    def _batch_observer(self) -> Any:
+    def _batch_observer(self) -> BatchObserver | None:
         observer, name = self._observer, self._name
         if observer is None:
             return None
@@ -189,12 +189,12 @@ class DataPlane:
     def signature(
         self, name: str, version: int, signature_name: str | None = None
     ) -> SignatureSpec:
-        """One signature; ``None`` means the default (``settings.signature_name``)."""
+        """One signature; ``None`` or ``""`` means the default (``settings.signature_name``)."""
         signatures = self._available(name, version).signatures
         wanted = signature_name or self._settings.signature_name
         if wanted in signatures:
             return signatures[wanted]
-        if signature_name is None and len(signatures) == 1:
+        if not signature_name and len(signatures) == 1:
             return next(iter(signatures.values()))  # a model with one, differently named
         known = ", ".join(sorted(signatures))
         raise errors.InvalidInput(
@@ -271,7 +271,7 @@ def _prepare(source: VersionSource) -> tuple[LoadedModel, dict[str, Processor]]:
     return model, processors
 
 
-def _runner(model: LoadedModel, processors: dict[str, Processor]) -> Any:
+def _runner(model: LoadedModel, processors: dict[str, Processor]) -> Runner:
     def run(signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = model.call(signature, inputs)
         processor = processors.get(signature)

@@ -157,5 +157,6 @@ async def test_model_with_one_non_default_signature(tmp_path: Path) -> None:
     tf.saved_model.save(module, str(tmp_path / "1"), signatures={"predict": module.f})
     async with plane(tmp_path, model_name="m") as dp:
         assert dp.signature("m", 1).name == "predict"
+        assert dp.signature("m", 1, "").name == "predict"  # v1 may send an empty name
         got = await dp.predict("m", 1, None, {"x": np.array([1.0, 2.0])})
         assert got["y"].tolist() == [2.0, 3.0]
