@@ -45,7 +45,7 @@ def test_kustomize_installs_crd_rbac_and_operator(kustomized: list[Doc]) -> None
     kinds = sorted(d["kind"] for d in kustomized)
     assert kinds == sorted([
         "Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
-        "ClusterRoleBinding", "Deployment", "Service",
+        "ClusterRoleBinding", "Deployment", "Service", "NetworkPolicy",
     ])
     namespaced = [d for d in kustomized if d["kind"] in ("ServiceAccount", "Deployment", "Service")]
     assert {d["metadata"]["namespace"] for d in namespaced} == {"modelplane-system"}
@@ -199,3 +199,27 @@ volumes: [{name: v, emptyDir: {}}]
         spec = copy.deepcopy(compliant)
         weaken(spec)
         assert any(name.split(".")[0] in v for v in pss.violations(spec)), name
+
+
+def test_rbac_matches_what_the_operator_touches(kustomized: list[Doc]) -> None:
+    """The rules follow handlers.py: a new child kind or a dropped one fails here."""
+    from modelplane_operator import handlers
+
+    def group_resource(resource: tuple[str, ...]) -> tuple[str, str]:
+        group = resource[0] if len(resource) == 3 else ""
+        return group, resource[-1]
+
+    expected: set[tuple[str, str, str]] = {
+        ("apiextensions.k8s.io", "customresourcedefinitions", verb)
+        for verb in ("get", "list", "watch")
+    } | {("", "namespaces", "list"), ("", "namespaces", "watch"), ("", "events", "create")}
+    md_group, md_plural = group_resource(handlers.MODEL_DEPLOYMENTS)
+    expected |= {(md_group, md_plural, v) for v in ("list", "watch", "patch")}
+    expected.add((md_group, f"{md_plural}/status", "patch"))
+    for child in handlers.CHILDREN:
+        group, plural = group_resource(child)
+        expected |= {(group, plural, v) for v in ("get", "list", "watch", "create", "patch",
+                                                   "delete")}
+    pods_group, pods = group_resource(handlers.PODS)
+    expected |= {(pods_group, pods, "list"), (pods_group, pods, "watch")}
+    assert _rules(kustomized) == expected
