@@ -237,3 +237,42 @@ def test_service_gets_a_cluster_ip(http: httpx.Client, kube_namespace: str) -> N
     spec = created(http, f"/api/v1/namespaces/{kube_namespace}/services", svc)["spec"]
     assert spec["clusterIP"].startswith("10.96.")
     assert spec["type"] == "ClusterIP"
+
+
+def test_generation_only_where_the_real_server_keeps_it(http: httpx.Client,
+                                                        kube_namespace: str) -> None:
+    assert "generation" not in created(http, cm_path(kube_namespace), configmap("gen"))[
+        "metadata"]
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+              "spec": {"selector": {"matchLabels": {"a": "d"}}, "template": {
+                  "metadata": {"labels": {"a": "d"}}, "spec": {"containers": []}}}}
+    path = f"/apis/apps/v1/namespaces/{kube_namespace}/deployments"
+    assert created(http, path, deploy)["metadata"]["generation"] == 1
+
+
+def test_namespace_must_exist(http: httpx.Client) -> None:
+    resp = http.post(cm_path("no-such-namespace"), json=configmap("x"))
+    assert resp.status_code == 404
+    assert resp.json()["message"] == 'namespaces "no-such-namespace" not found'
+
+
+def test_namespace_deletion_deletes_content_and_waits_for_finalizers(
+        http: httpx.Client) -> None:
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}}
+    created(http, "/api/v1/namespaces", ns)
+    created(http, cm_path("doomed"), configmap("plain"))
+    held = configmap("held")
+    held["metadata"]["finalizers"] = ["example.com/hold"]
+    created(http, cm_path("doomed"), held)
+    assert http.delete("/api/v1/namespaces/doomed").json()["status"] == {"phase": "Terminating"}
+    assert http.get(cm_path("doomed", "plain")).status_code == 404
+    assert http.get(cm_path("doomed", "held")).json()["metadata"]["deletionTimestamp"]
+    refused = http.post(cm_path("doomed"), json=configmap("late"))
+    assert refused.status_code == 403
+    http.patch(cm_path("doomed", "held"), headers=MERGE,
+               json={"metadata": {"finalizers": None}})
+    assert http.get("/api/v1/namespaces/doomed").status_code == 404
+
+
+def test_default_namespace_is_protected(http: httpx.Client) -> None:
+    assert http.delete("/api/v1/namespaces/default").status_code == 403

@@ -214,3 +214,13 @@ def test_widgets_served_in_storage_version(http: httpx.Client, kube_namespace: s
     obj = http.post(path, json=widget("v", kube_namespace)).json()
     assert obj["apiVersion"] == "emulator.example.com/v1"
     assert obj["kind"] == "Widget"
+
+
+def test_namespaced_watch_resumes_within_its_namespace(http: httpx.Client,
+                                                       kube_namespace: str) -> None:
+    path = f"/api/v1/namespaces/{kube_namespace}/configmaps"
+    start = http.post(path, json=cm("mine")).json()["metadata"]["resourceVersion"]
+    http.post("/api/v1/namespaces/default/configmaps", json=cm(f"other-{kube_namespace}"))
+    http.post(path, json=cm("mine-too"))
+    _, events = watch_lines(http, path, timeoutSeconds=1, resourceVersion=start)
+    assert [e["object"]["metadata"]["name"] for e in events] == ["mine-too"]
