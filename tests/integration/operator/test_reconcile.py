@@ -1,0 +1,229 @@
+"""The real operator process, driven by real kubectl against the emulated API server."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.fixtures.kube import Kubectl
+from tests.integration.operator.conftest import (
+    TEST_IMAGE,
+    Cluster,
+    OperatorProcess,
+    eventually,
+)
+
+SAMPLES = Path(__file__).resolve().parents[3] / "manifests" / "samples"
+CHILD_KINDS = ("deployments", "services", "poddisruptionbudgets", "horizontalpodautoscalers")
+
+
+def sample(name: str, namespace: str) -> dict[str, Any]:
+    md: dict[str, Any] = yaml.safe_load((SAMPLES / f"{name}.yaml").read_text())
+    md["metadata"]["namespace"] = namespace
+    return md
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return found
+
+
+def versions(cluster: Cluster) -> dict[str, str]:
+    """resourceVersion of the ModelDeployments and every child in the namespace."""
+    out = {}
+    for kind in ("modeldeployments", *CHILD_KINDS):
+        for obj in cluster.items(kind):
+            out[f"{obj['kind']}/{obj['metadata']['name']}"] = obj["metadata"]["resourceVersion"]
+    return out
+
+
+def test_sample_gets_children_status_and_columns(
+    operator: OperatorProcess, kubectl: Kubectl, cluster: Cluster, kube_namespace: str
+) -> None:
+    kubectl.apply(sample("seed-mlp", kube_namespace))
+    md = eventually(lambda: (cluster.get("md", "seed-mlp") or {}).get("status", {}).get("url")
+                    and cluster.get("md", "seed-mlp"), what="status.url")
+    deployment = eventually(lambda: cluster.get("deployment", "seed-mlp"), what="Deployment")
+    service = eventually(lambda: cluster.get("service", "seed-mlp"), what="Service")
+    budget = eventually(lambda: cluster.get("pdb", "seed-mlp"), what="PodDisruptionBudget")
+
+    uid = md["metadata"]["uid"]
+    for child in (deployment, service, budget):
+        assert child["metadata"]["ownerReferences"] == [{
+            "apiVersion": "modelplane.io/v1alpha1", "kind": "ModelDeployment",
+            "name": "seed-mlp", "uid": uid, "controller": True, "blockOwnerDeletion": True}]
+        assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == (
+            "modelplane-operator")
+    assert container(deployment)["image"] == TEST_IMAGE  # the operator's setting
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert container(deployment)["resources"]["limits"]["memory"] == "1Gi"
+    assert service["spec"]["ports"][0]["name"] == "http"
+    assert cluster.items("horizontalpodautoscalers") == []  # no autoscaling in this sample
+
+    status = md["status"]
+    assert status["url"] == f"http://seed-mlp.{kube_namespace}.svc.cluster.local:" + str(
+        service["spec"]["ports"][0]["port"])
+    assert status["observedGeneration"] == md["metadata"]["generation"]
+    assert status["ready"] == "0/1"
+    assert status["selector"] == "modelplane.io/deployment=seed-mlp"
+
+    table = kubectl("get", "md", "-n", kube_namespace).stdout.splitlines()
+    assert re.split(r"\s{2,}", table[0].strip()) == [
+        "NAME", "READY", "MODEL", "RPS", "P99", "URL", "AGE"]
+    assert table[1].split()[:3] == ["seed-mlp", "0/1", "demo://seed-mlp"]
+    assert status["url"] in table[1]
+    assert operator.metric("modelplane_operator_managed_objects") == 1
+
+
+def test_spec_changes_are_followed(
+    operator: OperatorProcess, kubectl: Kubectl, cluster: Cluster, kube_namespace: str
+) -> None:
+    md = sample("seed-mlp", kube_namespace)
+    kubectl.apply(md)
+    first = eventually(lambda: cluster.get("deployment", "seed-mlp"), what="Deployment")
+    assert "nvidia.com/gpu" not in container(first)["resources"]["limits"]
+
+    # gpu 0 -> 1 and autoscaling between 2 and 4
+    changed = copy.deepcopy(md)
+    changed["spec"]["resources"]["gpu"] = 1
+    del changed["spec"]["replicas"]
+    changed["spec"]["autoscaling"] = {"minReplicas": 2, "maxReplicas": 4}
+    kubectl.apply(changed)
+
+    def gpu_deployment() -> dict[str, Any] | None:
+        dep = cluster.get("deployment", "seed-mlp")
+        limits = container(dep)["resources"]["limits"] if dep else {}
+        return dep if str(limits.get("nvidia.com/gpu")) == "1" else None
+
+    dep = eventually(gpu_deployment, what="the GPU limit")
+    tolerations = dep["spec"]["template"]["spec"].get("tolerations", [])
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in tolerations
+    hpa = eventually(lambda: cluster.get("hpa", "seed-mlp"), what="HPA")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "seed-mlp"
+
+    # new min/max: the HPA follows
+    changed["spec"]["autoscaling"] = {"minReplicas": 3, "maxReplicas": 8}
+    kubectl.apply(changed)
+    eventually(lambda: (cluster.get("hpa", "seed-mlp") or {}).get("spec", {}).get(
+        "maxReplicas") == 8, what="maxReplicas 8")
+    assert cluster.get("hpa", "seed-mlp")["spec"]["minReplicas"] == 3  # type: ignore[index]
+
+    # autoscaling off again: the HPA goes, replicas come back
+    kubectl.apply(md)
+    eventually(lambda: cluster.get("hpa", "seed-mlp") is None, what="HPA deleted")
+    dep = eventually(lambda: (d := cluster.get("deployment", "seed-mlp")) and (
+        "nvidia.com/gpu" not in container(d)["resources"]["limits"]) and d, what="GPU removed")
+    assert dep["spec"]["replicas"] == 1
+    generation = cluster.get("md", "seed-mlp")["metadata"]["generation"]  # type: ignore[index]
+    eventually(lambda: (cluster.get("md", "seed-mlp") or {}).get("status", {}).get(
+        "observedGeneration") == generation, what="observedGeneration")
+
+
+def test_children_changed_or_deleted_by_hand_are_restored(
+    operator: OperatorProcess, kubectl: Kubectl, cluster: Cluster, kube_namespace: str
+) -> None:
+    kubectl.apply(sample("seed-mlp", kube_namespace))
+    service = eventually(lambda: cluster.get("service", "seed-mlp"), what="Service")
+    eventually(lambda: cluster.get("deployment", "seed-mlp"), what="Deployment")
+
+    kubectl("delete", "service", "seed-mlp", "-n", kube_namespace)
+    restored = eventually(
+        lambda: (s := cluster.get("service", "seed-mlp")) and s["metadata"]["uid"] != service[
+            "metadata"]["uid"] and s, what="the Service recreated")
+    assert restored["spec"]["ports"] == service["spec"]["ports"]
+
+    kubectl("patch", "deployment", "seed-mlp", "-n", kube_namespace, "--type=merge", "-p",
+            '{"spec": {"template": {"spec": {"containers": '
+            '[{"name": "runtime", "image": "evil.example/miner:1"}]}}}}')
+    eventually(lambda: container(cluster.get("deployment", "seed-mlp") or {})["image"]
+               == TEST_IMAGE, what="the image restored")
+    reasons = eventually(lambda: [e for e in cluster.events("seed-mlp")
+                                  if e["reason"] == "Restored"][1:] and cluster.events("seed-mlp"),
+                         what="two Restored events")
+    messages = sorted(e["message"] for e in reasons if e["reason"] == "Restored")
+    assert messages == [
+        "Deployment seed-mlp was changed outside the operator; restored",
+        "Service seed-mlp was deleted outside the operator; restored",
+    ]
+
+
+def test_invalid_spec_creates_nothing(
+    operator: OperatorProcess, kubectl: Kubectl, cluster: Cluster, kube_namespace: str
+) -> None:
+    bad = sample("seed-mlp", kube_namespace)
+    bad["metadata"]["name"] = "broken"
+    bad["spec"]["autoscaling"] = {"minReplicas": 5, "maxReplicas": 2}
+    del bad["spec"]["replicas"]
+    kubectl.apply(bad)
+
+    ready = eventually(lambda: cluster.condition("broken"), what="a Ready condition")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "spec.autoscaling.maxReplicas" in ready["message"]
+    event = eventually(lambda: [e for e in cluster.events("broken")
+                                if e["reason"] == "InvalidSpec"], what="an InvalidSpec Event")
+    assert event[0]["type"] == "Warning"
+    assert "spec.autoscaling.maxReplicas" in event[0]["message"]
+
+    # A valid object handled after it proves the operator moved on; the invalid one was not
+    # retried in between (no retry loop) and nothing was created for it.
+    kubectl.apply(sample("seed-mlp", kube_namespace))
+    eventually(lambda: cluster.get("deployment", "seed-mlp"), what="the valid one's Deployment")
+    names = {obj["metadata"]["name"] for kind in CHILD_KINDS for obj in cluster.items(kind)}
+    assert "broken" not in names
+    assert operator.metric("modelplane_operator_reconciles_total", result="invalid") == 1
+    assert len([e for e in cluster.events("broken") if e["reason"] == "InvalidSpec"]) == 1
+
+    # Fixing the spec is a new change: the children appear.
+    bad["spec"]["autoscaling"] = {"minReplicas": 2, "maxReplicas": 5}
+    kubectl.apply(bad)
+    eventually(lambda: cluster.get("hpa", "broken"), what="the fixed object's HPA")
+    eventually(lambda: (c := cluster.condition("broken")) and c["reason"] != "InvalidSpec",
+               what="InvalidSpec cleared")
+
+
+def test_restart_duplicates_and_rewrites_nothing(
+    start_operator: Callable[..., OperatorProcess], kubectl: Kubectl, cluster: Cluster,
+    kube_namespace: str,
+) -> None:
+    first = start_operator(kube_namespace)
+    kubectl.apply(sample("seed-mlp", kube_namespace))
+    kubectl.apply(sample("autoscaling", kube_namespace))
+    for name in ("seed-mlp", "seed-mlp-autoscaled"):
+        eventually(lambda n=name: (cluster.get("md", n) or {}).get("status", {}).get("url"),
+                   what=f"{name} status")
+    eventually(lambda: cluster.get("hpa", "seed-mlp-autoscaled"), what="HPA")
+    # Let the status timer run twice, so the first operator has settled.
+    ticks = first.metric("modelplane_operator_reconciles_total")
+    assert ticks >= 2
+    before = versions(cluster)
+    assert first.stop() == 0
+
+    second = start_operator(kube_namespace)
+    eventually(lambda: second.metric("modelplane_operator_reconciles_total",
+                                     trigger="resume") == 2, what="both objects resumed")
+    # Two full status rounds after resuming: still nothing written.
+    eventually(lambda: second.metric("modelplane_operator_managed_objects") == 2, what="cache")
+    after = versions(cluster)
+    assert after == before, f"first:\n{first.logs()}\nsecond:\n{second.logs()}"
+    assert second.metric("modelplane_operator_child_writes_total") == 0
+    assert second.metric("modelplane_operator_status_writes_total") == 0
+    assert len(cluster.items("deployments")) == 2
+    assert len(cluster.items("services")) == 2
+
+
+def test_deleting_the_model_deployment_removes_its_children(
+    operator: OperatorProcess, kubectl: Kubectl, cluster: Cluster, kube_namespace: str
+) -> None:
+    kubectl.apply(sample("autoscaling", kube_namespace))
+    for kind in ("deployment", "service", "pdb", "hpa"):
+        eventually(lambda k=kind: cluster.get(k, "seed-mlp-autoscaled"), what=kind)
+    kubectl("delete", "md", "seed-mlp-autoscaled", "-n", kube_namespace)
+    for kind in CHILD_KINDS:
+        eventually(lambda k=kind: cluster.items(k) == [], what=f"{kind} deleted")
