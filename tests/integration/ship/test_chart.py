@@ -65,25 +65,46 @@ def test_one_resource_per_template() -> None:
     assert len(kinds) >= 8
 
 
-def test_every_value_is_documented() -> None:
-    """Every leaf in values.yaml has a comment on itself or on an enclosing key."""
-    lines = (CHART / "values.yaml").read_text().splitlines()
-    undocumented = []
-    documented_at: list[tuple[int, bool]] = []  # (indent, documented) of enclosing keys
+def undocumented_values(text: str) -> list[str]:
+    """Leaf keys of a values file with no comment on themselves or an enclosing key."""
+    lines = text.splitlines()
+    missing = []
+    enclosing: list[tuple[int, bool]] = []  # (indent, documented) of the keys above
     for number, line in enumerate(lines):
         match = re.match(r"^( *)([A-Za-z][\w.-]*):(.*)$", line)
         if not match:
             continue
         indent = len(match[1])
-        while documented_at and documented_at[-1][0] >= indent:
-            documented_at.pop()
+        while enclosing and enclosing[-1][0] >= indent:
+            enclosing.pop()
         above = lines[number - 1].strip() if number else ""
-        documented = above.startswith("#") or any(d for _, d in documented_at)
-        is_leaf = match[3].strip() != ""
-        if is_leaf and not documented:
-            undocumented.append(match[2])
-        documented_at.append((indent, documented))
-    assert undocumented == []
+        documented = above.startswith("#") or any(d for _, d in enclosing)
+        if match[3].strip() and not documented:
+            missing.append(match[2])
+        enclosing.append((indent, documented))
+    return missing
+
+
+def test_every_value_is_documented() -> None:
+    assert undocumented_values((CHART / "values.yaml").read_text()) == []
+    # The check itself: an uncommented leaf is found, a commented parent covers its children.
+    assert undocumented_values("a:\n  # doc\n  b: 1\n  c: 2\n") == ["c"]
+    assert undocumented_values("# doc\nresources:\n  limits:\n    cpu: 1\n") == []
+
+
+def test_chart_versions_match_the_package() -> None:
+    """appVersion is the package version, and the default runtime image is the operator's."""
+    import tomllib
+
+    from modelplane_operator.settings import DEFAULT_RUNTIME_IMAGE
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((CHART.parents[1] / "pyproject.toml").read_text())["project"]
+    assert chart["appVersion"] == project["version"]
+    (deployment,) = _by_kind(helm_template(), "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MODELPLANE_OPERATOR_RUNTIME_IMAGE"] == DEFAULT_RUNTIME_IMAGE
 
 
 def test_operator_pod_uses_the_values() -> None:
