@@ -65,9 +65,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from modelplane_runtime.storage import fetch
+    import os
 
-    fetch(args.uri, Path(args.dest))
+    from modelplane_runtime.logs import configure_logging
+    from modelplane_runtime.storage import StorageError, fetch
+
+    configure_logging(os.environ.get("MODELPLANE_LOG_LEVEL", "info").lower())
+    try:
+        fetch(args.uri, Path(args.dest))
+    except StorageError as exc:
+        # One line on stderr: the init container's termination message in `kubectl describe`.
+        print(f"modelplane: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

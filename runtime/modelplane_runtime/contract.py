@@ -24,6 +24,18 @@ ENV_MAX_BATCH_SIZE: Final = "MODELPLANE_MAX_BATCH_SIZE"
 ENV_MAX_LATENCY_MS: Final = "MODELPLANE_MAX_LATENCY_MS"
 ENV_LOG_LEVEL: Final = "MODELPLANE_LOG_LEVEL"
 ENV_DRAIN_TIMEOUT_S: Final = "MODELPLANE_DRAIN_TIMEOUT_S"
+ENV_SIGNATURE_NAME: Final = "MODELPLANE_SIGNATURE_NAME"
+ENV_PROCESSING: Final = "MODELPLANE_PROCESSING"
+"""Pre/post-processing config as JSON (the modelplane.yaml schema); wins over the file."""
+ENV_AUTH_TOKENS_DIR: Final = "MODELPLANE_AUTH_TOKENS_DIR"
+"""A mounted Secret: every file holds one accepted bearer token."""
+ENV_TLS_CERT_FILE: Final = "MODELPLANE_TLS_CERT_FILE"
+ENV_TLS_KEY_FILE: Final = "MODELPLANE_TLS_KEY_FILE"
+
+# Storage initializer (`modelplane fetch`) credentials, from the model's credentialsSecret.
+ENV_STORAGE_BEARER_TOKEN: Final = "MODELPLANE_STORAGE_BEARER_TOKEN"
+ENV_STORAGE_USERNAME: Final = "MODELPLANE_STORAGE_USERNAME"
+ENV_STORAGE_PASSWORD: Final = "MODELPLANE_STORAGE_PASSWORD"
 
 # Health endpoints (Open Inference Protocol); the operator's probes point here.
 LIVE_PATH: Final = "/v2/health/live"

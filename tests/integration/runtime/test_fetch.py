@@ -561,11 +561,6 @@ def test_cli_fetch_failure_exits_non_zero_with_the_message(
     assert not (tmp_path / "models").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py does not catch StorageError yet (change requested from the lead); "
-    "remove this mark when it does",
-)
 def test_cli_fetch_failure_is_one_line_on_stderr(tmp_path: Path) -> None:
     done = run_cli("s3://bucket/m", str(tmp_path / "models"))
     assert done.returncode == 1
