@@ -62,6 +62,15 @@ class RuntimeSettings(BaseSettings):
     drain_timeout_s: float = Field(default=30.0, ge=0)
     """On SIGTERM, how long in-flight requests may take before the process exits anyway."""
 
+    processing: str = ""
+    """Pre/post-processing config as JSON (modelplane.yaml's schema); wins over the file."""
+    auth_tokens_dir: Path | None = None
+    """Folder of accepted bearer tokens, one per file (a mounted Secret); unset = no auth."""
+    tls_cert_file: Path | None = None
+    """PEM certificate to serve HTTPS with (needs ``tls_key_file``)."""
+    tls_key_file: Path | None = None
+    """PEM private key for ``tls_cert_file``."""
+
     log_level: LogLevel = "info"
     """`error`, `warning`, `info` or `debug`; logs are JSON lines on stderr."""
 
