@@ -163,3 +163,16 @@ def test_protobuf_bodies_are_refused_clearly(kubectl: Kubectl, kube_namespace: s
     done = kubectl("create", "configmap", "pb", "-n", kube_namespace, check=False)
     assert done.returncode == 1
     assert "unknown format (application/vnd.kubernetes.protobuf)" in done.stderr
+
+
+def test_builtin_printer_columns(kubectl: Kubectl, kube_namespace: str,
+                                 http: httpx.Client) -> None:
+    ns = ("-n", kube_namespace)
+    kubectl.apply(deployment("shown", "nginx:1"), *ns)
+    http.patch(f"/apis/apps/v1/namespaces/{kube_namespace}/deployments/shown/status",
+               headers={"Content-Type": "application/merge-patch+json"},
+               json={"status": {"readyReplicas": 1, "updatedReplicas": 1,
+                                "availableReplicas": 1}})
+    header, row = kubectl("get", "deployment", "shown", *ns).stdout.splitlines()
+    assert header.split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert row.split()[:4] == ["shown", "1/1", "1", "1"]

@@ -224,3 +224,26 @@ def test_namespaced_watch_resumes_within_its_namespace(http: httpx.Client,
     http.post(path, json=cm("mine-too"))
     _, events = watch_lines(http, path, timeoutSeconds=1, resourceVersion=start)
     assert [e["object"]["metadata"]["name"] for e in events] == ["mine-too"]
+
+
+def test_crd_versions_share_one_storage(http: httpx.Client) -> None:
+    schema = {"openAPIV3Schema": {"type": "object"}}
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "multis.versions.example.com"},
+           "spec": {"group": "versions.example.com", "scope": "Cluster",
+                    "names": {"plural": "multis", "kind": "Multi"},
+                    "versions": [{"name": "v1beta1", "served": True, "storage": False,
+                                  "schema": schema},
+                                 {"name": "v1", "served": True, "storage": True,
+                                  "schema": schema}]}}
+    http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+    group = http.get("/apis/versions.example.com").json()
+    assert group["preferredVersion"]["version"] == "v1"
+    old = {"apiVersion": "versions.example.com/v1beta1", "kind": "Multi",
+           "metadata": {"name": "m"}, "spec": {"a": 1}}
+    assert http.post("/apis/versions.example.com/v1beta1/multis", json=old).status_code == 201
+    as_v1 = http.get("/apis/versions.example.com/v1/multis/m").json()
+    assert as_v1["apiVersion"] == "versions.example.com/v1"
+    assert as_v1["spec"] == {"a": 1}
+    listed = http.get("/apis/versions.example.com/v1beta1/multis").json()
+    assert [i["apiVersion"] for i in listed["items"]] == ["versions.example.com/v1beta1"]
