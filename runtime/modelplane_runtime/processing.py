@@ -6,21 +6,25 @@ is executed. It applies to one signature (``serving_default`` unless it says oth
 the signature the runtime reports (v1 metadata, v2 model metadata) is the processed one:
 what clients send and receive, not what the model sees.
 
-Format::
+Format (an example for a model taking ``image`` float32 ``[-1, 28, 28]`` and returning
+``probabilities`` ``[-1, 3]`` and ``score`` ``[-1, 1]``)::
 
     signature: serving_default      # the signature this applies to (default serving_default)
     inputs:
       image:                        # a model input name
         dtype: uint8                # what clients send; cast to the model's dtype
         shape: [784]                # non-batch shape clients send; reshaped to the model's
-        mean: [0.5]                 # then (x - mean) / std, broadcast over the last axes;
-        std: [0.25]                 #   scalars or lists; the model input must be float
+        mean: 127.5                 # then (x - mean) / std, broadcast over the last axes:
+        std: 64.0                   #   a number, or a list (one per last-axis entry)
     outputs:
       probabilities:                # a model output name
         labels: [cat, dog, bird]    # one per class (the output's last dimension)
         top_k: 2                    # add the k best classes per row
-        threshold: 0.5              # for a single-score output (shape [-1] or [-1, 1])
         keep: true                  # keep the raw output too (default true)
+      score:                        # a single score per row (shape [-1] or [-1, 1])
+        threshold: 0.8              # class 1 at or above, 0 below
+        labels: ["no", "yes"]       # labels of class 0 and class 1 (quoted: YAML reads
+                                    #   bare no/yes/on/off as booleans)
 
 Outputs added, for an output ``o``:
 
@@ -87,6 +91,18 @@ class OutputProcessing(BaseModel):
     top_k: int | None = Field(default=None, ge=1)
     threshold: float | None = None
     keep: bool = True
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _text_labels(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if any(isinstance(item, bool) for item in value):
+                raise ValueError(
+                    "labels must be text; quote YAML words like yes/no/on/off, which "
+                    "otherwise read as booleans"
+                )
+            return [str(item) if isinstance(item, int | float) else item for item in value]
+        return value
 
 
 class ProcessingConfig(BaseModel):

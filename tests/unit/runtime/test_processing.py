@@ -79,6 +79,7 @@ outputs:
         ("outputs: {probs: {top_k: 0}}", r"outputs\.probs\.top_k"),
         ("[1, 2]", "Input should be a valid dictionary"),
         ("inputs: {image: [1,", "cannot read"),
+        ("outputs: {score: {labels: [no, yes]}}", "quote YAML words like yes/no"),
     ],
 )
 def test_config_file_errors_name_the_field(tmp_path: Path, text: str, message: str) -> None:
@@ -183,3 +184,29 @@ async def test_a_bad_config_fails_the_version_with_its_message(
 
     with pytest.raises(ModelLoadError, match=r"outputs\.nope: no such output"):
         await DataPlane(RuntimeSettings(model_path=tmp_path / "d")).load()
+
+
+def test_the_documented_example_is_valid(tmp_path: Path) -> None:
+    import modelplane_runtime.processing as module
+
+    doc = module.__doc__ or ""
+    block = doc.split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    text = "\n".join(line[4:] for line in block.splitlines())
+    model = SignatureSpec(
+        "serving_default",
+        (TensorSpec("image", "float32", (-1, 28, 28)),),
+        (TensorSpec("probabilities", "float32", (-1, 3)), TensorSpec("score", "float32", (-1, 1))),
+    )
+    path = config(tmp_path, text)
+    processor = build_processor(read_config(path), {"serving_default": model}, path)
+    assert processor.served.inputs == (TensorSpec("image", "uint8", (-1, 784)),)
+    assert processor.served.output("score_label") == TensorSpec("score_label", "string", (-1,))
+    image = processor.preprocess({"image": np.full((1, 784), 255, np.uint8)})["image"]
+    assert image.shape == (1, 28, 28)
+    np.testing.assert_allclose(image, (255 - 127.5) / 64.0)
+    post = processor.postprocess({
+        "probabilities": np.array([[0.2, 0.3, 0.5]], np.float32),
+        "score": np.array([[0.8]], np.float32),
+    })
+    assert post["score_label"].tolist() == [b"yes"]
+    assert post["probabilities_top_k_labels"].tolist() == [[b"bird", b"dog"]]
