@@ -134,7 +134,9 @@ def test_operator_image_install_has_no_tensorflow(tmp_path: Path) -> None:
     requirements = run([sys.executable, "scripts/requirements.py", "operator"]).stdout
     assert "tensorflow" not in requirements.lower()
     (tmp_path / "requirements.txt").write_text(requirements)
-    pip = [sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-cache-dir"]
+    pip: list[str | Path] = [
+        sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-cache-dir",
+    ]
     run([*pip, "--requirement", tmp_path / "requirements.txt"], timeout=480)
     run([*pip, "--no-deps", context], timeout=300)
     cli = venv / "bin" / "modelplane"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -180,7 +181,7 @@ containers:
 volumes: [{name: v, emptyDir: {}}]
 """)
     assert pss.violations(compliant) == []
-    weakenings = {
+    weakenings: dict[str, Callable[[Doc], object]] = {
         "hostNetwork": lambda s: s.update(hostNetwork=True),
         "hostPath": lambda s: s["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
         "privileged": lambda s: s["containers"][0]["securityContext"].update(privileged=True),
