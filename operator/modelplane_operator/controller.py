@@ -19,8 +19,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
+
 from modelplane_operator.apply import Applier
-from modelplane_operator.builders.labels import selector_string
+from modelplane_operator.builders.labels import MANAGED_BY, SELECTOR_LABEL, selector_string
 from modelplane_operator.builders.owner import Owner
 from modelplane_operator.builders.render import RenderDefaults, render_spec
 from modelplane_operator.builders.service import service_url
@@ -50,6 +52,15 @@ from modelplane_operator.status import (
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+MANAGED_LABEL = "app.kubernetes.io/managed-by"
+CHILD_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("policy/v1", "PodDisruptionBudget"),
+)
+"""Kinds of children rendered (builders/render.py), as the cache and the watches know them."""
 
 
 class SpecRejected(Exception):
@@ -210,6 +221,29 @@ class Controller:
             self.cache.drop_child(ck)
 
     # ---- children and pods ---------------------------------------------------------------
+
+    async def prime(self, namespaces: tuple[str, ...]) -> None:
+        """Load existing children and Pods before the first reconcile.
+
+        After a restart, kopf resumes every ModelDeployment while its watches of the children
+        are still listing; without this, each resume would find its children missing from
+        the cache and pay a create (409) plus a GET per child. One LIST per kind instead.
+        """
+        kinds = [(api_version, kind, f"{MANAGED_LABEL}={MANAGED_BY}")
+                 for api_version, kind in CHILD_KINDS]
+        kinds.append(("v1", "Pod", SELECTOR_LABEL))
+        for api_version, kind, selector in kinds:
+            for namespace in namespaces or (None,):
+                try:
+                    items = await self._client.list(api_version, kind, namespace, selector)
+                except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+                    log.warning("could not list %s to prime the cache: %s", kind, exc)
+                    continue
+                for item in items:
+                    if kind == "Pod":
+                        self.cache.put_pod(item)
+                    else:
+                        self.cache.put_child(item)
 
     async def child_seen(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A child changed or was deleted: restore it if it no longer matches the spec."""

@@ -18,7 +18,7 @@ import aiohttp
 import kopf
 
 from modelplane_operator.builders.labels import MANAGED_BY, SELECTOR_LABEL
-from modelplane_operator.controller import Controller, SpecRejected
+from modelplane_operator.controller import MANAGED_LABEL, Controller, SpecRejected
 from modelplane_operator.kube import ApiError
 from modelplane_operator.spec import GROUP, PLURAL, VERSION
 
@@ -30,7 +30,6 @@ CHILDREN = (
     ("policy", "v1", "poddisruptionbudgets"),
 )
 PODS = ("v1", "pods")
-MANAGED_LABEL = "app.kubernetes.io/managed-by"
 
 SLOW_RETRY_S = 60.0
 

@@ -166,6 +166,15 @@ class KubeClient:
         """Read one object."""
         return await self.request("GET", resource_path(api_version, kind, namespace, name))
 
+    async def list(self, api_version: str, kind: str, namespace: str | None,
+                   label_selector: str) -> list[dict[str, Any]]:
+        """Objects of a kind matching a label selector, with ``kind`` and ``apiVersion`` set
+        (list items come without them)."""
+        path = resource_path(api_version, kind, namespace)
+        found = await self.request("GET", path, params={"labelSelector": label_selector})
+        items: list[dict[str, Any]] = found.get("items") or []
+        return [{**item, "apiVersion": api_version, "kind": kind} for item in items]
+
     async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create an object in its namespace."""
         meta = body["metadata"]

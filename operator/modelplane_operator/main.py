@@ -95,6 +95,7 @@ async def run(settings: OperatorSettings) -> None:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         handlers.configure(settings, standalone=config.standalone)
+        await controller.prime(config.namespaces)
         await runner.setup()
         site = web.TCPSite(runner, config.http_host, config.http_port)
         await site.start()
