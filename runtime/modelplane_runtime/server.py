@@ -27,6 +27,8 @@ from modelplane_runtime.settings import RuntimeSettings
 from modelplane_runtime.state import Runtime
 
 logger = logging.getLogger("modelplane.server")
+lifecycle = logging.getLogger("modelplane.lifecycle")
+"""Ready, draining and stopped events: logged whatever the log level (scripts parse them)."""
 
 EXIT_STARTUP_FAILURE: Final = 3
 EXIT_USAGE: Final = 2
@@ -74,19 +76,19 @@ class _Server(uvicorn.Server):
         await super().startup(sockets=sockets)
         if self.started and not self.should_exit:
             port = int(self.url.rsplit(":", 1)[1])
-            logger.info(
+            lifecycle.info(
                 "serving at %s", self.url, extra={"event": "ready", "url": self.url, "port": port}
             )
             if self.on_ready is not None:
                 self.on_ready(self.url)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        logger.info(
+        lifecycle.info(
             "draining: not ready, finishing in-flight requests",
             extra={"event": "draining", "timeout_s": self.config.timeout_graceful_shutdown},
         )
         await super().shutdown(sockets=sockets)
-        logger.info("stopped", extra={"event": "stopped"})
+        lifecycle.info("stopped", extra={"event": "stopped"})
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Readiness flips in the signal handler itself, before the loop even notices.
@@ -108,6 +110,7 @@ class _Server(uvicorn.Server):
 def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = None) -> int:
     """Serve ``settings.model_path`` until SIGTERM/SIGINT; the process exit code."""
     configure_logging(settings.log_level)
+    lifecycle.setLevel(logging.INFO)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if settings.workers != 1:
         logger.error(

@@ -30,6 +30,8 @@ def server(demo_model_dir: Path, runtime_log_dir: Path) -> Iterator[RuntimeServe
         str(BODY_LIMIT),
         "--request-timeout-s",
         str(TIMEOUT_S),
+        "--log-level",
+        "debug",
     ]
     env = {"MODELPLANE_MAX_ROWS_PER_REQUEST": str(ROW_LIMIT)}
     with launch_runtime(demo_model_dir, runtime_log_dir, args, env=env) as running:
@@ -226,7 +228,8 @@ def test_error_logs_carry_the_request_id(server: RuntimeServer) -> None:
         client.post(V1, content=b"{broken", headers={"X-Request-Id": "find-me-123"})
     events = server.log_events()
     tagged = [e for e in events if e.get("request_id") == "find-me-123"]
-    assert tagged, "no log line carries the request id"
+    assert {e["level"] for e in tagged} == {"info", "debug"}  # the 400, then the request line
+    assert any(e.get("status") == 400 and e["level"] == "debug" for e in tagged)
     assert all(e["level"] in {"error", "warning", "info", "debug"} for e in events)
 
 

@@ -26,7 +26,10 @@ CONNECTIONS = 48
 
 @pytest.fixture(scope="module")
 def server(demo_model_dir: Path, runtime_log_dir: Path) -> Iterator[RuntimeServer]:
+    # --log-level error also checks that the ready line (which the fixture parses for the
+    # port) is logged whatever the level.
     args = ["--name", "demo", "--max-batch-size", str(MAX_BATCH), "--max-latency-ms", "20"]
+    args += ["--log-level", "error"]
     with launch_runtime(demo_model_dir, runtime_log_dir, args) as running:
         yield running
 

@@ -220,6 +220,7 @@ def test_demo_prints_curl_lines_that_work(runtime_log_dir: Path, tmp_path: Path)
         _check_curl_lines(server)
 
 
+@pytest.mark.slow
 def test_demo_defaults_to_8080_or_a_free_port(demo_model_dir: Path, runtime_log_dir: Path) -> None:
     # Hold 8080 (if nobody else does) so the demo must pick another port, as it would
     # on a laptop where something already listens there.
