@@ -77,7 +77,9 @@ def _detect(path: Path, wanted: ModelFormat) -> tuple[Path, Format]:
         if path.suffix not in KERAS_SUFFIXES:
             raise ModelLoadError(f"{path}: not a Keras file (expected .keras or .h5)")
         found: tuple[Path, Format] = (path, "keras")
-    elif _is_savedmodel(path):
+    elif _is_savedmodel(path) and not (wanted == "keras" and _keras_files(path)):
+        # A folder may hold both (a Keras model exported beside its .keras file); the
+        # format setting picks, SavedModel by default.
         found = (path, "savedmodel")
     else:
         keras_files = _keras_files(path)

@@ -181,3 +181,11 @@ def test_label_on_an_unserved_version_fails_at_start_up(tmp_path: Path) -> None:
         savedmodel(tmp_path / str(version))
     with pytest.raises(ModelLoadError, match="MODELPLANE_MODEL_LABELS"):
         open_repository(settings(tmp_path, model_labels="stable=1"))  # latest serves only 2
+
+
+def test_format_setting_picks_between_savedmodel_and_keras_in_one_folder(tmp_path: Path) -> None:
+    savedmodel(tmp_path / "1")
+    keras_file(tmp_path / "1" / "model.keras")
+
+    assert scan(tmp_path)[1] == VersionSource(1, tmp_path / "1", "savedmodel")
+    assert scan(tmp_path, "keras")[1] == VersionSource(1, tmp_path / "1" / "model.keras", "keras")
