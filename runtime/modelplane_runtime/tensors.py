@@ -39,7 +39,7 @@ def parse_json(body: bytes) -> Any:
         # orjson is strict JSON; the stdlib parser also takes NaN/Infinity (TF Serving's
         # "JSON conformance" section). Only the error path pays for the second attempt.
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidInput(f"malformed JSON: {first_error}") from None
 
 
@@ -67,7 +67,7 @@ def to_array(value: Any, dtype: np.dtype[Any], where: str) -> np.ndarray:
         return _to_string_array(value, where)
     try:
         inferred = np.asarray(value)
-    except (ValueError, OverflowError) as exc:
+    except (ValueError, OverflowError, RecursionError) as exc:
         raise InvalidInput(f"{where}: not a rectangular tensor ({exc})") from None
     if inferred.size == 0:
         return inferred.astype(dtype)
@@ -98,7 +98,7 @@ def _describe(array: np.ndarray) -> str:
 def _to_string_array(value: Any, where: str) -> np.ndarray:
     try:
         array = np.array(value, dtype=object)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"{where}: not a rectangular tensor ({exc})") from None
     flat = array.reshape(-1)
     for index, item in enumerate(flat):

@@ -219,6 +219,14 @@ def test_bad_bodies_are_invalid_input(body: bytes, spec: SignatureSpec, message:
         _decode(body, spec)
 
 
+@pytest.mark.parametrize("depth", [70, 5000, 200_000])
+def test_deep_nesting_is_invalid_input_not_a_crash(depth: int) -> None:
+    for dtype in ("float32", "string"):
+        body = b'{"inputs": ' + b"[" * depth + b"1" + b"]" * depth + b"}"
+        with pytest.raises(InvalidInput):
+            _decode(body, _spec(("x", dtype, (-1,))))
+
+
 def test_small_int_overflow_is_rejected_not_wrapped() -> None:
     with pytest.raises(InvalidInput, match="does not fit in int8"):
         _decode({"inputs": [300]}, _spec(("x", "int8", (-1,))))
