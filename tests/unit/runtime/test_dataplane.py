@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -129,7 +130,7 @@ async def test_predict_matches_the_model_called_in_process(
 async def test_predict_rejects_bad_input_before_the_model(demo_model_dir: Path) -> None:
     recorder = Recorder()
     async with plane(demo_model_dir, recorder, max_rows_per_request=10) as dp:
-        cases = [
+        cases: list[tuple[dict[str, Any], str]] = [
             ({"inputs": np.float32(1)}, "input 'inputs' is a single value"),
             ({"inputs": np.ones((2, 7))}, "dimension 1 must be 8"),
             ({"x": np.ones((2, 8))}, "unknown input 'x'"),

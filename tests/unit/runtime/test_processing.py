@@ -55,7 +55,8 @@ outputs:
 
     pre = processor.preprocess({"image": np.array([[0, 255, 127, 128]], np.uint8), "ids": [1]})
     assert pre["image"].dtype == np.float32
-    np.testing.assert_allclose(pre["image"], [[[-1, 1], [-0.003922, 0.003922]]], atol=1e-5)
+    want = np.array([[[-1, 1], [-0.003922, 0.003922]]])
+    np.testing.assert_allclose(pre["image"], want, atol=1e-5)
 
     post = processor.postprocess({
         "probs": np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]], np.float32),

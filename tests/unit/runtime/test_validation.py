@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from modelplane_runtime.errors import InvalidInput
@@ -30,7 +32,7 @@ def check(
     return validate_inputs(spec, inputs, strict=strict, max_rows=max_rows)
 
 
-def good(rows: int = 2) -> dict[str, np.ndarray]:
+def good(rows: int = 2) -> dict[str, Any]:
     return {
         "features": np.ones((rows, 3), np.float32),
         "ids": np.arange(rows, dtype=np.int64),
@@ -64,7 +66,7 @@ def test_valid_request_passes_through_without_copies() -> None:
     ],
 )
 def test_rejections_name_the_input(change: dict[str, object], message: str) -> None:
-    inputs: dict[str, object] = dict(good())
+    inputs: dict[str, Any] = dict(good())
     for name, value in change.items():
         if value is None:
             del inputs[name]
