@@ -130,18 +130,20 @@ def test_status_shows_live_load(cluster: Cluster, model_ns: str) -> None:
             stop.set()
             worker.join(timeout=30)
     assert sent[0] > 0
-    assert seen["latencyP99Ms"] >= seen.get("latencyP50Ms", 0)
+    assert seen["latencyP99Ms"] >= (seen.get("latencyP50Ms") or 0)
 
 
 def test_pods_pass_restricted_pod_security(cluster: Cluster, model_ns: str) -> None:
-    """The namespace enforces restricted; a server-side dry run re-checks the running pods."""
+    """The namespace enforces restricted, so admission already let only compliant pods in;
+    a server-side dry run that pins the oldest supported policy version re-evaluates the
+    running pods (PodSecurity warns about every existing pod a policy change would forbid)."""
     labels = cluster.get(f"namespace/{model_ns}")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     done = cluster.kubectl(
         "label", "--dry-run=server", "--overwrite", f"namespace/{model_ns}",
-        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=v1.30",
     )
-    assert "violate" not in done.stderr, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
     pods = cluster.get("pods", model_ns)["items"]
     assert pods, "no runtime pods"
     assert all(p["metadata"]["labels"].get("modelplane.io/deployment") == NAME for p in pods)
