@@ -92,7 +92,13 @@ class Applier:
                 if exc.status != 409:
                     raise
                 # It exists and our watch has not told us yet (e.g. just after a restart).
-                live = await self._client.get(api_version, kind, namespace, name)
+                try:
+                    live = await self._client.get(api_version, kind, namespace, name)
+                except ApiError as gone:
+                    if gone.status != 404:
+                        raise
+                    # Deleted in between: a conflict like any other, worth a quick retry.
+                    raise ApiError(409, "Conflict", f"{kind} {name} vanished after a 409") from None
                 self._cache.put_child(live)
             else:
                 self._cache.put_child(created)

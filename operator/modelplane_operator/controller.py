@@ -271,7 +271,9 @@ class Controller:
             outcome = await self._applier.apply(desired)
         except ApiError as exc:
             self.metrics.errors.labels("api").inc()
-            log.warning("could not restore %s %s/%s: %s", *ck, exc)
+            # 403/404 while the namespace is being deleted are expected: nothing to restore.
+            level = logging.INFO if exc.status in (403, 404) else logging.WARNING
+            log.log(level, "could not restore %s %s/%s: %s", *ck, exc)
             return
         if outcome != "unchanged":
             self.metrics.child_writes.labels(ck[0], outcome).inc()

@@ -9,9 +9,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import kmock
 import yaml
 
-from tests.fixtures.kube import Kubectl
+from tests.fixtures.kube import KubeApi, Kubectl
 from tests.integration.operator.conftest import (
     TEST_IMAGE,
     Cluster,
@@ -235,3 +236,34 @@ def test_deleting_the_model_deployment_removes_its_children(
     kubectl("delete", "md", "seed-mlp-autoscaled", "-n", kube_namespace)
     for kind in CHILD_KINDS:
         eventually(partial(none_left, cluster, kind), what=f"{kind} deleted")
+
+
+def test_api_errors_are_retried_with_backoff(
+    operator: OperatorProcess, kubectl: Kubectl, cluster: Cluster, kube_namespace: str,
+    kube_api: KubeApi,
+) -> None:
+    # The API server fails the first two Deployment creates (a 500, then throttling).
+    def fail_twice(api: Any) -> None:
+        view = api["post", kmock.resource("apps", "v1", "deployments")]
+        view[:1] << 500
+        view[1:2] << 429
+
+    kube_api.call(fail_twice)
+    kubectl.apply(sample("seed-mlp", kube_namespace))
+    eventually(lambda: cluster.get("deployment", "seed-mlp"), timeout=30,
+               what="the Deployment after retries")
+    eventually(partial(has_status, cluster, "seed-mlp"), what="status after retries")
+    assert operator.metric("modelplane_operator_errors_total", kind="api") >= 1
+    assert operator.process.poll() is None  # still running
+
+
+def test_scale_subresource_reaches_the_deployment(
+    operator: OperatorProcess, kubectl: Kubectl, cluster: Cluster, kube_namespace: str
+) -> None:
+    kubectl.apply(sample("seed-mlp", kube_namespace))
+    eventually(lambda: cluster.get("deployment", "seed-mlp"), what="Deployment")
+    kubectl("scale", "md/seed-mlp", "--replicas=3", "-n", kube_namespace)
+    eventually(lambda: (cluster.get("deployment", "seed-mlp") or {}).get("spec", {}).get(
+        "replicas") == 3, what="3 replicas")
+    eventually(lambda: (cluster.get("md", "seed-mlp") or {}).get("status", {}).get("ready")
+               == "0/3", what="READY 0/3")
