@@ -225,3 +225,16 @@ def test_notes_tell_the_next_steps() -> None:
     model = yaml.safe_load("\n".join(line.removeprefix("     ") for line in inline.splitlines()))
     assert cr_errors(model) == []
     assert model["spec"]["model"]["uri"] == "demo://seed-mlp"
+
+
+def test_helm_package_ships_crds_and_dashboard(tmp_path: Path) -> None:
+    import tarfile
+
+    done = run([tool("helm"), "package", CHART, "--destination", tmp_path])
+    (archive,) = tmp_path.glob("modelplane-*.tgz")
+    assert archive.name in done.stdout
+    with tarfile.open(archive) as packaged:
+        names = set(packaged.getnames())
+    for member in ("crds/modelplane.io_modeldeployments.yaml", "dashboards/modelplane.json",
+                   "templates/NOTES.txt", "templates/tests/test-health.yaml", "values.yaml"):
+        assert f"modelplane/{member}" in names
