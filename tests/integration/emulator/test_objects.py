@@ -276,3 +276,50 @@ def test_namespace_deletion_deletes_content_and_waits_for_finalizers(
 
 def test_default_namespace_is_protected(http: httpx.Client) -> None:
     assert http.delete("/api/v1/namespaces/default").status_code == 403
+
+
+@pytest.mark.parametrize("metadata", [
+    {"name": "Upper-Case"},
+    {"name": "ok", "labels": {"model": "gs://bucket/model"}},
+    {"name": "ok", "labels": {"x" * 64: "v"}},
+    {"name": "ok", "annotations": {"bad key!": "v"}},
+])
+def test_invalid_metadata_is_422(http: httpx.Client, kube_namespace: str,
+                                 metadata: dict[str, Any]) -> None:
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}
+    resp = http.post(cm_path(kube_namespace), json=body)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["reason"] == "Invalid"
+
+
+def test_service_names_are_dns_labels(http: httpx.Client, kube_namespace: str) -> None:
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1-starts-with-digit"},
+           "spec": {"ports": [{"port": 80}]}}
+    resp = http.post(f"/api/v1/namespaces/{kube_namespace}/services", json=svc)
+    assert resp.status_code == 422
+
+
+def test_workload_selector_must_match_and_stay(http: httpx.Client, kube_namespace: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{kube_namespace}/deployments"
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sel"},
+              "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": {
+                  "metadata": {"labels": {"app": "b"}}, "spec": {"containers": []}}}}
+    assert http.post(path, json=deploy).status_code == 422
+    deploy["spec"]["template"]["metadata"]["labels"] = {"app": "a", "extra": "x"}
+    created(http, path, deploy)
+    moved = http.patch(f"{path}/sel", headers=MERGE, json={"spec": {
+        "selector": {"matchLabels": {"extra": "x"}}}})
+    assert moved.status_code == 422
+    assert "immutable" in moved.json()["message"]
+
+
+def test_service_update_keeps_its_cluster_ip(http: httpx.Client, kube_namespace: str) -> None:
+    path = f"/api/v1/namespaces/{kube_namespace}/services"
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "keep"},
+           "spec": {"ports": [{"port": 80}]}}
+    first = created(http, path, svc)
+    replaced = http.put(f"{path}/keep", json={**svc, "metadata": {
+        "name": "keep", "resourceVersion": first["metadata"]["resourceVersion"]},
+        "spec": {"ports": [{"port": 81}]}}).json()
+    assert replaced["spec"]["clusterIP"] == first["spec"]["clusterIP"]
+    assert replaced["spec"]["ports"] == [{"port": 81}]
