@@ -38,6 +38,8 @@ class Snapshot:
     server_errors: float
     in_flight: float
     buckets: Buckets
+    versions: frozenset[str] = frozenset()
+    """Model versions the pod has loaded (from ``modelplane_model_load_seconds``)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,13 @@ class Load:
     latency_p99_ms: float | None
     error_rate: float | None
     pods: int
+    versions: tuple[str, ...] = ()
+    """Model versions loaded by the scraped pods, in numeric order."""
+
+    @property
+    def model_version(self) -> str | None:
+        """``status.modelVersion``: the versions served, comma-separated (None if unknown)."""
+        return ",".join(self.versions) or None
 
     def as_status(self) -> dict[str, float | int]:
         """The ``status.load`` fields (camelCase, rounded so noise does not cause writes)."""
@@ -83,6 +92,7 @@ def parse_snapshot(text: str, taken_at: float) -> Snapshot:
     """Read the runtime's metrics from the Prometheus text format, summed over all labels."""
     requests = server_errors = in_flight = 0.0
     cumulative: dict[float, float] = {}
+    versions: set[str] = set()
     bucket_name = contract.METRIC_REQUEST_LATENCY + "_bucket"
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -92,6 +102,8 @@ def parse_snapshot(text: str, taken_at: float) -> Snapshot:
                     server_errors += sample.value
             elif sample.name == contract.METRIC_IN_FLIGHT:
                 in_flight += sample.value
+            elif sample.name == contract.METRIC_MODEL_LOAD and "version" in sample.labels:
+                versions.add(sample.labels["version"])
             elif sample.name == bucket_name:
                 bound = float(sample.labels["le"])
                 cumulative[bound] = cumulative.get(bound, 0.0) + sample.value
@@ -101,6 +113,7 @@ def parse_snapshot(text: str, taken_at: float) -> Snapshot:
         server_errors=server_errors,
         in_flight=in_flight,
         buckets=tuple(sorted(cumulative.items())),
+        versions=frozenset(versions),
     )
 
 
@@ -190,8 +203,10 @@ def aggregate(
         if key in previous and (w := window(previous[key], snapshot)) is not None
     ]
     in_flight = sum(snapshot.in_flight for snapshot in current.values())
+    versions = tuple(sorted(set().union(*(s.versions for s in current.values())),
+                            key=lambda v: (len(v), v)))  # numeric order for integer strings
     if not windows:
-        return Load(None, in_flight, None, None, None, len(current))
+        return Load(None, in_flight, None, None, None, len(current), versions)
     requests = sum(w.requests for w in windows)
     merged = merge_buckets(w.buckets for w in windows)
     p50 = histogram_quantile(0.5, merged)
@@ -203,4 +218,5 @@ def aggregate(
         latency_p99_ms=None if p99 is None else p99 * 1000.0,
         error_rate=(sum(w.server_errors for w in windows) / requests) if requests > 0 else 0.0,
         pods=len(current),
+        versions=versions,
     )

@@ -19,7 +19,7 @@ from modelplane_operator.load import Load
 
 OWNED_KEYS = (
     "replicas", "readyReplicas", "updatedReplicas", "ready", "selector", "url",
-    "observedGeneration", "conditions", "pods", "load",
+    "observedGeneration", "conditions", "pods", "load", "modelVersion",
 )
 """Top-level status fields this operator writes (``status.kopf`` belongs to kopf)."""
 
@@ -229,6 +229,8 @@ def build_status(
         status["load"] = dict(load.as_status())
         if load_updated_at is not None:
             status["load"]["updatedAt"] = timestamp(load_updated_at)
+        if load.model_version is not None:
+            status["modelVersion"] = load.model_version  # kept while no pod is scraped
     return status
 
 

@@ -156,6 +156,9 @@ def test_rps_and_p99_of_real_runtimes_reach_status_and_kubectl(
         assert md["status"]["ready"] == "2/2"
         assert [(p["name"], p["ready"]) for p in md["status"]["pods"]] == [
             (f"{MODEL}-7d9f8-0", True), (f"{MODEL}-7d9f8-1", True)]
+        ready_event = eventually(lambda: [e for e in cluster.events(MODEL)
+                                          if e["reason"] == "Ready"], what="a Ready Event")
+        assert ready_event[0]["type"] == "Normal"
 
         with Load(urls) as load:
             def busy() -> dict[str, Any] | None:
@@ -171,6 +174,8 @@ def test_rps_and_p99_of_real_runtimes_reach_status_and_kubectl(
         assert 0 < seen["latencyP50Ms"] <= seen["latencyP99Ms"]
         assert seen["inFlight"] >= 0
         assert seen["updatedAt"].endswith("Z")
+        version = (cluster.get("md", MODEL) or {}).get("status", {}).get("modelVersion")
+        assert version == "1"  # the demo repository's only version, as the runtimes report
         columns = table[0].split()
         row = table[1].split()
         rps = float(row[columns.index("RPS")])

@@ -200,3 +200,16 @@ def test_status_fields_are_rounded_camel_case() -> None:
     assert set(fields) == {"requestsPerSecond", "inFlight", "latencyP50Ms", "latencyP99Ms",
                            "errorRate"}
     assert fields["requestsPerSecond"] == 2.33
+
+
+def test_model_versions_come_from_the_load_gauge() -> None:
+    one, two = FakeRuntimeMetrics(), FakeRuntimeMetrics()
+    for runtime, versions in ((one, ("2", "10")), (two, ("2",))):
+        gauge = Gauge(contract.METRIC_MODEL_LOAD, "load", ["model", "version"],
+                      registry=runtime.registry)
+        for version in versions:
+            gauge.labels("m", version).set(1.5)
+    load = aggregate({}, {"a": one.snapshot(1.0), "b": two.snapshot(1.0)})
+    assert load is not None
+    assert load.versions == ("2", "10")
+    assert load.model_version == "2,10"
