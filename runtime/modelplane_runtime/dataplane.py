@@ -20,10 +20,16 @@ from typing import Protocol
 
 import numpy as np
 
-from modelplane_runtime import errors
+from modelplane_runtime import contract, errors
 from modelplane_runtime.batching import Batcher, BatchObserver, Runner
 from modelplane_runtime.model import LoadedModel, load_model
-from modelplane_runtime.processing import Processor, build_processor, read_config
+from modelplane_runtime.processing import (
+    ProcessingConfig,
+    Processor,
+    build_processor,
+    parse_config,
+    read_config,
+)
 from modelplane_runtime.repository import Repository, VersionSource, open_repository
 from modelplane_runtime.settings import RuntimeSettings
 from modelplane_runtime.signature import SignatureSpec, VersionStatus
@@ -71,12 +77,17 @@ class DataPlane:
         self._versions: dict[int, _Version] = {}
         self._labels: dict[str, int] = {}
         self._repository: Repository | None = None
+        self._override: ProcessingConfig | None = None
         self._closed = False
 
     # Lifecycle.
 
     async def load(self) -> None:
         """Load and warm up every version the policy selects; fail if none loads."""
+        override = None
+        if self._settings.processing.strip():
+            override = parse_config(self._settings.processing, contract.ENV_PROCESSING)
+        self._override = override
         repository = await asyncio.to_thread(open_repository, self._settings)
         self._repository = repository
         self._labels = dict(repository.labels)
@@ -91,7 +102,9 @@ class DataPlane:
         version.state = LOADING
         start = time.perf_counter()
         try:
-            model, processors = await asyncio.to_thread(_prepare, version.source)
+            model, processors = await asyncio.to_thread(
+                _prepare, version.source, self._override
+            )
         except errors.ModelLoadError as exc:
             version.state, version.error = END, str(exc)
             log.error("model %s version %d failed to load: %s", self._name, version.number, exc)
@@ -260,12 +273,18 @@ class DataPlane:
         return state
 
 
-def _prepare(source: VersionSource) -> tuple[LoadedModel, dict[str, Processor]]:
-    """Load, build processing, warm up (worker thread)."""
+def _prepare(
+    source: VersionSource, override: ProcessingConfig | None
+) -> tuple[LoadedModel, dict[str, Processor]]:
+    """Load, build processing (the setting wins over the file), warm up (worker thread)."""
     model = load_model(source)
     processors: dict[str, Processor] = {}
-    if source.config is not None:
+    processor = None
+    if override is not None:
+        processor = build_processor(override, model.signatures, contract.ENV_PROCESSING)
+    elif source.config is not None:
         processor = build_processor(read_config(source.config), model.signatures, source.config)
+    if processor is not None:
         processors[processor.signature] = processor
     model.warm_up()
     return model, processors

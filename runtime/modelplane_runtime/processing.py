@@ -1,10 +1,12 @@
 """Optional pre- and post-processing declared in ``modelplane.yaml`` beside the model.
 
 The file lives in the repository's base folder; a ``modelplane.yaml`` inside a version
-folder replaces it for that version. It is data, parsed by a pydantic model: nothing in it
-is executed. It applies to one signature (``serving_default`` unless it says otherwise), and
-the signature the runtime reports (v1 metadata, v2 model metadata) is the processed one:
-what clients send and receive, not what the model sees.
+folder replaces it for that version. ``MODELPLANE_PROCESSING`` (the same schema as JSON,
+which the operator sets from the ModelDeployment) wins over both, for every version. It is
+data, parsed by a pydantic model: nothing in it is executed. It applies to one signature
+(``serving_default`` unless it says otherwise), and the signature the runtime reports (v1
+metadata, v2 model metadata) is the processed one: what clients send and receive, not what
+the model sees.
 
 Format (an example for a model taking ``image`` float32 ``[-1, 28, 28]`` and returning
 ``probabilities`` ``[-1, 3]`` and ``score`` ``[-1, 1]``)::
@@ -118,9 +120,18 @@ class ProcessingConfig(BaseModel):
 def read_config(path: Path) -> ProcessingConfig:
     """Parse a ``modelplane.yaml``; errors name the file and the field."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text()
+    except OSError as exc:
         raise ModelLoadError(f"{path}: cannot read: {exc}") from exc
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, origin: str) -> ProcessingConfig:
+    """Parse a config given as YAML or JSON text; ``origin`` (a path or a variable) leads errors."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ModelLoadError(f"{origin}: cannot read: {exc}") from exc
     try:
         return ProcessingConfig.model_validate(data)
     except ValidationError as exc:
@@ -128,7 +139,7 @@ def read_config(path: Path) -> ProcessingConfig:
             f"{'.'.join(map(str, error['loc'])) or '(top)'}: {error['msg']}"
             for error in exc.errors()
         )
-        raise ModelLoadError(f"{path}: {problems}") from None
+        raise ModelLoadError(f"{origin}: {problems}") from None
 
 
 @dataclass(frozen=True)
@@ -219,9 +230,9 @@ def _derive(step: _OutputStep, scores: np.ndarray) -> Arrays:
 
 
 def build_processor(
-    config: ProcessingConfig, signatures: dict[str, SignatureSpec], source: Path
+    config: ProcessingConfig, signatures: dict[str, SignatureSpec], source: Path | str
 ) -> Processor:
-    """Check the config against the model's signature and build its processor."""
+    """Check the config against the model's signature; ``source`` names it in errors."""
 
     def fail(where: str, message: str) -> ModelLoadError:
         return ModelLoadError(f"{source}: {where}: {message}")

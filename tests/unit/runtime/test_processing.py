@@ -211,3 +211,36 @@ def test_the_documented_example_is_valid(tmp_path: Path) -> None:
     })
     assert post["score_label"].tolist() == [b"yes"]
     assert post["probabilities_top_k_labels"].tolist() == [[b"bird", b"dog"]]
+
+
+async def test_processing_setting_wins_over_the_file(
+    keras_model_file: Path, tmp_path: Path
+) -> None:
+    import json
+
+    folder = tmp_path / "keras"
+    shutil.copytree(keras_model_file.parent, folder)
+    (folder / "modelplane.yaml").write_text("outputs: {probabilities: {top_k: 1}}\n")
+    # What the operator renders from a ModelDeployment (JSON, snake_case).
+    setting = json.dumps({
+        "signature": "serving_default",
+        "inputs": {"features": {"mean": [1.0], "std": [2.0]}},
+        "outputs": {"probabilities": {"labels": ["r", "g", "b"], "keep": False}},
+    })
+    feats = np.random.default_rng(2).normal(size=(3, 4)).astype(np.float32)
+    async with plane(folder, model_name="k", processing=setting) as dp:
+        outputs = [t.name for t in dp.signature("k", 1).outputs]
+        got = await dp.predict("k", 1, None, {"features": feats})
+    assert outputs == ["probabilities_class", "probabilities_label"]
+    best = np.argmax(call_keras_model(keras_model_file, (feats - 1) / 2), axis=1)
+    assert got["probabilities_class"].tolist() == best.tolist()
+
+    from modelplane_runtime.dataplane import DataPlane
+    from modelplane_runtime.settings import RuntimeSettings
+
+    bad = RuntimeSettings(model_path=folder, processing='{"outputs": {"nope": {}}}')
+    with pytest.raises(ModelLoadError, match=r"MODELPLANE_PROCESSING: outputs\.nope: no such"):
+        await DataPlane(bad).load()
+    bad = RuntimeSettings(model_path=folder, processing='{"inputs": 3}')
+    with pytest.raises(ModelLoadError, match="MODELPLANE_PROCESSING: inputs: "):
+        await DataPlane(bad).load()
