@@ -48,3 +48,24 @@ def test_scripts_and_fixtures_agree_on_images() -> None:
     for name, found in defaults.items():
         assert found is not None, name
         assert f'"{name}", "{found[1]}"' in source
+
+
+def test_install_doc_names_real_files_and_values() -> None:
+    """docs/install.md only names samples, scripts and chart values that exist."""
+    doc = (ROOT / "docs" / "install.md").read_text()
+    paths = set(re.findall(r"\b((?:manifests|scripts|charts)/[\w./-]+\.(?:yaml|sh|py))", doc))
+    assert "manifests/samples/seed-mlp.yaml" in paths
+    for path in paths:
+        assert (ROOT / path).is_file(), path
+    values = yaml.safe_load((ROOT / "charts" / "modelplane" / "values.yaml").read_text())
+    named = [
+        dotted for dotted in re.findall(r"`((?:[a-z][A-Za-z]*\.)*[a-z][A-Za-z]*)(?::[^`]*)?`", doc)
+        if dotted.split(".")[0] in values  # else a command or a field, not a chart value
+    ]
+    assert len(named) >= 5
+    for dotted in named:
+        node = values
+        for part in dotted.split("."):
+            assert isinstance(node, dict), dotted
+            assert part in node, dotted
+            node = node[part]
