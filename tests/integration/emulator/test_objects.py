@@ -301,9 +301,10 @@ def test_service_names_are_dns_labels(http: httpx.Client, kube_namespace: str) -
 
 def test_workload_selector_must_match_and_stay(http: httpx.Client, kube_namespace: str) -> None:
     path = f"/apis/apps/v1/namespaces/{kube_namespace}/deployments"
-    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sel"},
-              "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": {
-                  "metadata": {"labels": {"app": "b"}}, "spec": {"containers": []}}}}
+    deploy: dict[str, Any] = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sel"},
+        "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": {
+            "metadata": {"labels": {"app": "b"}}, "spec": {"containers": []}}}}
     assert http.post(path, json=deploy).status_code == 422
     deploy["spec"]["template"]["metadata"]["labels"] = {"app": "a", "extra": "x"}
     created(http, path, deploy)
