@@ -242,9 +242,10 @@ def test_api_errors_are_retried_with_backoff(
     operator: OperatorProcess, kubectl: Kubectl, cluster: Cluster, kube_namespace: str,
     kube_api: KubeApi,
 ) -> None:
-    # The API server fails the first two Deployment creates (a 500, then throttling).
+    # The API server fails the first two Deployment creates here (a 500, then throttling).
     def fail_twice(api: Any) -> None:
-        view = api["post", kmock.resource("apps", "v1", "deployments")]
+        view = api["post", kmock.resource("apps", "v1", "deployments"),
+                   kmock.namespace(kube_namespace)]
         view[:1] << 500
         view[1:2] << 429
 
