@@ -12,6 +12,7 @@ import kmock
 import pytest
 
 from tests.fixtures.apiserver import ApiServer
+from tests.fixtures.kube import KubeApi
 from tests.integration.emulator.conftest import WIDGETS, widget
 
 
@@ -247,3 +248,16 @@ def test_crd_versions_share_one_storage(http: httpx.Client) -> None:
     assert as_v1["spec"] == {"a": 1}
     listed = http.get("/apis/versions.example.com/v1beta1/multis").json()
     assert [i["apiVersion"] for i in listed["items"]] == ["versions.example.com/v1beta1"]
+
+
+def test_each_test_starts_with_an_empty_log_and_its_own_reactions(
+        kube_api: KubeApi, http: httpx.Client, kube_namespace: str) -> None:
+    def inject(api: ApiServer) -> int:
+        seen = len(list(api))  # requests of this test so far (the namespace's creation)
+        api["post", kmock.resource("", "v1", "configmaps")][:1] << 503
+        return seen
+
+    assert kube_api.call(inject) < 20
+    path = f"/api/v1/namespaces/{kube_namespace}/configmaps"
+    assert http.post(path, json=cm("first")).status_code == 503
+    assert http.post(path, json=cm("first")).status_code == 201
