@@ -34,9 +34,9 @@ def routes(runtime: Runtime) -> list[Route]:
         versions = dataplane.versions(name)
         if "version" in params or "label" in params:
             if "label" in params:
-                wanted = dataplane.resolve(name, label=params["label"])
+                wanted: int | None = dataplane.resolve(name, label=params["label"])
             else:
-                wanted = version_param(params["version"]) or 0
+                wanted = version_param(params["version"])
             versions = [v for v in versions if v.version == wanted]
             if not versions:
                 raise ModelNotFound(f"Could not find version {wanted} of model {name}")
