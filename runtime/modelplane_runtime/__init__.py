@@ -1,3 +1,3 @@
-"""Modelplane's inference runtime: serves TensorFlow models over TF Serving REST and the Open Inference Protocol."""
+"""Modelplane's inference runtime: TensorFlow models over TF Serving REST and Open Inference."""
 
 __version__ = "0.1.0"

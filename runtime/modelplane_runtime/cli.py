@@ -82,8 +82,11 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree, plugins included."""
-    parser = argparse.ArgumentParser(prog="modelplane", description="Modelplane: serve TensorFlow models locally or on Kubernetes.")
-    parser.add_argument("--version-info", action="version", version=f"modelplane {__version__}")
+    parser = argparse.ArgumentParser(
+        prog="modelplane",
+        description="Modelplane: serve TensorFlow models locally or on Kubernetes.",
+    )
+    parser.add_argument("--version", action="version", version=f"modelplane {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="serve a model repository over HTTP (v1 and v2)")
