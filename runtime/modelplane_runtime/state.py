@@ -1,18 +1,20 @@
 """What the HTTP layer shares across requests: settings, the data plane, metrics, draining.
 
-Also the small helpers every route uses (JSON responses, path parameters),
+Also the small helpers every route uses (request bodies, JSON responses, path parameters),
 so the v1 and v2 route modules stay thin adapters over the data plane.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
-from modelplane_runtime.errors import InvalidInput
+from modelplane_runtime.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from modelplane_runtime.metrics import Metrics
 from modelplane_runtime.settings import RuntimeSettings
 
@@ -44,6 +46,29 @@ class Runtime:
     def metric_model(self, name: str) -> str:
         """The ``model`` label for a request naming ``name``."""
         return name if name in self.served else UNKNOWN_MODEL
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, decompressed when sent with ``Content-Encoding: gzip`` or ``deflate``
+    (as tritonclient does on request); the size limit applies to the decompressed bytes."""
+    body = await request.body()
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in _DECODERS:
+        raise UnsupportedMediaType(f"unsupported Content-Encoding {encoding!r}")
+    inflater = zlib.decompressobj(_DECODERS[encoding])
+    try:
+        # Bounded, so a small compressed body cannot expand without limit (a "zip bomb").
+        plain = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"the body is not valid {encoding} data: {exc}") from None
+    if len(plain) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"the decompressed body is over the limit of {limit} bytes")
+    return plain
+
+
+_DECODERS: Final = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 def json_response(body: bytes | object, status: int = 200) -> Response:

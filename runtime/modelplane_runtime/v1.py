@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from modelplane_runtime import codec_v1
 from modelplane_runtime.errors import ModelNotFound
-from modelplane_runtime.state import Runtime, json_response, version_param
+from modelplane_runtime.state import Runtime, json_response, read_body, version_param
 
 _SELECTORS = ("", "/versions/{version}", "/labels/{label}")
 
@@ -50,7 +50,7 @@ def routes(runtime: Runtime) -> list[Route]:
 
     async def predict(request: Request) -> Response:
         name, version = resolve(request)
-        body = codec_v1.parse_predict(await request.body())
+        body = codec_v1.parse_predict(await read_body(request, runtime.settings.max_body_bytes))
         spec = dataplane.signature(name, version, body.signature_name)
         inputs = codec_v1.decode_inputs(body, spec)
         outputs = await dataplane.predict(name, version, spec.name, inputs)

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from modelplane_runtime import __version__, codec_v2, contract
 from modelplane_runtime.errors import InvalidInput, ModelNotReady
-from modelplane_runtime.state import Runtime, json_response, version_param
+from modelplane_runtime.state import Runtime, json_response, read_body, version_param
 
 SERVER_NAME = "modelplane"
 EXTENSIONS = ("binary_tensor_data",)
@@ -67,17 +67,18 @@ def routes(runtime: Runtime) -> list[Route]:
             if not raw_length.strip().isdigit():
                 raise InvalidInput(f"invalid Inference-Header-Content-Length {raw_length!r}")
             header_length = int(raw_length)
-        decoded = codec_v2.decode_infer(await request.body(), header_length)
+        body = await read_body(request, runtime.settings.max_body_bytes)
+        decoded = codec_v2.decode_infer(body, header_length)
         spec = dataplane.signature(name, version, decoded.signature_name)
         codec_v2.check_inputs(decoded, spec)
         outputs = await dataplane.predict(
             name, version, spec.name, decoded.inputs, strict_dtypes=True
         )
-        body, json_length = codec_v2.encode_infer(name, str(version), decoded, outputs)
+        answer, json_length = codec_v2.encode_infer(name, str(version), decoded, outputs)
         if json_length is None:
-            return json_response(body)
+            return json_response(answer)
         return Response(
-            body,
+            answer,
             media_type="application/octet-stream",
             headers={"Inference-Header-Content-Length": str(json_length)},
         )

@@ -3,6 +3,7 @@ crash, and the server stays healthy; /metrics counts all of it."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 from collections.abc import Iterator
@@ -153,6 +154,35 @@ def test_bad_request_gets_a_json_4xx(
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
     assert words in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "status", "words"),
+    [
+        ("gzip", b"not gzip at all", 400, "gzip"),
+        ("br", b"{}", 415, "br"),
+        # 1 MB of spaces compresses to ~1 kB: the limit applies after decompression.
+        ("gzip", gzip.compress(b'{"instances": [' + b" " * 1_000_000 + b"]}"), 413, "decompressed"),
+    ],
+)
+def test_content_encoding(
+    server: RuntimeServer, encoding: str, body: bytes, status: int, words: str
+) -> None:
+    assert len(body) < BODY_LIMIT
+    with server.client() as client:
+        response = client.post(V1, content=body, headers={"Content-Encoding": encoding})
+    assert response.status_code == status, response.text
+    assert words in response.json()["error"]
+
+
+def test_gzip_body_within_the_limit_is_served(server: RuntimeServer) -> None:
+    body = gzip.compress(json.dumps({"instances": [ROW]}).encode())
+    with server.client() as client:
+        response = client.post(V1, content=body, headers={"Content-Encoding": "gzip"})
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(
+        response.json()["predictions"], demo_predict(np.array([ROW])), rtol=1e-6
+    )
 
 
 def test_chunked_body_over_the_limit_is_413(server: RuntimeServer) -> None:

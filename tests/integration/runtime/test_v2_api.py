@@ -109,6 +109,18 @@ def test_bytes_model(string_server: RuntimeServer, string_model_dir: Path, binar
     assert upper == want["upper"].tolist()
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests(demo_server: RuntimeServer, algorithm: str) -> None:
+    rows = np.random.default_rng(5).normal(size=(3, 8)).astype(np.float32)
+    result = _client(demo_server).infer(
+        "demo",
+        [_input("inputs", rows, "FP32", True)],
+        request_compression_algorithm=algorithm,
+        response_compression_algorithm=algorithm,
+    )
+    np.testing.assert_allclose(result.as_numpy("outputs"), demo_predict(rows), rtol=1e-6)
+
+
 def test_client_sees_errors_as_exceptions(demo_server: RuntimeServer) -> None:
     client = _client(demo_server)
     wrong_dtype = _input("inputs", np.zeros((1, 8), np.float64), "FP64", True)
