@@ -261,3 +261,31 @@ def test_each_test_starts_with_an_empty_log_and_its_own_reactions(
     path = f"/api/v1/namespaces/{kube_namespace}/configmaps"
     assert http.post(path, json=cm("first")).status_code == 503
     assert http.post(path, json=cm("first")).status_code == 201
+
+
+def test_releasing_the_last_finalizer_is_one_deleted_event(http: httpx.Client,
+                                                           kube_namespace: str) -> None:
+    path = f"/api/v1/namespaces/{kube_namespace}/configmaps"
+    held = cm("held")
+    held["metadata"]["finalizers"] = ["example.com/hold"]
+    http.post(path, json=held)
+    start = http.delete(f"{path}/held").json()["metadata"]["resourceVersion"]
+    http.patch(f"{path}/held", headers={"Content-Type": "application/merge-patch+json"},
+               json={"metadata": {"finalizers": None}})
+    _, events = watch_lines(http, path, timeoutSeconds=1, resourceVersion=start)
+    assert [(e["type"], e["object"]["metadata"].get("finalizers")) for e in events] == [
+        ("DELETED", None)]
+
+
+def test_bad_requests_are_400_or_405(http: httpx.Client, kube_namespace: str) -> None:
+    path = f"/api/v1/namespaces/{kube_namespace}/configmaps"
+    http.post(path, json=cm("x"))
+    assert http.get(path, params={"watch": "true", "resourceVersion": "abc"}).status_code == 400
+    assert http.get(path, params={"limit": "many"}).status_code == 400
+    pods = f"/api/v1/namespaces/{kube_namespace}/pods"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    http.post(pods, json=pod)
+    assert http.delete(f"{pods}/p/status").status_code == 405
+    assert http.post(path, content=b"{not json", headers={
+        "Content-Type": "application/json"}).status_code == 400
