@@ -84,7 +84,9 @@ def test_call_stuck_past_the_drain_does_not_keep_the_process(
     started = time.monotonic()
     assert timeout_server.stop(deadline_s=30) == 0
     assert time.monotonic() - started < 20
-    assert any(e.get("event") == "stopped" for e in timeout_server.log_events())
+    messages = [str(e.get("message")) for e in timeout_server.log_events()]
+    assert "stopped" in messages
+    assert any("threads still busy" in m for m in messages)
 
 
 # --- SIGTERM with 50 requests in flight --------------------------------------------------
