@@ -8,7 +8,6 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-
 from modelplane_runtime.logs import REQUEST_ID, JsonFormatter, configure_logging
 from modelplane_runtime.metrics import Metrics
 from prometheus_client.parser import text_string_to_metric_families
