@@ -4,6 +4,7 @@ in the same folder layout (version ``00000123``): we must answer what TF Serving
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -105,3 +106,93 @@ def test_metadata_names_the_signature(server: RuntimeServer) -> None:
     signature = answer["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert signature["inputs"]["x"]["dtype"] == "DT_FLOAT"
     assert signature["outputs"]["y"]["dtype"] == "DT_FLOAT"
+
+
+# --- the documented named-input example (tag, signal, sensor), row and columnar -----------
+
+
+def _build_named_inputs(base: Path) -> Path:
+    """Inputs as in api_rest.md's example; ``tag_bytes`` is a binary string output."""
+    import tensorflow as tf
+
+    module = tf.Module()
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="tag"),
+            tf.TensorSpec([None, 5], tf.int32, name="signal"),
+            tf.TensorSpec([None, 2, 2], tf.float32, name="sensor"),
+        ]
+    )
+    def serve(tag: tf.Tensor, signal: tf.Tensor, sensor: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {
+            "tag_bytes": tf.strings.join([tag, tf.fill(tf.shape(tag), b"\xff")]),
+            "total": tf.reduce_sum(signal, axis=1),
+            "sensor_max": tf.reduce_max(sensor, axis=[1, 2]),
+        }
+
+    module.serve = serve
+    tf.saved_model.save(module, str(base / "1"), signatures={"serving_default": serve})
+    return base
+
+
+@pytest.fixture(scope="module")
+def named_server(
+    tmp_path_factory: pytest.TempPathFactory, runtime_log_dir: Path
+) -> Iterator[RuntimeServer]:
+    base = _build_named_inputs(tmp_path_factory.mktemp("tfs") / "named")
+    with launch_runtime(base, runtime_log_dir, ["--name", "named"]) as running:
+        yield running
+
+
+def _b64(raw: bytes) -> dict[str, str]:
+    return {"b64": base64.b64encode(raw).decode()}
+
+
+def test_named_rows_example(named_server: RuntimeServer) -> None:
+    # api_rest.md's row example (its stray bracket after "signal" removed).
+    body = """{
+     "instances": [
+       {"tag": "foo", "signal": [1, 2, 3, 4, 5], "sensor": [[1, 2], [3, 4]]},
+       {"tag": "bar", "signal": [3, 4, 1, 2, 5], "sensor": [[4, 5], [6, 8]]}
+     ]
+    }"""
+    out = _curl("-d", body, f"{_localhost(named_server)}/v1/models/named:predict")
+    assert json.loads(out) == {
+        "predictions": [
+            {"tag_bytes": _b64(b"foo\xff"), "total": 15, "sensor_max": 4.0},
+            {"tag_bytes": _b64(b"bar\xff"), "total": 15, "sensor_max": 8.0},
+        ]
+    }
+
+
+def test_named_columns_example(named_server: RuntimeServer) -> None:
+    body = """{
+     "inputs": {
+       "tag": ["foo", "bar"],
+       "signal": [[1, 2, 3, 4, 5], [3, 4, 1, 2, 5]],
+       "sensor": [[[1, 2], [3, 4]], [[4, 5], [6, 8]]]
+     }
+    }"""
+    out = _curl("-d", body, f"{_localhost(named_server)}/v1/models/named:predict")
+    assert json.loads(out) == {
+        "outputs": {
+            "tag_bytes": [_b64(b"foo\xff"), _b64(b"bar\xff")],
+            "total": [15, 15],
+            "sensor_max": [4.0, 8.0],
+        }
+    }
+
+
+def test_b64_input_example(named_server: RuntimeServer) -> None:
+    body = {
+        "instances": [
+            {
+                "tag": {"b64": "aW1hZ2UgYnl0ZXM="},
+                "signal": [0, 0, 0, 0, 1],
+                "sensor": [[0, 0], [0, 0]],
+            }
+        ]
+    }
+    out = _curl("-d", json.dumps(body), f"{_localhost(named_server)}/v1/models/named:predict")
+    assert json.loads(out)["predictions"][0]["tag_bytes"] == _b64(b"image bytes\xff")
