@@ -67,7 +67,11 @@ def test_apply_get_delete_core_kinds(kubectl: Kubectl, kube_namespace: str) -> N
     kubectl.apply(deployment("web", "nginx:2"), *ns)  # a strategic merge patch of containers
     container = kubectl.json("get", "deployment", "web", *ns)["spec"]["template"]["spec"][
         "containers"][0]
-    assert container == {"name": "main", "image": "nginx:2", "ports": [{"containerPort": 8080}]}
+    assert container == {"name": "main", "image": "nginx:2",
+                         "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                         "imagePullPolicy": "IfNotPresent",  # the API server's defaults
+                         "terminationMessagePath": "/dev/termination-log",
+                         "terminationMessagePolicy": "File"}
     kubectl("delete", "deployment,service,configmap", "web", *ns)
     assert kubectl("get", "deployments,services,configmaps", "-o", "name", *ns).stdout == ""
 

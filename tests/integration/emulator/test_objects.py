@@ -127,9 +127,8 @@ def test_strategic_merge_on_builtins_and_415_on_custom_resources(
                       "containers": [{"name": "a", "image": "a:2"}]}}
     merged = http.patch(f"/api/v1/namespaces/{kube_namespace}/pods/p", headers=STRATEGIC,
                         json=patch).json()
-    assert merged["spec"]["containers"] == [
-        {"name": "a", "image": "a:2", "ports": [{"containerPort": 80}]},
-        {"name": "b", "image": "b:1"}]
+    assert [(c["name"], c["image"], c.get("ports")) for c in merged["spec"]["containers"]] == [
+        ("a", "a:2", [{"containerPort": 80, "protocol": "TCP"}]), ("b", "b:1", None)]
     created(http, wd_path(kube_namespace), widget("sm", kube_namespace, size="s"))
     resp = http.patch(wd_path(kube_namespace, "sm"), headers=STRATEGIC, json={"spec": {}})
     assert resp.status_code == 415
@@ -323,4 +322,31 @@ def test_service_update_keeps_its_cluster_ip(http: httpx.Client, kube_namespace:
         "name": "keep", "resourceVersion": first["metadata"]["resourceVersion"]},
         "spec": {"ports": [{"port": 81}]}}).json()
     assert replaced["spec"]["clusterIP"] == first["spec"]["clusterIP"]
-    assert replaced["spec"]["ports"] == [{"port": 81}]
+    assert replaced["spec"]["ports"] == [{"port": 81, "protocol": "TCP", "targetPort": 81}]
+
+
+def test_builtin_defaults_are_filled_and_rewrites_of_desired_state_are_no_ops(
+        http: httpx.Client, kube_namespace: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{kube_namespace}/deployments"
+    desired: dict[str, Any] = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dflt"},
+        "spec": {"selector": {"matchLabels": {"a": "d"}}, "template": {
+            "metadata": {"labels": {"a": "d"}},
+            "spec": {"containers": [{"name": "c", "image": "repo/img", "readinessProbe": {
+                "httpGet": {"path": "/v2/health/ready", "port": 8080}}}]}}}}
+    live = created(http, path, desired)
+    spec = live["spec"]
+    assert (spec["replicas"], spec["revisionHistoryLimit"], spec["progressDeadlineSeconds"]) == (
+        1, 10, 600)
+    assert spec["strategy"] == {"type": "RollingUpdate",
+                                "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
+    pod = spec["template"]["spec"]
+    assert (pod["restartPolicy"], pod["dnsPolicy"], pod["schedulerName"]) == (
+        "Always", "ClusterFirst", "default-scheduler")
+    container = pod["containers"][0]
+    assert container["imagePullPolicy"] == "Always"  # no tag means :latest
+    assert container["readinessProbe"] == {
+        "httpGet": {"path": "/v2/health/ready", "port": 8080, "scheme": "HTTP"},
+        "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
+    again = http.patch(f"{path}/dflt", headers=MERGE, json={"spec": desired["spec"]}).json()
+    assert again["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
