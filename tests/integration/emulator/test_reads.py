@@ -289,3 +289,23 @@ def test_bad_requests_are_400_or_405(http: httpx.Client, kube_namespace: str) ->
     assert http.delete(f"{pods}/p/status").status_code == 405
     assert http.post(path, content=b"{not json", headers={
         "Content-Type": "application/json"}).status_code == 400
+
+
+def test_request_counters_on_metrics(kube_api: KubeApi, http: httpx.Client,
+                                     kube_namespace: str) -> None:
+    def patches() -> int:
+        count: int = kube_api.call(lambda api: api.metrics.count(
+            verb="PATCH", resource="configmaps", code="200"))
+        return count
+
+    before = patches()
+    path = f"/api/v1/namespaces/{kube_namespace}/configmaps"
+    http.post(path, json=cm("counted"))
+    for _ in range(2):
+        http.patch(f"{path}/counted", headers={"Content-Type": "application/merge-patch+json"},
+                   json={"data": {"k": "v"}})
+    assert patches() == before + 2
+    text = http.get("/metrics").text
+    assert "# TYPE apiserver_request_total counter" in text
+    assert ('apiserver_request_total{verb="POST",group="",version="v1",resource="configmaps",'
+            'subresource="",scope="namespace",component="apiserver",code="201"}') in text
