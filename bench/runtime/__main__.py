@@ -130,6 +130,11 @@ def _run_ceiling(args: argparse.Namespace, model: BenchModel, repeat: int) -> li
     return samples
 
 
+def _git(*command: str) -> str:
+    done = subprocess.run(["git", *command], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
 def main() -> int:
     """Run the selected contenders, print the table, write the JSON."""
     args = _parse()
@@ -169,6 +174,8 @@ def main() -> int:
     out = args.json or args.venvs / "results" / f"run-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    options["git_head"] = _git("rev-parse", "HEAD")
+    options["runtime_changes"] = _git("status", "--porcelain", "--", "runtime")
     out.write_text(json.dumps({"options": options, "medians": rows, "samples": samples,
                                "failures": failures}, indent=1))
     print(f"\nJSON: {out}")

@@ -16,6 +16,7 @@ from typing import Literal
 
 from bench.runtime.models import BenchModel
 from bench.runtime.payloads import Protocol
+from bench.runtime.process import free_port
 
 Kind = Literal["runtime", "peer", "floor"]
 SERVERS = Path(__file__).resolve().parent / "servers"
@@ -100,9 +101,9 @@ def _mlserver(batch: bool) -> Callable[[Setup, BenchModel, int], Launch]:
             "PYTHONPATH": str(SERVERS),
             "MLSERVER_HTTP_PORT": str(port),
             "MLSERVER_HOST": "127.0.0.1",
-            # Ports it opens besides HTTP must not collide with a neighbour's run.
-            "MLSERVER_GRPC_PORT": str(port + 1),
-            "MLSERVER_METRICS_PORT": str(port + 2),
+            # It also opens gRPC and metrics ports: free ones, or it hangs half-started.
+            "MLSERVER_GRPC_PORT": str(free_port()),
+            "MLSERVER_METRICS_PORT": str(free_port()),
         }
         return Launch([setup.venv_bin("mlserver", "mlserver"), "start", str(folder)],
                       f"/v2/models/{model.name}/ready", env)

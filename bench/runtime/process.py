@@ -79,6 +79,20 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time per thread of ``pid``, keyed ``"<name>-<tid>"``."""
+    threads: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        threads[f"{name}-{tid}"] = (int(fields[11]) + int(fields[12])) / _TICK
+    return threads
+
+
 class Server:
     """A server process started under ``taskset``, stopped (tree and all) on exit."""
 

@@ -14,6 +14,7 @@ Usage: ``python -m bench.runtime.profile --contender modelplane-v1 --model seed
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 from bench.runtime import contenders as cont
 from bench.runtime.models import build_models
 from bench.runtime.payloads import request_body, request_path
-from bench.runtime.process import Server, free_port
+from bench.runtime.process import Server, free_port, thread_cpu_seconds
 from bench.runtime.wrk import run_wrk, temp_folder, write_script
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,8 +62,13 @@ _IDLE_LEAF = re.compile(r"^(Condition\.wait|Queue\.get|Event\.wait|_worker|selec
                         r"SimpleQueue\.get|_wait_for_tstate_lock) ")
 
 
-def summarise(collapsed: Path, top: int = 25) -> str:
-    """Fold py-spy's collapsed stacks into layer shares and top functions."""
+def summarise(collapsed: Path, cpu_us_per_request: float, top: int = 25) -> str:
+    """Fold py-spy's collapsed stacks into layer shares and top functions.
+
+    Each layer's share of the busy samples is also shown as a share of the server's measured
+    CPU time per request (samples alone over-count: a thread holding the GIL while the OS
+    runs someone else on the core is still sampled).
+    """
     layers: Counter[str] = Counter()
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
@@ -85,7 +91,8 @@ def summarise(collapsed: Path, top: int = 25) -> str:
         layers[layer] += count
     out = [f"busy samples: {total} (idle/waiting samples left out: {idle})", "",
            "share of busy samples by layer (innermost wins):"]
-    out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in layers.most_common()]
+    out += [f"  {100 * n / total:5.1f}%  {cpu_us_per_request * n / total:6.0f} us/req  {name}"
+            for name, n in layers.most_common()]
     out += ["", f"top {top} functions by self time:"]
     out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in self_time.most_common(top)]
     out += ["", f"top {top} functions by inclusive time:"]
@@ -125,37 +132,50 @@ def main() -> int:
     if args.pyinstrument:
         # `python -m X` becomes `pyinstrument -r text -o FILE -m X`, same interpreter's path.
         module_at = command.index("-m")
-        command = [str(tools / "pyinstrument"), "-r", "text", "--show-all", "-o",
+        command = [str(tools / "pyinstrument"), "-r", "text", "-o",
                    str(pyinstrument_report), *command[module_at:]]
     base = f"http://127.0.0.1:{port}"
-    with Server(command, launch.env, args.venvs / "work" / "logs" / f"profile-{tag}.log") as srv, \
-            temp_folder() as scratch:
-        srv.wait_ready(base + launch.ready_path)
+    log = args.venvs / "work" / "logs" / f"profile-{tag}.log"
+    with Server(command, launch.env, log) as srv, temp_folder() as scratch:
+        srv.wait_ready(base + launch.ready_path, timeout_s=300)
         script = write_script(Path(scratch), request_path(contender.protocol, model),
                               request_body(contender.protocol, model))
         run_wrk(base, script, args.connections, 2)  # warm-up
         load = subprocess.Popen(
             [sys.executable, "-c",
-             "import sys; from bench.runtime.wrk import run_wrk; from pathlib import Path; "
+             "import sys, json, dataclasses; from pathlib import Path; "
+             "from bench.runtime.wrk import run_wrk; "
              "r = run_wrk(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]));"
-             "print(f'{r.rps:.0f} req/s p50 {r.p50_ms:.2f} ms p99 {r.p99_ms:.2f} ms "
-             "errors {r.errors}')",
-             base, str(script), str(args.connections), str(args.duration + 2)],
+             "print(json.dumps(dataclasses.asdict(r)))",
+             base, str(script), str(args.connections), str(args.duration + 3)],
             cwd=REPO, stdout=subprocess.PIPE, text=True,
         )
         time.sleep(1)  # let the load reach steady state before sampling
+        before, started = thread_cpu_seconds(srv.pid), time.perf_counter()
         subprocess.run(
             ["taskset", "-c", "1", str(tools / "py-spy"), "record", "--pid", str(srv.pid),
              "--subprocesses", "--duration", str(int(args.duration)), "--rate", str(args.rate),
-             "--format", "raw",
-             "--nonblocking", "--output", str(raw), *(["--gil"] if args.gil else [])],
+             "--format", "raw", "--nonblocking", "--output", str(raw),
+             *(["--gil"] if args.gil else [])],
             check=True, capture_output=True, timeout=args.duration + 60,
         )
-        wrk_line = load.communicate(timeout=args.duration + 60)[0].strip()
-    summary = summarise(raw)
-    header = (f"py-spy profile of {contender.name} ({contender.description}), model "
-              f"{model.name}, wrk -c{args.connections} for {args.duration:.0f}s on core 1, "
-              f"server on core 0, {args.rate} Hz\nwrk during sampling: {wrk_line}\n\n")
+        after, window = thread_cpu_seconds(srv.pid), time.perf_counter() - started
+        result = json.loads(load.communicate(timeout=args.duration + 60)[0])
+    requests = result["rps"] * window
+    threads = sorted(((after[t] - before.get(t, 0.0), t) for t in after), reverse=True)
+    thread_lines = [f"  {cpu / requests * 1e6:6.0f} us/req  {name}"
+                    for cpu, name in threads[:5] if cpu > 0]
+    cpu_per_request = sum(cpu for cpu, _ in threads) / requests * 1e6
+    summary = summarise(raw, cpu_per_request)
+    header = (
+        f"py-spy{' --gil' if args.gil else ''} profile of {contender.name} "
+        f"({contender.description}), model {model.name}, wrk -c{args.connections} on core 1 "
+        f"for {args.duration:.0f}s, server on core 0, {args.rate} Hz\n"
+        f"wrk during sampling: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.2f} ms, "
+        f"p99 {result['p99_ms']:.2f} ms, errors {result['errors']}\n"
+        f"CPU per request: {cpu_per_request:.0f} us; by server thread (from /proc, over the "
+        "sampling window):\n" + "\n".join(thread_lines) + "\n\n"
+    )
     target = args.out / f"pyspy-{tag}.txt"
     target.write_text(header + summary)
     print(header + summary)
