@@ -31,6 +31,7 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-size", type=int, help="rows per model call (1 = no batching)")
     parser.add_argument("--max-latency-ms", type=float, help="longest wait to fill a batch")
     parser.add_argument("--max-body-bytes", type=int, help="largest request body")
+    parser.add_argument("--max-rows-per-request", type=int, help="most rows in one request")
     parser.add_argument("--request-timeout-s", type=float, help="per-request timeout")
     parser.add_argument("--drain-timeout-s", type=float, help="SIGTERM drain timeout")
     parser.add_argument("--log-level", choices=["error", "warning", "info", "debug"])
@@ -38,7 +39,8 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
 
 _SERVER_FIELDS = (
     "model_name", "host", "port", "workers", "model_format", "model_version", "model_versions",
-    "model_labels", "max_batch_size", "max_latency_ms", "max_body_bytes", "request_timeout_s",
+    "model_labels", "max_batch_size", "max_latency_ms", "max_body_bytes", "max_rows_per_request",
+    "request_timeout_s",
     "drain_timeout_s", "log_level",
 )
 
