@@ -12,7 +12,7 @@ import pytest
 
 from tests.fixtures.kube import KubeApi, Kubectl
 from tests.integration.emulator.conftest import widget
-from tests.integration.emulator.test_kubectl import wait_until, watchers
+from tests.integration.emulator.test_kubectl import wait_until, watches_opened
 
 OPERATOR = Path(__file__).with_name("kopf_widgets.py")
 
@@ -22,14 +22,15 @@ def kopf_operator(kube_api: KubeApi, kube_namespace: str, widgets_crd: Any,
                   tmp_path: Path) -> Iterator[Path]:
     """`kopf run` on the test's namespace, started once it watches widgets; its log path."""
     log = tmp_path / "kopf.log"
-    before = watchers(kube_api)
+    before = watches_opened(kube_api)
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kopf", "run", "--standalone", "--verbose",
              "--namespace", kube_namespace, str(OPERATOR)],
             stdout=out, stderr=subprocess.STDOUT, env=kube_api.env())
     try:
-        wait_until(lambda: watchers(kube_api) > before or proc.poll() is not None, timeout=60)
+        wait_until(lambda: watches_opened(kube_api) > before or proc.poll() is not None,
+                   timeout=60)
         assert proc.poll() is None, log.read_text()
         yield log
     finally:

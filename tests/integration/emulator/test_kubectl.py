@@ -34,8 +34,9 @@ def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
         time.sleep(0.02)
 
 
-def watchers(kube_api: KubeApi) -> int:
-    count: int = kube_api.call(lambda api: api.hub.watchers(WIDGETS_KEY))
+def watches_opened(kube_api: KubeApi) -> int:
+    """Watches ever opened on widgets: grows when a new client starts watching."""
+    count: int = kube_api.call(lambda api: api.hub.opened(WIDGETS_KEY))
     return count
 
 
@@ -107,11 +108,11 @@ def test_kubectl_wait_returns_when_condition_is_patched(
         kubectl: Kubectl, kube_api: KubeApi, kube_namespace: str, widgets_crd: Any,
         http: httpx.Client) -> None:
     kubectl.apply(widget("r", kube_namespace))
-    before = watchers(kube_api)
+    before = watches_opened(kube_api)
     waiting = kubectl.popen("wait", "--for=condition=Ready", "widget/r", "-n", kube_namespace,
                             "--timeout=30s")
     try:
-        wait_until(lambda: watchers(kube_api) > before)  # kubectl is now watching
+        wait_until(lambda: watches_opened(kube_api) > before)  # kubectl is now watching
         assert waiting.poll() is None
         http.patch(f"{WIDGETS}/namespaces/{kube_namespace}/widgets/r/status",
                    headers={"Content-Type": "application/merge-patch+json"},
@@ -126,10 +127,10 @@ def test_kubectl_wait_returns_when_condition_is_patched(
 def test_kubectl_get_watch_receives_events(kubectl: Kubectl, kube_api: KubeApi,
                                            kube_namespace: str, widgets_crd: Any,
                                            http: httpx.Client) -> None:
-    before = watchers(kube_api)
+    before = watches_opened(kube_api)
     watching = kubectl.popen("get", "widgets", "-w", "-n", kube_namespace)
     try:
-        wait_until(lambda: watchers(kube_api) > before)
+        wait_until(lambda: watches_opened(kube_api) > before)
         http.post(f"{WIDGETS}/namespaces/{kube_namespace}/widgets",
                   json=widget("seen", kube_namespace, size="tiny"))
         lines = read_until(watching, "seen")
