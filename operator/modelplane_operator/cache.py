@@ -65,6 +65,8 @@ class Cache:
         self.mds: dict[Key, dict[str, Any]] = {}
         self.children: dict[ChildKey, dict[str, Any]] = {}
         self.pods: dict[Key, dict[str, dict[str, Any]]] = {}
+        # Children by controlling owner, so pruning one object does not scan all of them.
+        self._owned: dict[tuple[Key, str], set[ChildKey]] = {}
 
     def put_md(self, body: Mapping[str, Any]) -> None:
         """Remember a ModelDeployment unless we already know a newer one."""
@@ -81,21 +83,27 @@ class Cache:
         key = child_key(body)
         if not newer(body, self.children.get(key)):
             return False
+        self.drop_child(key)
         self.children[key] = dict(body)
+        owner = owner_of(body)
+        if owner is not None:
+            self._owned.setdefault(owner, set()).add(key)
         return True
 
     def drop_child(self, key: ChildKey) -> None:
         """Forget a deleted child."""
-        self.children.pop(key, None)
+        old = self.children.pop(key, None)
+        owner = owner_of(old) if old is not None else None
+        if owner is not None:
+            keys = self._owned.get(owner)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._owned[owner]
 
     def owned_children(self, key: Key, uid: str) -> list[dict[str, Any]]:
         """Children whose controlling owner is this ModelDeployment."""
-        out = []
-        for body in self.children.values():
-            owner = owner_of(body)
-            if owner is not None and owner == (key, uid):
-                out.append(body)
-        return out
+        return [self.children[k] for k in sorted(self._owned.get((key, uid), ()))]
 
     @staticmethod
     def pod_owner(body: Mapping[str, Any]) -> Key | None:

@@ -5,13 +5,14 @@
 - API conflicts, throttling, server and network errors are ``kopf.TemporaryError`` with a
   growing delay; any other API refusal (403 from RBAC, 422 from admission) is retried
   slowly, since an administrator can fix it without touching the object.
+- Bodies are passed on as shallow copies: kopf never mutates a received body in place
+  (a new event brings a new object), and the controller treats them as read-only.
 - No deletion handler: it would make kopf put a finalizer on every object (one more write
   each). Children go with their owner through ownerReferences (see Controller.md_deleted).
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import aiohttp
@@ -62,7 +63,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
     async def reconcile(body: kopf.Body, patch: kopf.Patch, reason: str, retry: int,
                         **_: Any) -> None:
-        md = copy.deepcopy(dict(body))
+        md = dict(body)
         try:
             change = await controller.reconcile(md, trigger=str(reason))
         except SpecRejected as exc:
@@ -83,13 +84,13 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
     @kopf.on.event(*MODEL_DEPLOYMENTS, registry=registry)
     async def model_deployment_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        md = copy.deepcopy(dict(body))
+        md = dict(body)
         controller.md_seen(type, md)
         if type == "DELETED":
             await controller.md_deleted(md)
 
     async def child_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        await controller.child_seen(type, copy.deepcopy(dict(body)))
+        await controller.child_seen(type, dict(body))
 
     for resource in CHILDREN:
         kopf.on.event(*resource, registry=registry, id=f"child-{resource[-1]}",
@@ -97,4 +98,4 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
     @kopf.on.event(*PODS, registry=registry, labels={SELECTOR_LABEL: kopf.PRESENT})
     async def pod_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        await controller.pod_seen(type, copy.deepcopy(dict(body)))
+        await controller.pod_seen(type, dict(body))
