@@ -350,3 +350,31 @@ def test_builtin_defaults_are_filled_and_rewrites_of_desired_state_are_no_ops(
         "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
     again = http.patch(f"{path}/dflt", headers=MERGE, json={"spec": desired["spec"]}).json()
     assert again["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
+
+
+def test_custom_resources_are_pruned_and_defaulted_by_their_schema(http: httpx.Client) -> None:
+    schema = {"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {
+            "size": {"type": "string", "default": "m"},
+            "limits": {"type": "object", "properties": {"cpu": {"type": "string"}}},
+            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "note": {"type": "string", "nullable": True}}},
+        "status": {"type": "object", "properties": {"phase": {"type": "string"}}}}}
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "shapes.schema.example.com"},
+           "spec": {"group": "schema.example.com", "scope": "Cluster",
+                    "names": {"plural": "shapes", "kind": "Shape"},
+                    "versions": [{"name": "v1", "served": True, "storage": True,
+                                  "subresources": {"status": {}},
+                                  "schema": {"openAPIV3Schema": schema}}]}}
+    http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+    path = "/apis/schema.example.com/v1/shapes"
+    body = {"apiVersion": "schema.example.com/v1", "kind": "Shape", "metadata": {"name": "s"},
+            "spec": {"unknown": 1, "limits": {"cpu": "1", "gpu": "2"},
+                     "free": {"any": {"thing": True}}, "note": None}}
+    spec = created(http, path, body)["spec"]
+    assert spec == {"size": "m", "limits": {"cpu": "1"}, "free": {"any": {"thing": True}},
+                    "note": None}
+    status = http.patch(f"{path}/s/status", headers=MERGE,
+                        json={"status": {"phase": "Up", "undeclared": "x"}}).json()["status"]
+    assert status == {"phase": "Up"}

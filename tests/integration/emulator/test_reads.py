@@ -228,7 +228,8 @@ def test_namespaced_watch_resumes_within_its_namespace(http: httpx.Client,
 
 
 def test_crd_versions_share_one_storage(http: httpx.Client) -> None:
-    schema = {"openAPIV3Schema": {"type": "object"}}
+    schema = {"openAPIV3Schema": {"type": "object",
+                                  "x-kubernetes-preserve-unknown-fields": True}}
     crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
            "metadata": {"name": "multis.versions.example.com"},
            "spec": {"group": "versions.example.com", "scope": "Cluster",
