@@ -5,7 +5,7 @@ kopf delivers events (handlers.py); this class decides what they mean:
 - a ModelDeployment created, changed or resumed -> validate, render the children, apply
   them (unchanged children are not written), prune children no longer rendered, and return
   the status change for kopf to write together with its own bookkeeping (one request);
-- a child changed or deleted by someone else -> re-apply just that child;
+- a child changed or deleted by someone else (seen by watch.py) -> re-apply that child;
 - a Deployment or Pod changed -> recompute the status, write it only if it differs;
 - every ``scrape_interval_s`` -> scrape ready pods, update ``status.load`` of each.
 """
@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
-from modelplane_operator.apply import Applier
+from modelplane_operator.apply import Applier, apply_patch
 from modelplane_operator.builders.labels import MANAGED_BY, SELECTOR_LABEL, selector_string
 from modelplane_operator.builders.owner import Owner
 from modelplane_operator.builders.render import RenderDefaults, render_spec
@@ -48,6 +48,7 @@ from modelplane_operator.status import (
     pod_ready,
     status_patch,
 )
+from modelplane_operator.watch import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ CHILD_KINDS = (
     ("policy/v1", "PodDisruptionBudget"),
 )
 """Kinds of children rendered (builders/render.py), as the cache and the watches know them."""
+REFRESH_DELAY_S = 0.05
+"""Events for one object arriving within this window share one status refresh."""
 
 
 class SpecRejected(Exception):
@@ -99,6 +102,8 @@ class Controller:
         self._invalid: dict[Key, str] = {}
         self._locks: dict[Key, asyncio.Lock] = {}
         self._snapshots: dict[str, Snapshot] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refresh_pending: set[Key] = set()
         self._loads: dict[Key, tuple[Load, datetime]] = {}
 
     # ---- rendering ----------------------------------------------------------------------
@@ -222,31 +227,28 @@ class Controller:
 
     # ---- children and pods ---------------------------------------------------------------
 
-    async def prime(self, namespaces: tuple[str, ...]) -> None:
-        """Load existing children and Pods before the first reconcile.
-
-        After a restart, kopf resumes every ModelDeployment while its watches of the children
-        are still listing; without this, each resume would find its children missing from
-        the cache and pay a create (409) plus a GET per child. One LIST per kind instead.
-        """
-        kinds = [(api_version, kind, f"{MANAGED_LABEL}={MANAGED_BY}")
+    def watchers(self, namespaces: tuple[str, ...]) -> list[Watcher]:
+        """LIST+WATCH streams feeding the cache: every child kind and the runtime Pods."""
+        kinds = [(api_version, kind, f"{MANAGED_LABEL}={MANAGED_BY}", self.child_event)
                  for api_version, kind in CHILD_KINDS]
-        kinds.append(("v1", "Pod", SELECTOR_LABEL))
-        for api_version, kind, selector in kinds:
-            for namespace in namespaces or (None,):
-                try:
-                    items = await self._client.list(api_version, kind, namespace, selector)
-                except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
-                    log.warning("could not list %s to prime the cache: %s", kind, exc)
-                    continue
-                for item in items:
-                    if kind == "Pod":
-                        self.cache.put_pod(item)
-                    else:
-                        self.cache.put_child(item)
+        kinds.append(("v1", "Pod", SELECTOR_LABEL, self.pod_event))
+        return [
+            Watcher(self._client, api_version=api_version, kind=kind, namespace=namespace,
+                    selector=selector, on_event=on_event)
+            for api_version, kind, selector, on_event in kinds
+            for namespace in namespaces or (None,)
+        ]
 
-    async def child_seen(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A child changed or was deleted: restore it if it no longer matches the spec."""
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def child_event(self, event_type: str, body: dict[str, Any]) -> None:
+        """A child changed or was deleted: restore it if it no longer matches the spec.
+
+        Runs inline in the watch stream, so it only touches the cache; writes go to tasks.
+        """
         ck = child_key(body)
         if event_type == "DELETED":
             self.cache.drop_child(ck)
@@ -267,29 +269,49 @@ class Controller:
         desired = next((m for m in manifests if child_key(m) == ck), None)
         if desired is None:
             return
+        if event_type == "DELETED" or apply_patch(desired, body) is not None:
+            self._spawn(self._restore(md, desired, "deleted" if event_type == "DELETED"
+                                      else "changed"))
+        if ck[0] == "Deployment":
+            self.schedule_refresh(md_key)
+
+    async def _restore(self, md: Mapping[str, Any], desired: Mapping[str, Any],
+                       how: str) -> None:
+        ck = child_key(desired)
         try:
             outcome = await self._applier.apply(desired)
-        except ApiError as exc:
+        except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
             self.metrics.errors.labels("api").inc()
             # 403/404 while the namespace is being deleted are expected: nothing to restore.
-            level = logging.INFO if exc.status in (403, 404) else logging.WARNING
+            status = exc.status if isinstance(exc, ApiError) else 0
+            level = logging.INFO if status in (403, 404) else logging.WARNING
             log.log(level, "could not restore %s %s/%s: %s", *ck, exc)
             return
         if outcome != "unchanged":
             self.metrics.child_writes.labels(ck[0], outcome).inc()
-            how = "deleted" if event_type == "DELETED" else "changed"
             log.info("%s %s/%s was %s; restored", ck[0], ck[1], ck[2], how)
             self._events.post(md, "Normal", "Restored",
                               f"{ck[0]} {ck[2]} was {how} outside the operator; restored",
                               self._clock())
-        if ck[0] == "Deployment":
-            await self.refresh_status(md_key)
 
-    async def pod_seen(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+    def pod_event(self, event_type: str, body: dict[str, Any]) -> None:
         """A runtime Pod changed: replica health is part of the status."""
         md_key = self.cache.drop_pod(body) if event_type == "DELETED" else self.cache.put_pod(body)
         if md_key is not None:
-            await self.refresh_status(md_key)
+            self.schedule_refresh(md_key)
+
+    def schedule_refresh(self, key: Key) -> None:
+        """Refresh a status soon; a burst of events for one object gives one refresh."""
+        if key in self._refresh_pending:
+            return
+        self._refresh_pending.add(key)
+
+        async def refresh() -> None:
+            await asyncio.sleep(REFRESH_DELAY_S)
+            self._refresh_pending.discard(key)
+            await self.refresh_status(key)
+
+        self._spawn(refresh())
 
     # ---- status ----------------------------------------------------------------------------
 
@@ -426,7 +448,10 @@ class Controller:
             await asyncio.sleep(max(0.0, interval - (self.last_tick - started)))
 
     async def close(self) -> None:
-        """Flush queued Events."""
+        """Stop background work and flush queued Events."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._events.drain()
 
 

@@ -5,6 +5,7 @@
 - API conflicts, throttling, server and network errors are ``kopf.TemporaryError`` with a
   growing delay; any other API refusal (403 from RBAC, 422 from admission) is retried
   slowly, since an administrator can fix it without touching the object.
+- Children and Pods are not watched through kopf (see watch.py): they only feed a cache.
 - Bodies are passed on as shallow copies: kopf never mutates a received body in place
   (a new event brings a new object), and the controller treats them as read-only.
 - No deletion handler: it would make kopf put a finalizer on every object (one more write
@@ -18,19 +19,11 @@ from typing import Any
 import aiohttp
 import kopf
 
-from modelplane_operator.builders.labels import MANAGED_BY, SELECTOR_LABEL
-from modelplane_operator.controller import MANAGED_LABEL, Controller, SpecRejected
+from modelplane_operator.controller import Controller, SpecRejected
 from modelplane_operator.kube import ApiError
 from modelplane_operator.spec import GROUP, PLURAL, VERSION
 
 MODEL_DEPLOYMENTS = (GROUP, VERSION, PLURAL)
-CHILDREN = (
-    ("apps", "v1", "deployments"),
-    ("v1", "services"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("policy", "v1", "poddisruptionbudgets"),
-)
-PODS = ("v1", "pods")
 
 SLOW_RETRY_S = 60.0
 
@@ -50,10 +43,6 @@ def configure(settings: kopf.OperatorSettings, *, standalone: bool) -> None:
     # reconcile instead of two. The CRD keeps status.kopf from being pruned.
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage()
     settings.persistence.progress_storage = kopf.StatusProgressStorage()
-    # Server-side filtering: only our children and runtime pods cross the wire.
-    for resource in CHILDREN:
-        settings.watching.label_selectors[resource] = f"{MANAGED_LABEL}={MANAGED_BY}"
-    settings.watching.label_selectors[PODS] = SELECTOR_LABEL
     settings.peering.standalone = standalone
     settings.posting.reporting_component = "modelplane-operator"
 
@@ -88,14 +77,3 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         controller.md_seen(type, md)
         if type == "DELETED":
             await controller.md_deleted(md)
-
-    async def child_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        await controller.child_seen(type, dict(body))
-
-    for resource in CHILDREN:
-        kopf.on.event(*resource, registry=registry, id=f"child-{resource[-1]}",
-                      labels={MANAGED_LABEL: MANAGED_BY})(child_event)
-
-    @kopf.on.event(*PODS, registry=registry, labels={SELECTOR_LABEL: kopf.PRESENT})
-    async def pod_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        await controller.pod_seen(type, dict(body))

@@ -8,10 +8,11 @@ same user. Requests go through one aiohttp session.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -162,18 +163,24 @@ class KubeClient:
             result: dict[str, Any] = json.loads(text) if text else {}
             return result
 
+    @contextlib.asynccontextmanager
+    async def stream(self, path: str, params: Mapping[str, str],
+                     read_timeout_s: float) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A streaming GET (watch); the body is read by the caller line by line."""
+        url = self._server + path + f"?{urlencode(params)}"
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_timeout_s)
+        if self._requests is not None:
+            self._requests.labels("watch").inc()
+        async with self._session.get(url, headers=self._headers, ssl=self._ssl, auth=self._auth,
+                                     timeout=timeout) as resp:
+            if resp.status >= 400:
+                text = await resp.text()
+                raise ApiError(resp.status, resp.reason or "", text)
+            yield resp
+
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
         """Read one object."""
         return await self.request("GET", resource_path(api_version, kind, namespace, name))
-
-    async def list(self, api_version: str, kind: str, namespace: str | None,
-                   label_selector: str) -> list[dict[str, Any]]:
-        """Objects of a kind matching a label selector, with ``kind`` and ``apiVersion`` set
-        (list items come without them)."""
-        path = resource_path(api_version, kind, namespace)
-        found = await self.request("GET", path, params={"labelSelector": label_selector})
-        items: list[dict[str, Any]] = found.get("items") or []
-        return [{**item, "apiVersion": api_version, "kind": kind} for item in items]
 
     async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create an object in its namespace."""

@@ -95,7 +95,15 @@ async def run(settings: OperatorSettings) -> None:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         handlers.configure(settings, standalone=config.standalone)
-        await controller.prime(config.namespaces)
+        # Children and Pods are listed before kopf resumes anything: after a restart every
+        # resume then finds its children in the cache instead of paying a 409 and a GET.
+        watchers = controller.watchers(config.namespaces)
+        background.extend(asyncio.create_task(w.run()) for w in watchers)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(w.listed.wait() for w in watchers)),
+                                   timeout=30)
+        except TimeoutError:
+            log.warning("children not listed within 30 s; starting anyway")
         await runner.setup()
         site = web.TCPSite(runner, config.http_host, config.http_port)
         await site.start()
