@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelplane_runtime import __version__, contract, v1, v2
+from modelplane_runtime.auth import TokenStore
 from modelplane_runtime.errors import ModelplaneError
 from modelplane_runtime.metrics import CONTENT_TYPE, Metrics
 from modelplane_runtime.middleware import RequestMiddleware
@@ -49,7 +50,11 @@ def create_app(
         from modelplane_runtime.dataplane import DataPlane
 
         dataplane = DataPlane(settings, observer=metrics)
-    runtime = Runtime(settings=settings, dataplane=dataplane, metrics=metrics)
+    auth = None
+    if settings.auth_tokens_dir is not None:
+        # Raises AuthConfigError (a clear start-up failure) for a missing or empty folder.
+        auth = TokenStore(settings.auth_tokens_dir)
+    runtime = Runtime(settings=settings, dataplane=dataplane, metrics=metrics, auth=auth)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

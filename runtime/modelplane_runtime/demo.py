@@ -20,7 +20,8 @@ from modelplane_runtime.settings import RuntimeSettings
 
 logger = logging.getLogger("modelplane.demo")
 
-DEMO_NAME = "demo"
+DEMO_NAME = "seed-mlp"
+"""The name the samples and the README use (`/v1/models/seed-mlp:predict`)."""
 DEFAULT_CACHE = Path("~/.cache/modelplane/demo")
 
 

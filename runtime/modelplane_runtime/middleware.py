@@ -34,7 +34,20 @@ def _classify(path: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-async def _answer(send: Send, status: int, message: str) -> None:
+def needs_auth(path: str) -> bool:
+    """True for the v1/v2 inference and metadata routes; health and /metrics stay open
+    (kubelet probes and Prometheus scrapes carry no token)."""
+    if path.startswith("/v1/"):
+        return True
+    return (path == "/v2" or path.startswith("/v2/")) and not path.startswith("/v2/health/")
+
+
+_CHALLENGE: Final = ((b"www-authenticate", b"Bearer"),)
+
+
+async def _answer(
+    send: Send, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     body = error_body(message)
     await send(
         {
@@ -43,6 +56,7 @@ async def _answer(send: Send, status: int, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )
@@ -65,11 +79,14 @@ class RequestMiddleware:
         protocol, model = _classify(scope["path"])
         request_id = ""
         length: bytes | None = None
+        authorization: bytes | None = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 request_id = value.decode("latin-1")[:128]
             elif key == b"content-length":
                 length = value
+            elif key == b"authorization":
+                authorization = value
         request_id = request_id or uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
         id_header = (b"x-request-id", request_id.encode("latin-1"))
@@ -89,6 +106,17 @@ class RequestMiddleware:
         try:
             if label is not None and runtime.draining:
                 await _answer(send_with_id, 503, "the server is shutting down")
+            elif (
+                runtime.auth is not None
+                and needs_auth(scope["path"])
+                and not runtime.auth.accepts(authorization)
+            ):
+                message = (
+                    "missing bearer token (send 'Authorization: Bearer <token>')"
+                    if authorization is None
+                    else "invalid bearer token"
+                )
+                await _answer(send_with_id, 401, message, _CHALLENGE)
             else:
                 await self._limited(scope, receive, send_with_id, length, lambda: status)
         finally:

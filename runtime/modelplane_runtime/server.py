@@ -21,9 +21,11 @@ from typing import Final
 
 import uvicorn
 
+from modelplane_runtime import contract
 from modelplane_runtime.app import create_app, runtime_of
+from modelplane_runtime.auth import AuthConfigError
 from modelplane_runtime.logs import configure_logging
-from modelplane_runtime.settings import RuntimeSettings
+from modelplane_runtime.settings import RuntimeSettings, SettingsError
 from modelplane_runtime.state import Runtime
 
 logger = logging.getLogger("modelplane.server")
@@ -35,7 +37,7 @@ EXIT_USAGE: Final = 2
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 
-def public_url(host: str, port: int) -> str:
+def public_url(host: str, port: int, scheme: str = "http") -> str:
     """A URL a local client can use for a server bound to ``host``:``port``."""
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
@@ -43,7 +45,7 @@ def public_url(host: str, port: int) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -107,6 +109,24 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def tls_options(settings: RuntimeSettings) -> dict[str, str]:
+    """uvicorn's ssl options for HTTPS, or none for plain HTTP; SettingsError when half set."""
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if cert is None and key is None:
+        return {}
+    if cert is None or key is None:
+        given, missing = (
+            (contract.ENV_TLS_CERT_FILE, contract.ENV_TLS_KEY_FILE)
+            if cert is not None
+            else (contract.ENV_TLS_KEY_FILE, contract.ENV_TLS_CERT_FILE)
+        )
+        raise SettingsError(f"{given} is set but {missing} is not: HTTPS needs both")
+    for variable, path in ((contract.ENV_TLS_CERT_FILE, cert), (contract.ENV_TLS_KEY_FILE, key)):
+        if not path.is_file():
+            raise SettingsError(f"{variable}={path}: no such file")
+    return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+
+
 def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = None) -> int:
     """Serve ``settings.model_path`` until SIGTERM/SIGINT; the process exit code."""
     configure_logging(settings.log_level)
@@ -120,13 +140,18 @@ def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = No
         )
         return EXIT_USAGE
     try:
+        tls = tls_options(settings)
+        app = create_app(settings)
+    except (SettingsError, AuthConfigError) as exc:
+        logger.error("%s", exc)
+        return EXIT_USAGE
+    try:
         sock = bind_socket(settings.host, settings.port)
     except OSError as exc:
         logger.error("cannot bind %s:%d: %s", settings.host, settings.port, exc.strerror)
         return EXIT_USAGE
     host, port = sock.getsockname()[:2]
-    url = public_url(str(host), int(port))
-    app = create_app(settings)
+    url = public_url(str(host), int(port), "https" if tls else "http")
     config = uvicorn.Config(
         app,
         loop="uvloop",
@@ -139,6 +164,7 @@ def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = No
         proxy_headers=False,
         # uvicorn annotates this as int but awaits it with wait_for: fractions work.
         timeout_graceful_shutdown=settings.drain_timeout_s,  # type: ignore[arg-type]
+        **tls,  # type: ignore[arg-type]
     )
     server = _Server(config, runtime_of(app), url, on_ready)
     try:

@@ -19,6 +19,7 @@ from modelplane_runtime.metrics import Metrics
 from modelplane_runtime.settings import RuntimeSettings
 
 if TYPE_CHECKING:
+    from modelplane_runtime.auth import TokenStore
     from modelplane_runtime.dataplane import DataPlane
 
 JSON: Final = "application/json"
@@ -37,6 +38,8 @@ class Runtime:
     """Set on SIGTERM: readiness turns false and new requests are refused."""
     served: frozenset[str] = field(default_factory=frozenset)
     """Names of the served models, known once the data plane has loaded."""
+    auth: TokenStore | None = None
+    """Accepted bearer tokens; ``None`` serves without authentication."""
 
     @property
     def ready(self) -> bool:

@@ -218,7 +218,9 @@ def test_demo_prints_curl_lines_that_work(runtime_log_dir: Path, tmp_path: Path)
     ]
     with launch_runtime(cache, runtime_log_dir, command=command) as server:
         assert (cache / "1" / "saved_model.pb").is_file()
-        assert f"{server.url}/v1/models/demo:predict" in _curl_lines(server)[0]
+        # The name the samples and the README use.
+        assert f"{server.url}/v1/models/seed-mlp:predict" in _curl_lines(server)[0]
+        assert f"{server.url}/v2/models/seed-mlp/infer" in _curl_lines(server)[1]
         _check_curl_lines(server)
 
 
@@ -242,9 +244,12 @@ def test_demo_defaults_to_8080_or_a_free_port(demo_model_dir: Path, runtime_log_
             str(demo_model_dir),
             "--host",
             "127.0.0.1",
+            "--name",
+            "my-model",
         ]
         with launch_runtime(demo_model_dir, runtime_log_dir, command=command) as server:
             assert server.port != 8080
+            assert "/v1/models/my-model:predict" in _curl_lines(server)[0]
             _check_curl_lines(server)
     finally:
         holder.close()
