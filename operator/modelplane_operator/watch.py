@@ -51,6 +51,10 @@ class Watcher:
         self.listed = asyncio.Event()
         """Set once the first LIST has been delivered (the cache is primed)."""
 
+    def relist(self) -> None:
+        """Start the next round with a LIST, as after 410 Gone."""
+        self._version = None
+
     def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
         return {**obj, "apiVersion": self.api_version, "kind": self.kind}
 
@@ -114,7 +118,7 @@ class Watcher:
                 await self._watch()
                 failures = 0
             except Gone:
-                self._version = None
+                self.relist()
             except asyncio.CancelledError:
                 raise
             except (ApiError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -122,5 +126,5 @@ class Watcher:
                 failures += 1
                 log.warning("watch of %s failed (%s); again in %.1fs", self.kind, exc, delay)
                 if isinstance(exc, ApiError) and exc.status == 410:
-                    self._version = None
+                    self.relist()
                 await asyncio.sleep(delay)
