@@ -20,13 +20,11 @@ def config_map(name: str, namespace: str, managed: bool = True) -> dict[str, Any
             "data": {"a": "1"}}
 
 
-async def until(predicate: Any, timeout: float = 10.0) -> None:
-    """Poll ``predicate()`` on the loop until true, with a deadline."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.05)
+async def until(predicate: Any) -> None:
+    """Poll ``predicate()`` on the loop until true, for at most 10 seconds."""
+    async with asyncio.timeout(10):
+        while not predicate():
+            await asyncio.sleep(0.05)
 
 
 @pytest.mark.timeout(60)
