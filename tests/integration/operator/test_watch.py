@@ -20,11 +20,14 @@ def config_map(name: str, namespace: str, managed: bool = True) -> dict[str, Any
             "data": {"a": "1"}}
 
 
-async def until(predicate: Any) -> None:
-    """Poll ``predicate()`` on the loop until true, for at most 10 seconds."""
+async def until(predicate: Any, changed: asyncio.Event) -> None:
+    """Wait until ``predicate()`` holds, re-checking on each event, for at most 10 seconds."""
     async with asyncio.timeout(10):
-        while not predicate():
-            await asyncio.sleep(0.05)
+        while True:
+            changed.clear()
+            if predicate():
+                return
+            await changed.wait()
 
 
 @pytest.mark.timeout(60)
@@ -34,19 +37,24 @@ async def test_lists_watches_filters_and_reports_deletions_missed_while_away(
     kubectl.apply(config_map("before", kube_namespace))
     kubectl.apply(config_map("unmanaged", kube_namespace, managed=False))
     seen: list[tuple[str, str]] = []
+    changed = asyncio.Event()
+
+    def record(kind: str, obj: dict[str, Any]) -> None:
+        seen.append((kind, obj["metadata"]["name"]))
+        changed.set()
     async with aiohttp.ClientSession() as session:
         client = KubeClient(Credentials(server=kube_api.url, token="t"), session)
         watcher = Watcher(client, api_version="v1", kind="ConfigMap", namespace=kube_namespace,
                           selector="app.kubernetes.io/managed-by=modelplane-operator",
-                          on_event=lambda kind, obj: seen.append((kind, obj["metadata"]["name"])))
+                          on_event=record)
         task = asyncio.create_task(watcher.run())
         await asyncio.wait_for(watcher.listed.wait(), 10)
         assert seen == [("ADDED", "before")]  # the selector left "unmanaged" out
 
         await asyncio.to_thread(kubectl.apply, config_map("during", kube_namespace))
-        await until(lambda: ("ADDED", "during") in seen)
+        await until(lambda: ("ADDED", "during") in seen, changed)
         await asyncio.to_thread(kubectl, "delete", "configmap", "during", "-n", kube_namespace)
-        await until(lambda: ("DELETED", "during") in seen)
+        await until(lambda: ("DELETED", "during") in seen, changed)
 
         # Disconnected: a deletion happens; the next LIST reports it as DELETED.
         task.cancel()
@@ -55,6 +63,6 @@ async def test_lists_watches_filters_and_reports_deletions_missed_while_away(
         watcher.relist()  # what a 410 Gone leads to
         seen.clear()
         task = asyncio.create_task(watcher.run())
-        await until(lambda: ("DELETED", "before") in seen)
+        await until(lambda: ("DELETED", "before") in seen, changed)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
