@@ -378,3 +378,40 @@ def test_custom_resources_are_pruned_and_defaulted_by_their_schema(http: httpx.C
     status = http.patch(f"{path}/s/status", headers=MERGE,
                         json={"status": {"phase": "Up", "undeclared": "x"}}).json()["status"]
     assert status == {"phase": "Up"}
+
+
+def test_custom_resources_are_validated_by_their_schema(http: httpx.Client) -> None:
+    schema = {"type": "object", "required": ["spec"], "properties": {
+        "spec": {"type": "object", "required": ["size"], "properties": {
+            "size": {"type": "string", "enum": ["s", "m"]},
+            "replicas": {"type": "integer", "minimum": 0, "maximum": 10},
+            "port": {"x-kubernetes-int-or-string": True},
+            "tags": {"type": "array", "maxItems": 2, "items": {"type": "string",
+                                                               "pattern": "^[a-z]+$"}}}}}}
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "valids.schema.example.com"},
+           "spec": {"group": "schema.example.com", "scope": "Cluster",
+                    "names": {"plural": "valids", "kind": "Valid"},
+                    "versions": [{"name": "v1", "served": True, "storage": True,
+                                  "schema": {"openAPIV3Schema": schema}}]}}
+    http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+    path = "/apis/schema.example.com/v1/valids"
+
+    def post(name: str, spec: Any) -> httpx.Response:
+        return http.post(path, json={"apiVersion": "schema.example.com/v1", "kind": "Valid",
+                                     "metadata": {"name": name}, "spec": spec})
+
+    ok = post("ok", {"size": "s", "replicas": 3, "port": "http", "tags": ["a"]})
+    assert ok.status_code == 201, ok.text
+    for name, spec, fragment in [
+        ("type", {"size": "s", "replicas": "3"}, "spec.replicas: Invalid value"),
+        ("enum", {"size": "xl"}, "spec.size: Unsupported value"),
+        ("required", {"replicas": 1}, "spec.size: Required value"),
+        ("bounds", {"size": "s", "replicas": 11}, "less than or equal to 10"),
+        ("items", {"size": "s", "tags": ["a", "B"]}, "spec.tags[1]: Invalid value"),
+    ]:
+        resp = post(name, spec)
+        assert resp.status_code == 422, (name, resp.text)
+        assert fragment in resp.json()["message"], (name, resp.json()["message"])
+    assert http.post(path, json={"apiVersion": "schema.example.com/v1", "kind": "Valid",
+                                 "metadata": {"name": "nospec"}}).status_code == 422
