@@ -131,7 +131,6 @@ def register_ready_pods(kubectl: Kubectl, namespace: str, deployment: dict[str, 
             "--type=merge", "-p", json.dumps(rollout))
 
 
-@pytest.mark.slow  # two TensorFlow processes start: about a minute on two shared cores
 def test_rps_and_p99_of_real_runtimes_reach_status_and_kubectl(
     start_operator: Any, kubectl: Kubectl, cluster: Cluster, kube_namespace: str,
     demo_model_dir: Path, tmp_path: Path,
