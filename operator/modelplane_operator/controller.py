@@ -88,7 +88,9 @@ class Controller:
         self.settings = settings
         self.cache = Cache()
         self.metrics = metrics
-        self.defaults = RenderDefaults(runtime_image=settings.runtime_image)
+        self.defaults = RenderDefaults(runtime_image=settings.runtime_image,
+                                       runtime_gpu_image=settings.runtime_gpu_image,
+                                       cluster_domain=settings.cluster_domain)
         self.last_tick = time.monotonic()
         self._client = client
         self._scraper = scraper

@@ -29,6 +29,11 @@ class OperatorSettings(BaseSettings):
 
     runtime_image: str = Field(default=DEFAULT_RUNTIME_IMAGE, min_length=1)
     """Runtime image for ModelDeployments that name none (``spec.runtime.image``)."""
+    runtime_gpu_image: str | None = None
+    """Runtime image for ModelDeployments that request GPUs and name no image (a CUDA build);
+    unset: ``runtime_image`` for those too."""
+    cluster_domain: str = Field(default="cluster.local", min_length=1)
+    """DNS suffix of the cluster, used in ``status.url``."""
     namespaces: Annotated[tuple[str, ...], NoDecode] = ()
     """Comma-separated namespaces to watch; empty means cluster-wide."""
     scrape_interval_s: float = Field(default=10.0, gt=0, le=3600)

@@ -20,12 +20,14 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_variables_are_read_and_namespaces_split(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELPLANE_OPERATOR_NAMESPACES", "ml, serving ,")
+    monkeypatch.setenv("MODELPLANE_OPERATOR_RUNTIME_GPU_IMAGE", "example.test/runtime:1-gpu")
     monkeypatch.setenv("MODELPLANE_OPERATOR_SCRAPE_INTERVAL_S", "2.5")
     monkeypatch.setenv("MODELPLANE_OPERATOR_LOG_LEVEL", "DEBUG")
     settings = load_settings()
     assert settings.namespaces == ("ml", "serving")
     assert settings.scrape_interval_s == 2.5
     assert settings.log_level == "debug"
+    assert settings.runtime_gpu_image == "example.test/runtime:1-gpu"
 
 
 def test_runtime_variables_do_not_leak_in(monkeypatch: pytest.MonkeyPatch) -> None:
