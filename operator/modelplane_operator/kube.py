@@ -39,6 +39,10 @@ _RESOURCES: dict[tuple[str, str], str] = {
 }
 
 
+class CredentialsError(RuntimeError):
+    """Neither an in-cluster service account nor a usable kubeconfig."""
+
+
 class ApiError(Exception):
     """The API server answered with an error status."""
 
@@ -76,8 +80,14 @@ def load_credentials() -> Credentials:
     try:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
         log.debug("using the in-cluster service account")
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException as in_cluster:
+        try:
+            kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+        except (kubernetes.config.ConfigException, OSError) as kubeconfig:
+            raise CredentialsError(
+                f"no Kubernetes credentials: not in a cluster ({in_cluster}) and no usable "
+                f"kubeconfig ({kubeconfig}); set KUBECONFIG or run in a Pod"
+            ) from None
         log.debug("using the current kubeconfig context")
     config = kubernetes.client.Configuration.get_default_copy()
     header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix(

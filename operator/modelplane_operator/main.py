@@ -50,8 +50,14 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         print(f"modelplane operator: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(settings))
+    from modelplane_operator.kube import CredentialsError
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run(settings))
+    except CredentialsError as exc:
+        print(f"modelplane operator: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -77,7 +83,7 @@ async def run(settings: OperatorSettings) -> None:
     from modelplane_operator.scrape import Scraper
 
     config = settings  # handlers below receive kopf's own `settings` under that name
-    credentials = load_credentials()
+    credentials = load_credentials()  # before any session exists: nothing to close on failure
     metrics = OperatorMetrics()
     api_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     scrape_session = aiohttp.ClientSession()
