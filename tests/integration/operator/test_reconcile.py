@@ -268,3 +268,24 @@ def test_scale_subresource_reaches_the_deployment(
         "replicas") == 3, what="3 replicas")
     eventually(lambda: (cluster.get("md", "seed-mlp") or {}).get("status", {}).get("ready")
                == "0/3", what="READY 0/3")
+
+
+def test_canary_gets_its_own_deployment_and_loses_it_when_removed(
+    operator: OperatorProcess, kubectl: Kubectl, cluster: Cluster, kube_namespace: str
+) -> None:
+    md = sample("seed-mlp", kube_namespace)
+    md["spec"]["replicas"] = 4
+    md["spec"]["canary"] = {"model": {"uri": "demo://seed-mlp-v2"}, "trafficPercent": 25}
+    kubectl.apply(md)
+    canary = eventually(lambda: cluster.get("deployment", "seed-mlp-canary"), what="canary")
+    stable = eventually(lambda: cluster.get("deployment", "seed-mlp"), what="stable")
+    assert (stable["spec"]["replicas"], canary["spec"]["replicas"]) == (3, 1)
+    eventually(lambda: (cluster.get("md", "seed-mlp") or {}).get("status", {}).get("ready")
+               == "0/4", what="READY over both tracks")
+
+    del md["spec"]["canary"]
+    kubectl.apply(md)
+    eventually(lambda: cluster.get("deployment", "seed-mlp-canary") is None,
+               what="the canary Deployment pruned")
+    eventually(lambda: (cluster.get("deployment", "seed-mlp") or {}).get("spec", {}).get(
+        "replicas") == 4, what="all replicas back on stable")
