@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ import kmock
 import pytest
 
 from tests.fixtures.apiserver import ApiServer
+from tests.fixtures.apiserver.hosting import serve
 from tests.fixtures.kube import KubeApi
 from tests.integration.emulator.conftest import WIDGETS, widget
 
@@ -310,3 +312,18 @@ def test_request_counters_on_metrics(kube_api: KubeApi, http: httpx.Client,
     assert "# TYPE apiserver_request_total counter" in text
     assert ('apiserver_request_total{verb="POST",group="",version="v1",resource="configmaps",'
             'subresource="",scope="namespace",component="apiserver",code="201"}') in text
+
+
+async def test_shutdown_ends_open_watches_promptly() -> None:
+    stop = asyncio.Event()
+    urls: asyncio.Queue[str] = asyncio.Queue()
+    server = asyncio.create_task(serve(lambda api, url: urls.put_nowait(url), stop))
+    url = await asyncio.wait_for(urls.get(), 30)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client, \
+            client.stream("GET", "/api/v1/namespaces", params={"watch": "true"}) as watch:
+        lines = watch.aiter_lines()
+        assert json.loads(await anext(lines))["type"] == "ADDED"
+        started = time.monotonic()
+        stop.set()
+        await asyncio.wait_for(server, 30)
+    assert time.monotonic() - started < 10
