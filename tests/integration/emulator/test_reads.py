@@ -327,3 +327,11 @@ async def test_shutdown_ends_open_watches_promptly() -> None:
         stop.set()
         await asyncio.wait_for(server, 30)
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.kmock(cls=ApiServer)
+async def test_kmock_fixture_can_host_the_emulator(kmock: ApiServer) -> None:
+    async with httpx.AsyncClient(base_url=str(kmock.url), timeout=10) as client:
+        doc = (await client.get("/api/v1/namespaces")).json()
+    assert doc["kind"] == "NamespaceList"
+    assert isinstance(kmock, ApiServer)
