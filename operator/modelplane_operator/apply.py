@@ -14,9 +14,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from modelplane_operator.cache import Cache, child_key
+from modelplane_operator.cache import Cache, ChildKey, Key, child_key, owner_of
 from modelplane_operator.diff import deep_merge, is_subset, removals
-from modelplane_operator.kube import ApiError, KubeClient
+from modelplane_operator.kube import ApiError, KubeClient, resource_path
 
 log = logging.getLogger(__name__)
 
@@ -110,3 +110,47 @@ class Applier:
         patched = await self._client.merge_patch(api_version, kind, namespace, name, patch)
         self._cache.put_child(patched)
         return "patched"
+
+    async def prune(self, key: Key, uid: str, wanted: set[ChildKey]) -> list[str]:
+        """Delete this owner's children that are not in ``wanted``; returns their kinds."""
+        deleted = []
+        for child in self._cache.owned_children(key, uid):
+            ck = child_key(child)
+            if ck in wanted:
+                continue
+            try:
+                await self._client.delete(str(child["apiVersion"]), *ck)
+                deleted.append(ck[0])
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+            self._cache.drop_child(ck)
+        return deleted
+
+    async def delete_owned(self, key: Key, uid: str) -> list[str]:
+        """Delete the children that still name a deleted owner; returns their kinds.
+
+        On a real cluster the garbage collector does this through the ownerReferences;
+        doing it too makes deletion prompt and works where no collector runs. A child is
+        re-read and deleted with uid and resourceVersion preconditions, so one that was
+        orphaned meanwhile (``kubectl delete --cascade=orphan`` strips its ownerReference
+        before the owner goes) is never deleted.
+        """
+        deleted = []
+        for child in self._cache.owned_children(key, uid):
+            kind, namespace, name = child_key(child)
+            try:
+                live = await self._client.get(str(child["apiVersion"]), kind, namespace, name)
+                if owner_of(live) != (key, uid):
+                    continue
+                meta = live["metadata"]
+                path = resource_path(str(child["apiVersion"]), kind, namespace, name)
+                await self._client.request("DELETE", path, body={
+                    "propagationPolicy": "Background",
+                    "preconditions": {"uid": meta.get("uid"),
+                                      "resourceVersion": meta.get("resourceVersion")}})
+                deleted.append(kind)
+            except ApiError as exc:
+                if exc.status not in (404, 409):
+                    log.warning("could not delete %s %s/%s: %s", kind, namespace, name, exc)
+        return deleted

@@ -28,10 +28,9 @@ from modelplane_operator.builders.render import RenderDefaults, render_spec
 from modelplane_operator.builders.service import service_url
 from modelplane_operator.cache import Cache, Key, child_key, key_of, owner_of
 from modelplane_operator.events import EventPoster, transitions
-from modelplane_operator.kube import ApiError, KubeClient, resource_path
-from modelplane_operator.load import Load, Snapshot, aggregate
+from modelplane_operator.kube import ApiError, KubeClient
 from modelplane_operator.metrics import OperatorMetrics
-from modelplane_operator.scrape import Scraper
+from modelplane_operator.scrape import LoadTracker, Scraper
 from modelplane_operator.settings import OperatorSettings
 from modelplane_operator.spec import (
     API_VERSION,
@@ -45,7 +44,6 @@ from modelplane_operator.status import (
     Target,
     build_status,
     invalid_status,
-    pod_ready,
     status_patch,
 )
 from modelplane_operator.watch import Watcher
@@ -93,7 +91,6 @@ class Controller:
                                        cluster_domain=settings.cluster_domain)
         self.last_tick = time.monotonic()
         self._client = client
-        self._scraper = scraper
         self._applier = Applier(client, self.cache)
         self._events = EventPoster(client)
         self._clock = clock
@@ -103,10 +100,9 @@ class Controller:
         self._observed: dict[Key, int] = {}
         self._invalid: dict[Key, str] = {}
         self._locks: dict[Key, asyncio.Lock] = {}
-        self._snapshots: dict[str, Snapshot] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._refresh_pending: set[Key] = set()
-        self._loads: dict[Key, tuple[Load, datetime]] = {}
+        self._loads = LoadTracker(scraper)
 
     # ---- rendering ----------------------------------------------------------------------
 
@@ -175,57 +171,29 @@ class Controller:
         key = key_of(md)
         if event_type == "DELETED":
             self.cache.drop_md(key)
+            self._loads.forget(key)
             for store in (self._rendered, self._written, self._observed, self._invalid,
-                          self._loads, self._locks):
+                          self._locks):
                 store.pop(key, None)  # type: ignore[attr-defined]
         else:
             self.cache.put_md(md)
         self.metrics.managed.set(len(self.cache.mds))
 
     async def md_deleted(self, md: Mapping[str, Any]) -> None:
-        """Delete the children that still name the deleted ModelDeployment as their owner.
-
-        On a real cluster the garbage collector does this through the ownerReferences;
-        doing it too makes deletion prompt and works where no collector runs. A child is
-        re-read and deleted with uid and resourceVersion preconditions, so one that was
-        orphaned meanwhile (``kubectl delete --cascade=orphan`` strips its ownerReference
-        before the owner goes) is never deleted.
-        """
+        """Delete the children that still name the deleted ModelDeployment as their owner
+        (see Applier.delete_owned: the garbage collector does it on a real cluster too)."""
         key, uid = key_of(md), str(md.get("metadata", {}).get("uid", ""))
-        for child in self.cache.owned_children(key, uid):
-            kind, namespace, name = child_key(child)
-            try:
-                live = await self._client.get(str(child["apiVersion"]), kind, namespace, name)
-                if owner_of(live) != (key, uid):
-                    continue
-                meta = live["metadata"]
-                await self._client.request(
-                    "DELETE", _path(live),
-                    body={"propagationPolicy": "Background", "preconditions": {
-                        "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}},
-                )
-                self.metrics.child_writes.labels(kind, "deleted").inc()
-            except ApiError as exc:
-                if exc.status not in (404, 409):
-                    log.warning("could not delete %s %s/%s: %s", kind, namespace, name, exc)
+        for kind in await self._applier.delete_owned(key, uid):
+            self.metrics.child_writes.labels(kind, "deleted").inc()
 
     async def _prune(self, key: Key, md: Mapping[str, Any],
                      manifests: list[dict[str, Any]]) -> None:
         # Children we rendered before and no longer do (the HPA after autoscaling was
         # turned off, the canary Deployment after the canary was removed).
-        wanted = {child_key(m) for m in manifests}
         uid = str(md.get("metadata", {}).get("uid", ""))
-        for child in self.cache.owned_children(key, uid):
-            ck = child_key(child)
-            if ck in wanted:
-                continue
-            try:
-                await self._client.delete(str(child["apiVersion"]), *ck)
-                self.metrics.child_writes.labels(ck[0], "deleted").inc()
-            except ApiError as exc:
-                if exc.status != 404:
-                    raise
-            self.cache.drop_child(ck)
+        wanted = {child_key(m) for m in manifests}
+        for kind in await self._applier.prune(key, uid, wanted):
+            self.metrics.child_writes.labels(kind, "deleted").inc()
 
     # ---- children and pods ---------------------------------------------------------------
 
@@ -357,7 +325,7 @@ class Controller:
             if replicas is None:
                 replicas = autoscaler_min.get(dep_name, 1)
             desired += int(replicas)
-        load, at = self._loads.get(key, (None, None))
+        load, at = self._loads.load(key)
         target = Target(
             url=service_url(name, namespace, spec.tls is not None, self.defaults.cluster_domain),
             selector=selector_string(name),
@@ -405,33 +373,9 @@ class Controller:
 
     async def scrape_round(self) -> None:
         """Scrape every ready pod once and refresh every status."""
-        targets: dict[str, str] = {}
-        members: dict[Key, list[str]] = {}
-        for key, pods in self.cache.pods.items():
-            for pod in pods.values():
-                ip = pod.get("status", {}).get("podIP")
-                uid = str(pod.get("metadata", {}).get("uid") or pod["metadata"].get("name"))
-                if ip and pod_ready(pod):
-                    targets[uid] = str(ip)
-                    members.setdefault(key, []).append(uid)
-        snapshots = await self._scraper.scrape(targets) if targets else {}
-        self.metrics.scrapes.labels("ok").inc(len(snapshots))
-        self.metrics.scrapes.labels("failed").inc(len(targets) - len(snapshots))
-        now = self._clock()
-        for key in list(self._loads):
-            if key not in members:
-                del self._loads[key]
-        for key, uids in members.items():
-            current = {uid: snapshots[uid] for uid in uids if uid in snapshots}
-            load = aggregate(self._snapshots, current)
-            if load is None:
-                self._loads.pop(key, None)
-            else:
-                self._loads[key] = (load, now)
-        # Keep the last snapshot of pods that did not answer this time: their next answer
-        # still gives a correct rate, over a longer window.
-        self._snapshots = {uid: snapshots.get(uid) or self._snapshots[uid]
-                           for uid in targets if uid in snapshots or uid in self._snapshots}
+        answered, asked = await self._loads.round(self.cache.pods, self._clock())
+        self.metrics.scrapes.labels("ok").inc(answered)
+        self.metrics.scrapes.labels("failed").inc(asked - answered)
         keys = list(self.cache.mds)
         for start in range(0, len(keys), 64):
             await asyncio.gather(*(self.refresh_status(k) for k in keys[start:start + 64]))
@@ -455,9 +399,3 @@ class Controller:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._events.drain()
-
-
-def _path(body: Mapping[str, Any]) -> str:
-    meta = body["metadata"]
-    return resource_path(str(body["apiVersion"]), str(body["kind"]), meta.get("namespace"),
-                         meta.get("name"))

@@ -10,11 +10,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 
 import aiohttp
 from modelplane_runtime import contract
 
-from modelplane_operator.load import Snapshot, parse_snapshot
+from modelplane_operator.load import Load, Snapshot, aggregate, parse_snapshot
+from modelplane_operator.status import pod_ready
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +62,49 @@ class Scraper:
         keys = list(pods)
         results = await asyncio.gather(*(self.scrape_one(pods[key]) for key in keys))
         return {key: snap for key, snap in zip(keys, results, strict=True) if snap is not None}
+
+
+class LoadTracker:
+    """The load of every ModelDeployment, from one scrape round to the next."""
+
+    def __init__(self, scraper: Scraper) -> None:
+        self._scraper = scraper
+        self._snapshots: dict[str, Snapshot] = {}
+        self._loads: dict[tuple[str, str], tuple[Load, datetime]] = {}
+
+    def load(self, key: tuple[str, str]) -> tuple[Load | None, datetime | None]:
+        """The latest load of one ModelDeployment and when it was measured."""
+        load, at = self._loads.get(key, (None, None))
+        return load, at
+
+    def forget(self, key: tuple[str, str]) -> None:
+        """Drop a deleted ModelDeployment's load."""
+        self._loads.pop(key, None)
+
+    async def round(self, pods: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]],
+                    now: datetime) -> tuple[int, int]:
+        """Scrape every ready pod once (pods by ModelDeployment); returns (answered, asked)."""
+        targets: dict[str, str] = {}
+        members: dict[tuple[str, str], list[str]] = {}
+        for key, by_name in pods.items():
+            for pod in by_name.values():
+                ip = pod.get("status", {}).get("podIP")
+                meta = pod.get("metadata", {})
+                uid = str(meta.get("uid") or meta.get("name"))
+                if ip and pod_ready(pod):
+                    targets[uid] = str(ip)
+                    members.setdefault(key, []).append(uid)
+        snapshots = await self._scraper.scrape(targets) if targets else {}
+        self._loads = {key: value for key, value in self._loads.items() if key in members}
+        for key, uids in members.items():
+            current = {uid: snapshots[uid] for uid in uids if uid in snapshots}
+            load = aggregate(self._snapshots, current)
+            if load is None:
+                self._loads.pop(key, None)
+            else:
+                self._loads[key] = (load, now)
+        # Keep the last snapshot of pods that did not answer this time: their next answer
+        # still gives a correct rate, over a longer window.
+        self._snapshots = {uid: snapshots.get(uid) or self._snapshots[uid]
+                           for uid in targets if uid in snapshots or uid in self._snapshots}
+        return len(snapshots), len(targets)

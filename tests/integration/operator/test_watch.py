@@ -64,5 +64,8 @@ async def test_lists_watches_filters_and_reports_deletions_missed_while_away(
         seen.clear()
         task = asyncio.create_task(watcher.run())
         await until(lambda: ("DELETED", "before") in seen, changed)
+        # An event through the new watch shows the stream is open before we disconnect.
+        await asyncio.to_thread(kubectl.apply, config_map("after", kube_namespace))
+        await until(lambda: ("ADDED", "after") in seen, changed)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
