@@ -43,7 +43,9 @@ def managed_fields(manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def with_last_applied(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The manifest plus the annotation recording its managed fields."""
+    """The manifest plus the annotation recording its managed fields (idempotent)."""
+    if LAST_APPLIED in (manifest.get("metadata", {}).get("annotations") or {}):
+        return dict(manifest)
     record = json.dumps(managed_fields(manifest), sort_keys=True, separators=(",", ":"))
     out = dict(manifest)
     meta = dict(out.get("metadata", {}))

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from modelplane_operator.apply import Applier, apply_patch
+from modelplane_operator.apply import Applier, apply_patch, with_last_applied
 from modelplane_operator.builders.labels import MANAGED_BY, SELECTOR_LABEL, selector_string
 from modelplane_operator.builders.owner import Owner
 from modelplane_operator.builders.render import RenderDefaults, render_spec
@@ -116,7 +116,8 @@ class Controller:
             return cached[1], cached[2]
         owner = Owner.from_object(dict(md))
         spec = validate_spec(md.get("spec"))
-        manifests = render_spec(owner, spec, self.defaults)
+        # Annotated once per generation: every later comparison reuses the record.
+        manifests = [with_last_applied(m) for m in render_spec(owner, spec, self.defaults)]
         self._rendered[key] = (version, spec, manifests)
         return spec, manifests
 
