@@ -19,11 +19,15 @@ from typing import Any
 import aiohttp
 import kopf
 
-from modelplane_operator.controller import Controller, SpecRejected
-from modelplane_operator.kube import ApiError
+from modelplane_operator.controller import CHILD_KINDS, Controller, SpecRejected
+from modelplane_operator.kube import ApiError, resource_tuple
 from modelplane_operator.spec import GROUP, PLURAL, VERSION
 
 MODEL_DEPLOYMENTS = (GROUP, VERSION, PLURAL)
+CHILDREN = tuple(resource_tuple(api_version, kind) for api_version, kind in CHILD_KINDS)
+"""Children the operator writes and watches (through watch.py, not kopf): for RBAC."""
+PODS = resource_tuple("v1", "Pod")
+"""Runtime Pods, watched (through watch.py) for readiness, restarts and IPs to scrape."""
 
 SLOW_RETRY_S = 60.0
 

@@ -106,6 +106,12 @@ def load_credentials() -> Credentials:
     )
 
 
+def resource_tuple(api_version: str, kind: str) -> tuple[str, ...]:
+    """kopf's spelling of a resource: (group, version, plural), or (version, plural) for core."""
+    plural = _RESOURCES[(api_version, kind)]
+    return (*api_version.split("/"), plural)
+
+
 def resource_path(api_version: str, kind: str, namespace: str | None, name: str | None = None,
                   subresource: str | None = None) -> str:
     """The REST path of a kind (collection when ``name`` is None)."""
