@@ -392,6 +392,7 @@ class Controller:
                 self.metrics.errors.labels("unexpected").inc()
                 log.exception("status refresh round failed")
             self.last_tick = time.monotonic()
+            self.metrics.rounds.inc()
             await asyncio.sleep(max(0.0, interval - (self.last_tick - started)))
 
     async def close(self) -> None:

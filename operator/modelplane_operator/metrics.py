@@ -46,6 +46,10 @@ class OperatorMetrics:
             "modelplane_operator_api_requests_total",
             "Requests the operator's own client sent to the API server (kopf's excluded).",
             ["verb"], registry=self.registry)
+        self.rounds = Counter(
+            "modelplane_operator_status_rounds_total",
+            "Rounds of the status timer (scrape every ready pod, refresh every status).",
+            registry=self.registry)
         self.scrapes = Counter(
             "modelplane_operator_scrapes_total",
             "Scrapes of runtime pods' /metrics by result (ok, failed).",
