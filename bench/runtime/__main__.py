@@ -152,6 +152,9 @@ def main() -> int:
     models = build_models(args.venvs / "models")
     selected = [models[m.strip()] for m in args.models.split(",") if m.strip()]
     expected = {m.name: _reference(m) for m in selected}
+    # What was measured: the runtime's tree is often being edited while the benchmark runs.
+    measured = {"git_head": _git("rev-parse", "HEAD"),
+                "runtime_changes": _git("status", "--porcelain", "--", "runtime")}
     samples: list[dict[str, Any]] = []
     failures: list[str] = []
     for repeat in range(args.repeats):
@@ -174,8 +177,7 @@ def main() -> int:
     out = args.json or args.venvs / "results" / f"run-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    options["git_head"] = _git("rev-parse", "HEAD")
-    options["runtime_changes"] = _git("status", "--porcelain", "--", "runtime")
+    options.update(measured)
     out.write_text(json.dumps({"options": options, "medians": rows, "samples": samples,
                                "failures": failures}, indent=1))
     print(f"\nJSON: {out}")
