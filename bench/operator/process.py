@@ -1,0 +1,106 @@
+"""Child processes of the benchmark: the emulated API server and the operator under test.
+
+Each is started with ``subprocess.Popen`` (its own process group, logs to a file) and ended
+by its pid with SIGTERM, then SIGKILL after a grace period. Memory and CPU come from
+``/proc/<pid>``: VmHWM is the kernel's record of the peak RSS, so no sampling can miss it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+KUBECTL = REPO / ".tools" / "bin" / "kubectl"
+CRD = REPO / "manifests" / "crd" / "modelplane.io_modeldeployments.yaml"
+
+
+@dataclass
+class Proc:
+    """A started child process and where its output goes."""
+
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        """Whether it is still running."""
+        return self.popen.poll() is None
+
+    def peak_rss_mib(self) -> float:
+        """Peak resident set size so far (VmHWM), in MiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmHWM for pid {self.pid}")
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``grace_s``."""
+        if not self.alive():
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+    def tail(self, lines: int = 20) -> str:
+        """The end of its log, for error messages."""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Proc:
+    """Start ``argv`` from the repo root with stdout and stderr going to ``log``."""
+    with log.open("wb") as out:
+        popen = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                 env={**os.environ, **(env or {})}, start_new_session=True)
+    return Proc(popen, log)
+
+
+def start_emulator(workdir: Path, timeout_s: float = 30.0) -> tuple[Proc, str, Path]:
+    """The emulator launcher; returns it, its URL and its kubeconfig once it listens."""
+    port_file, kubeconfig = workdir / "port", workdir / "kubeconfig"
+    proc = start([sys.executable, "-m", "tests.fixtures.apiserver", "--port-file",
+                  str(port_file), "--kubeconfig", str(kubeconfig)], workdir / "apiserver.log")
+    deadline = time.monotonic() + timeout_s
+    while not port_file.exists():
+        if not proc.alive() or time.monotonic() > deadline:
+            proc.stop()
+            raise RuntimeError(f"the emulator did not start:\n{proc.tail()}")
+        time.sleep(0.05)
+    return proc, f"http://127.0.0.1:{port_file.read_text().strip()}", kubeconfig
+
+
+def apply_crd(kubeconfig: Path) -> None:
+    """``kubectl apply`` the CRD and wait until it is Established."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    # The emulator serves no OpenAPI document: kubectl's client-side validation cannot run.
+    for argv in ([str(KUBECTL), "apply", "--validate=false", "-f", str(CRD)],
+                 [str(KUBECTL), "wait", "--for=condition=Established", "--timeout=30s",
+                  "crd/modeldeployments.modelplane.io"]):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv[1:3])} failed: {done.stderr.strip()}")
+
+
+def operator_argv(contender: str) -> list[str]:
+    """The command line of a contender: the real operator or the floor."""
+    if contender == "modelplane":
+        # The console script itself (not a pyenv shim), so the pid is the Python process.
+        return [str(Path(sys.executable).parent / "modelplane"), "operator", "--standalone"]
+    return [sys.executable, "-m", "bench.operator.floor"]
