@@ -62,6 +62,8 @@ class _Version:
     model_inputs: dict[str, SignatureSpec] = field(default_factory=dict)
     """The model's own signatures (for batching decisions)."""
     processors: dict[str, Processor] = field(default_factory=dict)
+    mergeable: dict[str, bool] = field(default_factory=dict)
+    """Per signature: every model input has a batch dimension, so requests can merge."""
     batcher: Batcher | None = None
 
 
@@ -79,6 +81,7 @@ class DataPlane:
         self._repository: Repository | None = None
         self._override: ProcessingConfig | None = None
         self._closed = False
+        self._newest: int | None = None  # the newest AVAILABLE version (the default one)
 
     # Lifecycle.
 
@@ -113,6 +116,10 @@ class DataPlane:
         version.model = model
         version.processors = processors
         version.model_inputs = dict(model.signatures)
+        version.mergeable = {
+            name: bool(spec.inputs) and all(t.shape and t.shape[0] == -1 for t in spec.inputs)
+            for name, spec in model.signatures.items()
+        }
         version.signatures = {
             name: processors[name].served if name in processors else spec
             for name, spec in model.signatures.items()
@@ -125,6 +132,7 @@ class DataPlane:
             on_batch=self._batch_observer(),
         )
         version.state = AVAILABLE
+        self._refresh_newest()
         if self._observer is not None:
             self._observer.observe_load(self._name, version.number, seconds)
         log.info(
@@ -141,6 +149,7 @@ class DataPlane:
     async def close(self) -> None:
         """Stop the batchers (queued requests fail with ModelNotReady) and release models."""
         self._closed = True
+        self._newest = None
         for version in self._versions.values():
             if version.state == AVAILABLE:
                 version.state = UNLOADING
@@ -188,10 +197,9 @@ class DataPlane:
                 )
             version = self._labels[label]
         if version is None:
-            available = [v.number for v in self._versions.values() if v.state == AVAILABLE]
-            if not available:
+            if self._newest is None:
                 raise errors.ModelNotReady(f"model '{name}' has no version available yet")
-            return max(available)
+            return self._newest
         self._available(name, version)
         return version
 
@@ -235,14 +243,10 @@ class DataPlane:
         processor = state.processors.get(spec.name)
         if processor is not None:
             arrays = processor.preprocess(arrays)
-        model_spec = state.model_inputs[spec.name]
-        mergeable = bool(model_spec.inputs) and all(
-            t.shape and t.shape[0] == -1 for t in model_spec.inputs
-        )
         batcher = state.batcher
         if batcher is None:
             raise errors.ModelNotReady(f"model '{name}' version {version} is unloading")
-        return await batcher.submit(spec.name, arrays, rows, mergeable=mergeable)
+        return await batcher.submit(spec.name, arrays, rows, mergeable=state.mergeable[spec.name])
 
     def batcher(self, name: str, version: int) -> Batcher:
         """The batcher of a version (for tests and diagnostics)."""
@@ -252,6 +256,11 @@ class DataPlane:
         return batcher
 
     # Helpers.
+
+    def _refresh_newest(self) -> None:
+        # Kept up to date on every state change, so resolving the default is a lookup.
+        available = [v.number for v in self._versions.values() if v.state == AVAILABLE]
+        self._newest = max(available) if available and not self._closed else None
 
     def _check_name(self, name: str) -> None:
         if name != self._name:

@@ -7,7 +7,9 @@ while serving a request (the data plane included) is tagged with it without pass
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
+import secrets
 import sys
 import time
 from typing import Any, Final, TextIO
@@ -18,6 +20,21 @@ REQUEST_ID: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar(
     "modelplane_request_id", default=None
 )
 """The id of the request being served (``X-Request-Id``, or one generated for it)."""
+
+
+
+class RequestIds:
+    """Ids for requests that bring no ``X-Request-Id``: a random per-process prefix and a
+    counter (unique across pods and restarts in practice, and ~10x cheaper than uuid4)."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8) + "-"
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        """A new id."""
+        return f"{self._prefix}{next(self._counter):x}"
+
 
 LEVELS: Final = {
     "error": logging.ERROR,

@@ -3,18 +3,27 @@
 ``Metrics`` is also the data plane's ``InferenceObserver``: the batcher reports each model
 call (rows, seconds) and each model load. Labelled children are cached so the per-request
 cost is a dict lookup and a few locked float additions.
+
+With ``--workers N`` every worker process writes its values to files in a private
+temporary folder (prometheus_client's multiprocess mode, chosen by
+``PROMETHEUS_MULTIPROC_DIR`` before prometheus_client is imported; see workers.py), and
+whichever worker answers a scrape renders the sum over all of them.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from modelplane_runtime import contract
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+MULTIPROCESS_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's switch to multiprocess mode; set only by workers.py, to a temp dir."""
 
 _LATENCY_BUCKETS: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -27,6 +36,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._multiprocess_dir = os.environ.get(MULTIPROCESS_ENV) or None
         self._requests = Counter(
             contract.METRIC_REQUESTS,
             "Requests answered, by model, protocol (v1|v2) and HTTP status code.",
@@ -52,6 +62,7 @@ class Metrics:
             "Requests being served, by model.",
             ("model",),
             registry=self.registry,
+            multiprocess_mode="livesum",  # only live workers' requests are in flight
         )
         self._batch_size = Histogram(
             contract.METRIC_BATCH_SIZE,
@@ -65,6 +76,7 @@ class Metrics:
             "Seconds the last load of each model version took.",
             ("model", "version"),
             registry=self.registry,
+            multiprocess_mode="max",  # the slowest worker's load
         )
         self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._latency_children: dict[tuple[str, str], Histogram] = {}
@@ -106,5 +118,9 @@ class Metrics:
         self._model_load.labels(model, str(version)).set(seconds)
 
     def render(self) -> bytes:
-        """The registry in Prometheus' text exposition format."""
-        return generate_latest(self.registry)
+        """The registry in Prometheus' text exposition format (summed over workers)."""
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelplane_runtime.errors import PayloadTooLarge
-from modelplane_runtime.logs import REQUEST_ID
+from modelplane_runtime.logs import REQUEST_ID, RequestIds
 from modelplane_runtime.state import Runtime, error_body
 
 logger = logging.getLogger("modelplane.http")
@@ -42,7 +41,15 @@ def needs_auth(path: str) -> bool:
     return (path == "/v2" or path.startswith("/v2/")) and not path.startswith("/v2/health/")
 
 
-_CHALLENGE: Final = ((b"www-authenticate", b"Bearer"),)
+CHALLENGE: Final = ((b"www-authenticate", b"Bearer"),)
+"""The header a 401 carries (RFC 6750): the client should send a bearer token."""
+
+
+def auth_refusal(authorization: bytes | None) -> str:
+    """The 401 message for a request that sent ``authorization`` (or none)."""
+    if authorization is None:
+        return "missing bearer token (send 'Authorization: Bearer <token>')"
+    return "invalid bearer token"
 
 
 async def _answer(
@@ -66,9 +73,10 @@ async def _answer(
 class RequestMiddleware:
     """Request id, body and time limits, refusal while draining, and request metrics."""
 
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, runtime: Runtime, ids: RequestIds | None = None) -> None:
         self.app = app
         self.runtime = runtime
+        self.ids = ids or RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one HTTP request (lifespan and other scopes pass straight through)."""
@@ -87,7 +95,7 @@ class RequestMiddleware:
                 length = value
             elif key == b"authorization":
                 authorization = value
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or self.ids.next()
         token = REQUEST_ID.set(request_id)
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 0
@@ -111,12 +119,7 @@ class RequestMiddleware:
                 and needs_auth(scope["path"])
                 and not runtime.auth.accepts(authorization)
             ):
-                message = (
-                    "missing bearer token (send 'Authorization: Bearer <token>')"
-                    if authorization is None
-                    else "invalid bearer token"
-                )
-                await _answer(send_with_id, 401, message, _CHALLENGE)
+                await _answer(send_with_id, 401, auth_refusal(authorization), CHALLENGE)
             else:
                 await self._limited(scope, receive, send_with_id, length, lambda: status)
         finally:

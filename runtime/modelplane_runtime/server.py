@@ -23,7 +23,7 @@ import uvicorn
 
 from modelplane_runtime import contract
 from modelplane_runtime.app import create_app, runtime_of
-from modelplane_runtime.auth import AuthConfigError
+from modelplane_runtime.auth import AuthConfigError, TokenStore
 from modelplane_runtime.logs import configure_logging
 from modelplane_runtime.settings import RuntimeSettings, SettingsError
 from modelplane_runtime.state import Runtime
@@ -62,25 +62,32 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def announce_ready(url: str, **extra: object) -> None:
+    """The one ``"event": "ready"`` log line (tests and scripts parse its url and port)."""
+    port = int(url.rsplit(":", 1)[1])
+    lifecycle.info(
+        "serving at %s", url, extra={"event": "ready", "url": url, "port": port, **extra}
+    )
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, plus: a ready line with the bound URL, and drain-aware signals."""
 
     def __init__(
         self, config: uvicorn.Config, runtime: Runtime, url: str,
-        on_ready: Callable[[str], None] | None,
+        on_ready: Callable[[str], None] | None, *, announce: bool = True,
     ) -> None:
         super().__init__(config)
         self.runtime = runtime
         self.url = url
         self.on_ready = on_ready
+        self.announce = announce
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started and not self.should_exit:
-            port = int(self.url.rsplit(":", 1)[1])
-            lifecycle.info(
-                "serving at %s", self.url, extra={"event": "ready", "url": self.url, "port": port}
-            )
+            if self.announce:
+                announce_ready(self.url)
             if self.on_ready is not None:
                 self.on_ready(self.url)
 
@@ -132,16 +139,10 @@ def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = No
     configure_logging(settings.log_level)
     lifecycle.setLevel(logging.INFO)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if settings.workers != 1:
-        logger.error(
-            "--workers/MODELPLANE_WORKERS=%d is not supported yet; run one process per core "
-            "(more pods) instead",
-            settings.workers,
-        )
-        return EXIT_USAGE
     try:
         tls = tls_options(settings)
-        app = create_app(settings)
+        if settings.auth_tokens_dir is not None:
+            TokenStore(settings.auth_tokens_dir)  # fail before binding, workers or not
     except (SettingsError, AuthConfigError) as exc:
         logger.error("%s", exc)
         return EXIT_USAGE
@@ -152,6 +153,33 @@ def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = No
         return EXIT_USAGE
     host, port = sock.getsockname()[:2]
     url = public_url(str(host), int(port), "https" if tls else "http")
+    try:
+        if settings.workers > 1:
+            from modelplane_runtime.workers import supervise
+
+            return supervise(settings, sock, url, on_ready)
+        return run_server(settings, sock, url, on_ready)
+    finally:
+        sock.close()
+
+
+def run_server(
+    settings: RuntimeSettings,
+    sock: socket.socket,
+    url: str,
+    on_ready: Callable[[str], None] | None,
+    *,
+    announce: bool = True,
+) -> int:
+    """Run one server process on a bound socket until it drains; the exit code.
+
+    ``announce=False`` (a worker) leaves the ready line to the supervisor.
+    """
+    try:
+        app = create_app(settings)
+    except AuthConfigError as exc:  # the Secret emptied since the supervisor checked it
+        logger.error("%s", exc)
+        return EXIT_USAGE
     config = uvicorn.Config(
         app,
         loop="uvloop",
@@ -164,17 +192,15 @@ def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = No
         proxy_headers=False,
         # uvicorn annotates this as int but awaits it with wait_for: fractions work.
         timeout_graceful_shutdown=settings.drain_timeout_s,  # type: ignore[arg-type]
-        **tls,  # type: ignore[arg-type]
+        **tls_options(settings),  # type: ignore[arg-type]
     )
-    server = _Server(config, runtime_of(app), url, on_ready)
+    server = _Server(config, runtime_of(app), url, on_ready, announce=announce)
     try:
         server.run(sockets=[sock])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else EXIT_STARTUP_FAILURE
         logger.error("the runtime did not start (exit code %d)", code)
         return code
-    finally:
-        sock.close()
     _exit_if_stuck()
     return 0
 

@@ -7,6 +7,7 @@ so the v1 and v2 route modules stay thin adapters over the data plane.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -51,11 +52,22 @@ class Runtime:
         return name if name in self.served else UNKNOWN_MODEL
 
 
+BodyReader = Callable[[], Awaitable[bytes]]
+"""Reads the whole request body (after the route has checked the model exists)."""
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, decompressed when sent with ``Content-Encoding: gzip`` or ``deflate``
     (as tritonclient does on request); the size limit applies to the decompressed bytes."""
     body = await request.body()
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    return decode_content(body, request.headers.get("content-encoding"), limit)
+
+
+def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """``body`` decompressed as its ``Content-Encoding`` says (none, gzip or deflate)."""
+    if encoding is None:
+        return body
+    encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding not in _DECODERS:

@@ -13,7 +13,13 @@ from starlette.routing import Route
 
 from modelplane_runtime import codec_v1
 from modelplane_runtime.errors import ModelNotFound
-from modelplane_runtime.state import Runtime, json_response, read_body, version_param
+from modelplane_runtime.state import (
+    BodyReader,
+    Runtime,
+    json_response,
+    read_body,
+    version_param,
+)
 
 _SELECTORS = ("", "/versions/{version}", "/labels/{label}")
 
@@ -48,18 +54,32 @@ def routes(runtime: Runtime) -> list[Route]:
             codec_v1.model_metadata(name, version, dataplane.signatures(name, version))
         )
 
-    async def predict(request: Request) -> Response:
-        name, version = resolve(request)
-        body = codec_v1.parse_predict(await read_body(request, runtime.settings.max_body_bytes))
-        spec = dataplane.signature(name, version, body.signature_name)
-        inputs = codec_v1.decode_inputs(body, spec)
-        outputs = await dataplane.predict(name, version, spec.name, inputs)
-        return json_response(codec_v1.encode_predictions(outputs, body.columnar))
+    async def predict_route(request: Request) -> Response:
+        params = request.path_params
+        limit = runtime.settings.max_body_bytes
+        answer = await predict(
+            runtime, params["name"], params.get("version"), params.get("label"),
+            lambda: read_body(request, limit),
+        )
+        return json_response(answer)
 
     table: list[Route] = []
     for selector in _SELECTORS:
         base = "/v1/models/{name}" + selector
         table.append(Route(base, status, methods=["GET"]))
         table.append(Route(base + "/metadata", metadata, methods=["GET"]))
-        table.append(Route(base + ":predict", predict, methods=["POST"]))
+        table.append(Route(base + ":predict", predict_route, methods=["POST"]))
     return table
+
+
+async def predict(
+    runtime: Runtime, name: str, version: str | None, label: str | None, read: BodyReader
+) -> bytes:
+    """Answer ``:predict`` (the JSON body); shared by the route and the hot path (router.py)."""
+    dataplane = runtime.dataplane
+    number = dataplane.resolve(name, version_param(version), label)
+    body = codec_v1.parse_predict(await read())
+    spec = dataplane.signature(name, number, body.signature_name)
+    inputs = codec_v1.decode_inputs(body, spec)
+    outputs = await dataplane.predict(name, number, spec.name, inputs)
+    return codec_v1.encode_predictions(outputs, body.columnar)

@@ -12,7 +12,13 @@ from starlette.routing import Route
 
 from modelplane_runtime import __version__, codec_v2, contract
 from modelplane_runtime.errors import InvalidInput, ModelNotReady
-from modelplane_runtime.state import Runtime, json_response, read_body, version_param
+from modelplane_runtime.state import (
+    BodyReader,
+    Runtime,
+    json_response,
+    read_body,
+    version_param,
+)
 
 SERVER_NAME = "modelplane"
 EXTENSIONS = ("binary_tensor_data",)
@@ -59,22 +65,13 @@ def routes(runtime: Runtime) -> list[Route]:
         is_ready = runtime.ready
         return json_response({"name": name, "ready": is_ready}, 200 if is_ready else 503)
 
-    async def infer(request: Request) -> Response:
-        name, version = resolve(request)
-        raw_length = request.headers.get(codec_v2.HEADER_LENGTH)
-        header_length = None
-        if raw_length is not None:
-            if not raw_length.strip().isdigit():
-                raise InvalidInput(f"invalid Inference-Header-Content-Length {raw_length!r}")
-            header_length = int(raw_length)
-        body = await read_body(request, runtime.settings.max_body_bytes)
-        decoded = codec_v2.decode_infer(body, header_length)
-        spec = dataplane.signature(name, version, decoded.signature_name)
-        codec_v2.check_inputs(decoded, spec)
-        outputs = await dataplane.predict(
-            name, version, spec.name, decoded.inputs, strict_dtypes=True
+    async def infer_route(request: Request) -> Response:
+        params = request.path_params
+        limit = runtime.settings.max_body_bytes
+        answer, json_length = await infer(
+            runtime, params["name"], params.get("version"),
+            request.headers.get(codec_v2.HEADER_LENGTH), lambda: read_body(request, limit),
         )
-        answer, json_length = codec_v2.encode_infer(name, str(version), decoded, outputs)
         if json_length is None:
             return json_response(answer)
         return Response(
@@ -92,5 +89,28 @@ def routes(runtime: Runtime) -> list[Route]:
         base = "/v2/models/{name}" + selector
         table.append(Route(base, model_metadata, methods=["GET"]))
         table.append(Route(base + "/ready", model_ready, methods=["GET"]))
-        table.append(Route(base + "/infer", infer, methods=["POST"]))
+        table.append(Route(base + "/infer", infer_route, methods=["POST"]))
     return table
+
+
+async def infer(
+    runtime: Runtime, name: str, version: str | None, raw_length: str | None, read: BodyReader
+) -> tuple[bytes, int | None]:
+    """Answer ``/infer``: the body and, for binary outputs, its JSON header's length.
+
+    Shared by the route and the hot path (router.py).
+    """
+    dataplane = runtime.dataplane
+    number = dataplane.resolve(name, version_param(version))
+    header_length = None
+    if raw_length is not None:
+        if not raw_length.strip().isdigit():
+            raise InvalidInput(f"invalid Inference-Header-Content-Length {raw_length!r}")
+        header_length = int(raw_length)
+    decoded = codec_v2.decode_infer(await read(), header_length)
+    spec = dataplane.signature(name, number, decoded.signature_name)
+    codec_v2.check_inputs(decoded, spec)
+    outputs = await dataplane.predict(
+        name, number, spec.name, decoded.inputs, strict_dtypes=True
+    )
+    return codec_v2.encode_infer(name, str(number), decoded, outputs)

@@ -150,10 +150,34 @@ def _run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
     )
 
 
-def test_workers_above_one_are_refused_clearly(demo_model_dir: Path) -> None:
-    result = _run_cli("serve", str(demo_model_dir), "--port", "0", "--workers", "2")
-    assert result.returncode == 2
-    assert "workers" in result.stderr.lower()
+def test_workers_share_the_port_and_their_metrics(
+    demo_model_dir: Path, runtime_log_dir: Path, tmp_path: Path
+) -> None:
+    rows = np.arange(1, 9, dtype=np.float32).reshape(1, 8)
+    want = demo_predict(rows)
+    env = {"TMPDIR": str(tmp_path)}  # where the workers' metric files go (a temp folder)
+    args = ["--name", "demo", "--workers", "2"]
+    with launch_runtime(demo_model_dir, runtime_log_dir, args, env=env) as server:
+        workers = {e["pid"] for e in server.log_events() if e.get("logger") == "modelplane.workers"}
+        assert len(workers) == 2, server.logs()
+        assert next(e for e in server.log_events() if e.get("event") == "ready")["workers"] == 2
+        with server.client() as client:
+            body = {"instances": rows.tolist()}
+            for _ in range(30):  # a new connection each: either worker may accept it
+                with server.client() as fresh:
+                    answer = fresh.post("/v1/models/demo:predict", json=body)
+                assert answer.status_code == 200
+                np.testing.assert_allclose(answer.json()["predictions"], want, rtol=1e-6)
+            assert client.post("/v1/models/demo:predict", json={}).status_code == 400
+            # Whichever worker answers the scrape reports every worker's requests.
+            for _ in range(4):
+                text = client.get("/metrics").text
+                assert metric_value(text, "modelplane_requests_total", code="200") == 30
+                assert metric_value(text, "modelplane_requests_total", code="400") == 1
+                assert metric_value(text, "modelplane_request_duration_seconds_count") == 31
+                assert metric_value(text, "modelplane_requests_in_flight", model="demo") == 0
+        assert list(tmp_path.iterdir()), "the workers should keep their metrics in TMPDIR"
+    assert list(tmp_path.iterdir()) == [], "the metrics folder should be removed at exit"
 
 
 def test_missing_model_fails_start_up_with_a_clear_error(tmp_path: Path) -> None:

@@ -1,0 +1,310 @@
+"""The hot path: v1 ``:predict``, v2 ``/infer`` and the health probes, in pure ASGI.
+
+Every other request (metadata, status, /metrics, and anything that does not parse as one
+of these routes) falls through to the FastAPI app and its middleware. Profiles under load
+showed the per-request cost dominated by the framework (Starlette's routing, the
+exception-handling and body-limit middlewares, ``Request`` objects, ``asyncio.timeout``)
+rather than by inference, so this path does the same work with none of it: one pass over
+the headers, the body read straight from ``receive``, one timer per request, and the
+response sent as two ASGI messages. It keeps the middleware's contract exactly: request
+ids, draining refusals, bearer tokens, body limits, the request timeout, metrics, logs,
+and ``{"error": ...}`` answers with the same messages (the route bodies themselves are
+shared with v1.py and v2.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final, NamedTuple
+
+from starlette.types import Receive, Scope, Send
+
+from modelplane_runtime import contract, v1, v2
+from modelplane_runtime.errors import (
+    InvalidInput,
+    ModelplaneError,
+    PayloadTooLarge,
+    RequestTimeout,
+)
+from modelplane_runtime.logs import REQUEST_ID, RequestIds
+from modelplane_runtime.middleware import CHALLENGE, auth_refusal
+from modelplane_runtime.state import Runtime, decode_content, error_body
+
+logger = logging.getLogger("modelplane.http")
+_errors = logging.getLogger("modelplane.app")  # where the FastAPI path logs client errors
+
+_V1_PREFIX: Final = "/v1/models/"
+_V1_SUFFIX: Final = ":predict"
+_V2_PREFIX: Final = "/v2/models/"
+_V2_SUFFIX: Final = "/infer"
+_JSON: Final = (b"content-type", b"application/json")
+_BINARY: Final = (b"content-type", b"application/octet-stream")
+_CLIENT_GONE: Final = 499
+"""Status recorded (never sent) when the client disconnects before its answer (nginx's)."""
+
+
+class Route(NamedTuple):
+    """A request the hot path serves: what it is, and the model it names."""
+
+    kind: str
+    """``predict`` (v1), ``infer`` (v2), ``live`` or ``ready``."""
+    name: str = ""
+    version: str | None = None
+    label: str | None = None
+
+
+_LIVE: Final = Route("live")
+_READY: Final = Route("ready")
+
+
+def match(method: str, path: str) -> Route | None:
+    """The hot route for a request, or None to let the FastAPI app answer it.
+
+    Parses exactly what Starlette's routes would match (``{name}`` and friends never hold
+    a ``/``), so anything else (a 404, a 405, a stray slash) gets the app's own answer.
+    """
+    if method == "POST":
+        if path.startswith(_V1_PREFIX) and path.endswith(_V1_SUFFIX):
+            return _model_route("predict", path[len(_V1_PREFIX) : -len(_V1_SUFFIX)], True)
+        if path.startswith(_V2_PREFIX) and path.endswith(_V2_SUFFIX):
+            return _model_route("infer", path[len(_V2_PREFIX) : -len(_V2_SUFFIX)], False)
+    elif method == "GET":
+        if path == contract.READY_PATH:
+            return _READY
+        if path == contract.LIVE_PATH:
+            return _LIVE
+    return None
+
+
+def _model_route(kind: str, rest: str, labels: bool) -> Route | None:
+    parts = rest.split("/")
+    if not all(parts):
+        return None
+    if len(parts) == 1:
+        return Route(kind, parts[0])
+    if len(parts) == 3 and parts[1] == "versions":
+        return Route(kind, parts[0], version=parts[2])
+    if len(parts) == 3 and labels and parts[1] == "labels":
+        return Route(kind, parts[0], label=parts[2])
+    return None
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body arrived."""
+
+
+Answer = tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]
+
+
+class HotPath:
+    """Serves the routes ``match`` returns, with the request middleware's guarantees."""
+
+    def __init__(self, runtime: Runtime, ids: RequestIds) -> None:
+        self.runtime = runtime
+        self.ids = ids
+
+    async def __call__(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request that ``match`` accepted."""
+        if route.kind in ("predict", "infer"):
+            await self._model_request(route, scope, receive, send)
+        else:
+            await self._probe(route, scope, send)
+
+    async def _probe(self, route: Route, scope: Scope, send: Send) -> None:
+        request_id = b""
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                request_id = value[:128]
+        request_id = request_id or self.ids.next().encode()
+        if route.kind == "live":
+            status, body = 200, b'{"live":true}'
+        else:
+            ready = self.runtime.ready
+            status, body = (200, b'{"ready":true}') if ready else (503, b'{"ready":false}')
+        await _send(send, status, body, (_JSON,), request_id)
+
+    async def _model_request(
+        self, route: Route, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        runtime = self.runtime
+        request_id = ""
+        length: bytes | None = None
+        authorization: bytes | None = None
+        encoding: bytes | None = None
+        header_length: bytes | None = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                length = value
+            elif key == b"x-request-id":
+                request_id = value.decode("latin-1")[:128]
+            elif key == b"authorization":
+                authorization = value
+            elif key == b"content-encoding":
+                encoding = value
+            elif key == b"inference-header-content-length":
+                header_length = value
+        request_id = request_id or self.ids.next()
+        token = REQUEST_ID.set(request_id)
+        protocol = "v1" if route.kind == "predict" else "v2"
+        label = runtime.metric_model(route.name)
+        metrics = runtime.metrics
+        started = time.perf_counter()
+        metrics.request_started(label)
+        status = 500
+        try:
+            if runtime.draining:
+                answer: Answer = (503, error_body("the server is shutting down"), (_JSON,))
+            elif runtime.auth is not None and not runtime.auth.accepts(authorization):
+                answer = (401, error_body(auth_refusal(authorization)), (_JSON, *CHALLENGE))
+            else:
+                answer = await self._answer(
+                    route, receive, length, encoding, header_length
+                )
+            status = answer[0]
+            await _send(send, status, answer[1], answer[2], request_id.encode("latin-1"))
+        except _ClientGone:
+            status = _CLIENT_GONE
+        finally:
+            seconds = time.perf_counter() - started
+            metrics.request_finished(label, protocol, status, seconds)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s -> %s", scope["method"], scope["path"], status,
+                    extra={"status": status, "seconds": round(seconds, 6)},
+                )
+            REQUEST_ID.reset(token)
+
+    async def _answer(
+        self,
+        route: Route,
+        receive: Receive,
+        length: bytes | None,
+        encoding: bytes | None,
+        header_length: bytes | None,
+    ) -> Answer:
+        """The response to a model request, errors included (never raises but _ClientGone)."""
+        settings = self.runtime.settings
+        timeout = settings.request_timeout_s
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            if task is not None:
+                task.cancel()
+
+        # One timer handle per request (cheap on uvloop): asyncio.timeout's bookkeeping
+        # showed up in profiles, and the cancellation semantics are the same.
+        timer = loop.call_at(loop.time() + timeout, expire)
+        try:
+            return await self._serve(route, receive, length, encoding, header_length)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            if task is not None:
+                task.uncancel()
+            logger.warning("request timed out after %ss", timeout)
+            message = RequestTimeout(f"the request was not answered within {timeout} s").message
+            return 503, error_body(message), (_JSON,)
+        except ModelplaneError as exc:
+            if exc.status_code >= 500:
+                _errors.warning("%s: %s", type(exc).__name__, exc.message)
+            else:
+                _errors.info(
+                    "%s: %s", type(exc).__name__, exc.message, extra={"status": exc.status_code}
+                )
+            return exc.status_code, error_body(exc.message), (_JSON,)
+        except _ClientGone:
+            raise
+        except Exception:
+            # Anything not turned into an HTTP error is a bug: log it with the request id
+            # and answer a JSON 500 rather than a bare connection reset.
+            logger.exception("unhandled error while serving %s", route.kind)
+            return 500, error_body("internal server error"), (_JSON,)
+        finally:
+            timer.cancel()
+
+    async def _serve(
+        self,
+        route: Route,
+        receive: Receive,
+        length: bytes | None,
+        encoding: bytes | None,
+        header_length: bytes | None,
+    ) -> Answer:
+        limit = self.runtime.settings.max_body_bytes
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                raise InvalidInput("invalid Content-Length header") from None
+            if declared > limit:
+                raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+        read = _reader(receive, limit, encoding)
+        if route.kind == "predict":
+            body = await v1.predict(self.runtime, route.name, route.version, route.label, read)
+            return 200, body, (_JSON,)
+        raw_length = header_length.decode("latin-1") if header_length is not None else None
+        body, json_length = await v2.infer(
+            self.runtime, route.name, route.version, raw_length, read
+        )
+        if json_length is None:
+            return 200, body, (_JSON,)
+        return 200, body, (_BINARY, (b"inference-header-content-length", b"%d" % json_length))
+
+
+def _reader(receive: Receive, limit: int, encoding: bytes | None) -> Callable[[], Awaitable[bytes]]:
+    async def read() -> bytes:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _ClientGone
+        body: bytes = message.get("body", b"")
+        if message.get("more_body", False):
+            chunks = [body]
+            received = len(body)
+            while True:
+                if received > limit:
+                    raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+                message = await receive()
+                if message["type"] != "http.request":
+                    raise _ClientGone
+                chunk = message.get("body", b"")
+                chunks.append(chunk)
+                received += len(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+        if encoding is None:
+            return body
+        return decode_content(body, encoding.decode("latin-1"), limit)
+
+    return read
+
+
+async def _send(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: tuple[tuple[bytes, bytes], ...],
+    request_id: bytes,
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *headers,
+                (b"content-length", b"%d" % len(body)),
+                (b"x-request-id", request_id),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
