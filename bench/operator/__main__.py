@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -25,6 +26,7 @@ TARGET_RSS_MIB = 300.0
 TARGET_RATIO = 2.0
 COLUMNS = (("converge_s", "converge s", "{:.2f}"), ("p50_object_s", "p50/object s", "{:.2f}"),
            ("peak_rss_mib", "peak RSS MiB", "{:.1f}"), ("cpu_s", "CPU s", "{:.2f}"),
+           ("apiserver_cpu_s", "API server CPU s", "{:.2f}"),
            ("calls_per_object", "calls/obj", "{:.2f}"),
            ("settled_calls_per_object", "calls/obj settled", "{:.2f}"))
 
@@ -68,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="give up on a run after this many seconds")
     parser.add_argument("--only", choices=CONTENDERS, help="run one contender only")
     parser.add_argument("--profile", type=Path, metavar="FILE",
-                        help="py-spy speedscope profile of the operator's first run")
+                        help="py-spy profile of the first contender's first run "
+                        "(.txt: collapsed stacks, else speedscope)")
+    parser.add_argument("--operator-command", type=shlex.split, metavar="CMD",
+                        help="run this instead of `modelplane operator --standalone` "
+                        "(A/B a candidate change; it gets the same KUBECONFIG)")
     parser.add_argument("--output", type=Path, help="results JSON (default: results/<date>.json)")
     args = parser.parse_args(argv)
 
@@ -76,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[Result]] = {c: [] for c in contenders}
     for repeat in range(args.repeats):
         for contender in contenders:
-            profile = args.profile if contender == "modelplane" and repeat == 0 else None
-            result = run_once(contender, args.count, args.timeout, profile)
+            profile = args.profile if contender == contenders[0] and repeat == 0 else None
+            result = run_once(contender, args.count, args.timeout, profile,
+                              args.operator_command)
             runs[contender].append(result)
             print(f"repeat {repeat + 1}/{args.repeats} {contender:<10} "
                   f"converge {result.converge_s:6.2f} s  p50 {result.p50_object_s:5.2f} s  "

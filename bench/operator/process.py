@@ -98,8 +98,10 @@ def apply_crd(kubeconfig: Path) -> None:
             raise RuntimeError(f"{' '.join(argv[1:3])} failed: {done.stderr.strip()}")
 
 
-def operator_argv(contender: str) -> list[str]:
-    """The command line of a contender: the real operator or the floor."""
+def operator_argv(contender: str, command: list[str] | None = None) -> list[str]:
+    """The command line of a contender: the real operator (or ``command``) or the floor."""
+    if contender == "modelplane" and command:
+        return command
     if contender == "modelplane":
         # The console script itself (not a pyenv shim), so the pid is the Python process.
         return [str(Path(sys.executable).parent / "modelplane"), "operator", "--standalone"]

@@ -40,6 +40,7 @@ class Result:
     p50_object_s: float
     peak_rss_mib: float
     cpu_s: float
+    apiserver_cpu_s: float
     calls_per_object: float
     settled_calls_per_object: float
     calls_by_verb: dict[str, int]
@@ -106,19 +107,19 @@ async def _settle(api: Api) -> Counts:
     return last
 
 
-async def _measure(contender: str, count: int, url: str, proc: Proc,
+async def _measure(contender: str, count: int, url: str, proc: Proc, emulator: Proc,
                    timeout_s: float) -> Result:
     api = Api(url)
     kinds = CHILD_KINDS[contender]
     try:
         await _converge(api, [PROBE], kinds, 60.0, proc)
-        before, cpu_before = await api.metrics(), proc.cpu_s()
+        before, cpu_before, api_cpu_before = await api.metrics(), proc.cpu_s(), emulator.cpu_s()
         api.own.clear()
         names = [f"md-{i:04d}" for i in range(count)]
         started = time.monotonic()
         progress = await _converge(api, names, kinds, timeout_s, proc)
         converge_s = time.monotonic() - started
-        cpu_s = proc.cpu_s() - cpu_before
+        cpu_s, api_cpu_s = proc.cpu_s() - cpu_before, emulator.cpu_s() - api_cpu_before
         at_converge = await api.metrics()
         settled = await _settle(api)
         done = sorted(t - started for t in progress.done_at.values())
@@ -137,6 +138,7 @@ async def _measure(contender: str, count: int, url: str, proc: Proc,
             contender=contender, count=count, converge_s=round(converge_s, 3),
             p50_object_s=round(done[len(done) // 2], 3),
             peak_rss_mib=round(proc.peak_rss_mib(), 1), cpu_s=round(cpu_s, 2),
+            apiserver_cpu_s=round(api_cpu_s, 2),
             calls_per_object=round(sum(calls.values()) / count, 2),
             settled_calls_per_object=round(sum(settled_calls.values()) / count, 2),
             calls_by_verb=dict(sorted(calls.items())),
@@ -146,8 +148,8 @@ async def _measure(contender: str, count: int, url: str, proc: Proc,
         await api.close()
 
 
-def run_once(contender: str, count: int, timeout_s: float, profile: Path | None = None
-             ) -> Result:
+def run_once(contender: str, count: int, timeout_s: float, profile: Path | None = None,
+             command: list[str] | None = None) -> Result:
     """Start everything for one contender, measure, and stop everything."""
     with tempfile.TemporaryDirectory(prefix=f"bench-operator-{contender}-") as tmp:
         workdir = Path(tmp)
@@ -157,14 +159,15 @@ def run_once(contender: str, count: int, timeout_s: float, profile: Path | None 
         try:
             apply_crd(kubeconfig)
             # HTTP port 0: other engineers' operators may hold 8081 on this machine.
-            operator = start(operator_argv(contender), workdir / "operator.log",
+            operator = start(operator_argv(contender, command), workdir / "operator.log",
                              env={"KUBECONFIG": str(kubeconfig),
                                   "MODELPLANE_OPERATOR_HTTP_PORT": "0"})
             if profile is not None:
-                profiler = start(["py-spy", "record", "--format", "speedscope", "-o",
+                fmt = "raw" if profile.suffix == ".txt" else "speedscope"  # raw: collapsed
+                profiler = start(["py-spy", "record", "--format", fmt, "-o",
                                   str(profile), "--pid", str(operator.pid)],
                                  workdir / "py-spy.log")
-            return asyncio.run(_measure(contender, count, url, operator, timeout_s))
+            return asyncio.run(_measure(contender, count, url, operator, emulator, timeout_s))
         except BaseException:
             if operator is not None:
                 print(f"--- {contender} log tail ---\n{operator.tail()}")
