@@ -78,35 +78,30 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="max",  # the slowest worker's load
         )
-        self._request_children: dict[tuple[str, str, int], Counter] = {}
-        self._latency_children: dict[tuple[str, str], Histogram] = {}
+        self._children: dict[tuple[str, str, int], tuple[Gauge, Counter, Histogram]] = {}
         self._in_flight_children: dict[str, Gauge] = {}
 
     def request_started(self, model: str) -> None:
         """A request for ``model`` was accepted."""
-        self._gauge(model).inc()
+        gauge = self._in_flight_children.get(model)
+        if gauge is None:
+            gauge = self._in_flight_children[model] = self._in_flight.labels(model)
+        gauge.inc()
 
     def request_finished(self, model: str, protocol: str, code: int, seconds: float) -> None:
         """A request for ``model`` was answered with ``code`` after ``seconds``."""
-        self._gauge(model).dec()
-        key = (model, protocol, code)
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self._requests.labels(model, protocol, str(code))
-            self._request_children[key] = counter
+        # One dict lookup for the pre-bound children of this (model, protocol, code).
+        children = self._children.get((model, protocol, code))
+        if children is None:
+            children = self._children[(model, protocol, code)] = (
+                self._in_flight.labels(model),
+                self._requests.labels(model, protocol, str(code)),
+                self._request_latency.labels(model, protocol),
+            )
+        in_flight, counter, latency = children
+        in_flight.dec()
         counter.inc()
-        latency = self._latency_children.get((model, protocol))
-        if latency is None:
-            latency = self._request_latency.labels(model, protocol)
-            self._latency_children[(model, protocol)] = latency
         latency.observe(seconds)
-
-    def _gauge(self, model: str) -> Gauge:
-        gauge = self._in_flight_children.get(model)
-        if gauge is None:
-            gauge = self._in_flight.labels(model)
-            self._in_flight_children[model] = gauge
-        return gauge
 
     def observe_batch(self, model: str, rows: int, seconds: float) -> None:
         """One model call of ``rows`` rows took ``seconds`` (InferenceObserver)."""

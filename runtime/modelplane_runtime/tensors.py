@@ -45,10 +45,15 @@ def parse_json(body: bytes) -> Any:
 
 def dumps(document: Any, arrays: list[np.ndarray]) -> bytes:
     """Serialize a response; non-finite floats become NaN/Infinity tokens like TF Serving's."""
+    encoded = orjson.dumps(document, option=_DUMPS_OPTIONS)
+    if b"null" not in encoded:
+        # orjson writes every NaN/Infinity as null: no null, nothing to rewrite (and no
+        # per-array isfinite pass on the hot path).
+        return encoded
     for array in arrays:
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             return json.dumps(_plain(document), separators=(",", ":")).encode()
-    return orjson.dumps(document, option=_DUMPS_OPTIONS)
+    return encoded
 
 
 def _plain(value: Any) -> Any:
