@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {c: medians(rs) for c, rs in runs.items()}
     report: dict[str, Any] = {
-        "command": " ".join(["python -m bench.operator", *(argv or sys.argv[1:])]),
+        "command": shlex.join(["python", "-m", "bench.operator", *(argv or sys.argv[1:])]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": len(__import__("os").sched_getaffinity(0)),
                     "python": platform.python_version(),
