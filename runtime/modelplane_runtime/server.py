@@ -5,6 +5,10 @@ model is loaded and the socket listens, one log line says ``"event": "ready"`` w
 ``url`` and ``port`` (tests and scripts parse it). On SIGTERM (or Ctrl+C) readiness turns
 false at once, the listening socket closes, in-flight requests finish, and the process exits
 0 within ``drain_timeout_s`` — the Kubernetes pod-termination contract.
+
+HTTPS when ``MODELPLANE_TLS_CERT_FILE`` and ``MODELPLANE_TLS_KEY_FILE`` are both set; a bad
+TLS or token-folder setting fails start-up (exit 2) before the socket is bound. With
+``--workers N`` the processes are supervised by workers.py.
 """
 
 from __future__ import annotations
