@@ -9,7 +9,6 @@ same user. Requests go through one aiohttp session.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping
@@ -18,6 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
+import orjson
 from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
@@ -162,21 +162,22 @@ class KubeClient:
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
-            data = json.dumps(body)
+            data = orjson.dumps(body)
         if self._requests is not None:
             self._requests.labels(method.lower()).inc()
         async with self._session.request(method, url, data=data, headers=headers,
                                          ssl=self._ssl, auth=self._auth) as resp:
-            text = await resp.text()
+            raw = await resp.read()
             if resp.status >= 400:
+                text = raw.decode(errors="replace")
                 try:
-                    detail = json.loads(text)
+                    detail = orjson.loads(raw)
                     reason = str(detail.get("reason", ""))
                     message = str(detail.get("message", text))
-                except ValueError:
+                except (ValueError, AttributeError):
                     reason, message = resp.reason or "", text
                 raise ApiError(resp.status, reason, message)
-            result: dict[str, Any] = json.loads(text) if text else {}
+            result: dict[str, Any] = orjson.loads(raw) if raw else {}
             return result
 
     @contextlib.asynccontextmanager

@@ -12,12 +12,12 @@ disconnect reports objects that vanished meanwhile as deletions.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import orjson
 
 from modelplane_operator.kube import ApiError, KubeClient, resource_path
 
@@ -96,7 +96,7 @@ class Watcher:
             async for line in response.content:
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                event = orjson.loads(line)
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
                     if obj.get("code") == 410:
