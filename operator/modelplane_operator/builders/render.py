@@ -15,7 +15,6 @@ track with no share of the traffic runs zero replicas and has no HPA.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from modelplane_operator.builders.autoscaler import build_autoscaler
@@ -95,6 +94,7 @@ def render_spec(
                 )
             )
     children.append(build_disruption_budget(owner, version))
-    # Pass-through values (affinity, env) come from the spec: hand out copies, so a caller
-    # that edits a manifest never edits the spec or another manifest.
-    return copy.deepcopy(children)
+    # No deepcopy: every builder makes fresh containers, and pass-through values (affinity,
+    # tolerations, env, nodeSelector) are copied as they are key-sorted, so a caller that
+    # edits a manifest never edits the spec or another manifest (tested in test_render).
+    return children

@@ -10,12 +10,14 @@ import pytest
 from modelplane_operator.builders.defaults import RenderDefaults
 from modelplane_operator.builders.document import dump_all
 from modelplane_operator.builders.labels import image_version, selector_string
-from modelplane_operator.builders.render import render
+from modelplane_operator.builders.owner import Owner
+from modelplane_operator.builders.render import render, render_spec
 from modelplane_operator.builders.service import service_url
 from modelplane_operator.builders.traffic import split
-from modelplane_operator.spec import DType, InvalidSpec
+from modelplane_operator.spec import DType, InvalidSpec, validate_spec
 from modelplane_runtime.processing import read_config
 from modelplane_runtime.signature import DTYPES
+from pydantic import BaseModel
 
 from .cases import DEFAULTS, SPECS, by_kind, md
 
@@ -94,6 +96,35 @@ def test_children_share_no_objects_with_the_spec_or_each_other() -> None:
     deployment = children[0]
     deployment["metadata"]["labels"]["x"] = "y"
     assert "x" not in deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def _containers(value: Any, path: str, found: dict[int, list[str]]) -> dict[int, list[str]]:
+    """Every dict and list reachable from ``value`` (through pydantic fields too), by id."""
+    if isinstance(value, BaseModel):
+        for field in type(value).model_fields:
+            _containers(getattr(value, field), f"{path}.{field}", found)
+    elif isinstance(value, dict | list):
+        found.setdefault(id(value), []).append(path)
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            _containers(item, f"{path}.{key}", found)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_no_container_is_shared_with_the_spec_another_child_or_another_render(name: str) -> None:
+    obj = md(SPECS[name])
+    owner, spec = Owner.from_object(obj), validate_spec(obj["spec"])
+    first = render_spec(owner, spec, DEFAULTS)
+    second = render_spec(owner, spec, DEFAULTS)  # kept alive, so ids cannot be reused
+    ours = _containers(first, "children", {})
+    assert [paths for paths in ours.values() if len(paths) > 1] == []
+    spec_ids = _containers(spec, "spec", {})
+    assert [ours[i] for i in ours if i in spec_ids] == []
+    # A second render shares nothing either (no module-level constant handed out as is).
+    again = _containers(second, "children", {})
+    assert [ours[i] for i in ours if i in again] == []
+    assert first == second
 
 
 def test_runtime_container() -> None:
