@@ -1,18 +1,23 @@
 """Applying rendered children: create what is missing, patch what differs, touch nothing else.
 
-Like ``kubectl apply``: each child carries the fields we set last time in an annotation,
-so a field we stop setting (a removed nodeSelector entry) is removed by the next patch,
-while fields others set (defaults, the HPA's ``spec.replicas``) are left alone. A child
-whose fields already have the desired values is not written at all, so reconciling twice
-changes no resourceVersion.
+Like ``kubectl apply``: each child records in an annotation which fields we set last
+time, so a field we stop setting (a removed nodeSelector entry) is removed by the next
+patch, even after an operator restart, while fields others set (defaults, the HPA's
+``spec.replicas``) are left alone. Only the field paths are recorded, not their values:
+removal needs nothing more, and a copy of every value doubled each child's size (and the
+bytes the operator and the API server encode, store and send). A child whose fields
+already have the desired values is not written at all, so reconciling twice changes no
+resourceVersion; an event carrying the very resourceVersion our own write returned is
+known to match without comparing anything.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any, Literal
+
+import orjson
 
 from modelplane_operator.cache import Cache, ChildKey, Key, child_key, owner_of
 from modelplane_operator.diff import deep_merge, is_subset, removals
@@ -21,7 +26,10 @@ from modelplane_operator.kube import ApiError, KubeClient, resource_path
 log = logging.getLogger(__name__)
 
 LAST_APPLIED = "modelplane.io/last-applied"
-"""Annotation holding the managed fields as last applied (compact JSON)."""
+"""Annotation holding the paths of the managed fields as last applied (see ``field_paths``).
+
+Older operators stored the values themselves; ``last_applied`` reads both forms alike,
+since only the keys matter."""
 
 KEEP_PATHS = frozenset({"spec.replicas"})
 """Never nulled when we stop setting them: once an HPA owns ``spec.replicas``, removing it
@@ -42,11 +50,26 @@ def managed_fields(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def field_paths(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The shape of ``fields``: every key we set, mappings nested, any other value as 0.
+
+    A list or scalar is owned whole (a merge patch replaces it whole), so its path is a
+    leaf; an empty mapping is a leaf too, having nothing beneath to remove.
+    """
+    return {key: field_paths(value) if isinstance(value, Mapping) and value else 0
+            for key, value in fields.items()}
+
+
+def encode_paths(fields: Mapping[str, Any]) -> str:
+    """The annotation's value for these managed fields: their paths as sorted, compact JSON."""
+    return orjson.dumps(field_paths(fields), option=orjson.OPT_SORT_KEYS).decode()
+
+
 def with_last_applied(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The manifest plus the annotation recording its managed fields (idempotent)."""
+    """The manifest plus the annotation recording its managed field paths (idempotent)."""
     if LAST_APPLIED in (manifest.get("metadata", {}).get("annotations") or {}):
         return dict(manifest)
-    record = json.dumps(managed_fields(manifest), sort_keys=True, separators=(",", ":"))
+    record = encode_paths(managed_fields(manifest))
     out = dict(manifest)
     meta = dict(out.get("metadata", {}))
     meta["annotations"] = {**(meta.get("annotations") or {}), LAST_APPLIED: record}
@@ -55,12 +78,12 @@ def with_last_applied(manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def last_applied(live: Mapping[str, Any]) -> dict[str, Any]:
-    """The managed fields recorded on a live object (empty if none or unreadable)."""
+    """The managed field paths recorded on a live object (empty if none or unreadable)."""
     raw = (live.get("metadata", {}).get("annotations") or {}).get(LAST_APPLIED)
     if not raw:
         return {}
     try:
-        value = json.loads(raw)
+        value = orjson.loads(raw)
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
@@ -68,10 +91,9 @@ def last_applied(live: Mapping[str, Any]) -> dict[str, Any]:
 
 def apply_patch(desired: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any] | None:
     """The merge patch bringing ``live`` to ``desired`` (with annotation); None if it is there."""
-    wanted = with_last_applied(desired)
-    if is_subset(managed_fields(wanted), live):
+    fields = managed_fields(with_last_applied(desired))
+    if is_subset(fields, live):
         return None
-    fields = managed_fields(wanted)
     return deep_merge(removals(last_applied(live), managed_fields(desired), KEEP_PATHS), fields)
 
 
@@ -81,6 +103,29 @@ class Applier:
     def __init__(self, client: KubeClient, cache: Cache) -> None:
         self._client = client
         self._cache = cache
+        # Per child: the resourceVersion our last write returned and the manifest written.
+        self._written: dict[ChildKey, tuple[str, Mapping[str, Any]]] = {}
+
+    def matches_own_write(self, desired: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
+        """Whether ``live`` is exactly what our last write of this same ``desired`` returned.
+
+        Then it matches without a field-by-field comparison: any later change (a hand edit,
+        a controller's update) carries a new resourceVersion. ``desired`` is compared by
+        identity: the controller keeps one rendered manifest per generation.
+        """
+        written = self._written.get(child_key(desired))
+        version = live.get("metadata", {}).get("resourceVersion")
+        return (written is not None and written[1] is desired and version is not None
+                and written[0] == version)
+
+    def forget(self, key: ChildKey) -> None:
+        """Drop what we remember of a deleted child."""
+        self._written.pop(key, None)
+
+    def _wrote(self, desired: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        version = result.get("metadata", {}).get("resourceVersion")
+        if version is not None:
+            self._written[child_key(desired)] = (str(version), desired)
 
     async def apply(self, desired: Mapping[str, Any]) -> Outcome:
         """Make one child match ``desired``."""
@@ -104,13 +149,17 @@ class Applier:
                 self._cache.put_child(live)
             else:
                 self._cache.put_child(created)
+                self._wrote(desired, created)
                 return "created"
+        if self.matches_own_write(desired, live):
+            return "unchanged"
         patch = apply_patch(desired, live)
         if patch is None:
             return "unchanged"
         log.info("patching %s %s/%s: %s", kind, namespace, name, sorted(patch))
         patched = await self._client.merge_patch(api_version, kind, namespace, name, patch)
         self._cache.put_child(patched)
+        self._wrote(desired, patched)
         return "patched"
 
     async def prune(self, key: Key, uid: str, wanted: set[ChildKey]) -> list[str]:
@@ -127,6 +176,7 @@ class Applier:
                 if exc.status != 404:
                     raise
             self._cache.drop_child(ck)
+            self.forget(ck)
         return deleted
 
     async def delete_owned(self, key: Key, uid: str) -> list[str]:
@@ -141,6 +191,7 @@ class Applier:
         deleted = []
         for child in self._cache.owned_children(key, uid):
             kind, namespace, name = child_key(child)
+            self.forget((kind, namespace, name))
             try:
                 live = await self._client.get(str(child["apiVersion"]), kind, namespace, name)
                 if owner_of(live) != (key, uid):

@@ -223,6 +223,7 @@ class Controller:
         ck = child_key(body)
         if event_type == "DELETED":
             self.cache.drop_child(ck)
+            self._applier.forget(ck)
         elif not self.cache.put_child(body):
             return  # older than what our own write returned
         owner = owner_of(body)
@@ -240,7 +241,8 @@ class Controller:
         desired = next((m for m in manifests if child_key(m) == ck), None)
         if desired is None:
             return
-        if event_type == "DELETED" or apply_patch(desired, body) is not None:
+        if event_type == "DELETED" or (not self._applier.matches_own_write(desired, body)
+                                       and apply_patch(desired, body) is not None):
             self._spawn(self._restore(md, desired, "deleted" if event_type == "DELETED"
                                       else "changed"))
         if ck[0] == "Deployment":

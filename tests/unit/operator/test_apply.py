@@ -6,7 +6,14 @@ import copy
 import json
 from typing import Any
 
-from modelplane_operator.apply import LAST_APPLIED, apply_patch, last_applied, with_last_applied
+from modelplane_operator.apply import (
+    LAST_APPLIED,
+    apply_patch,
+    field_paths,
+    last_applied,
+    managed_fields,
+    with_last_applied,
+)
 from modelplane_operator.builders.render import render
 from modelplane_operator.diff import is_subset, merge_diff, removals
 
@@ -82,11 +89,54 @@ def test_a_removed_field_is_nulled_but_replicas_are_left_to_the_hpa() -> None:
     assert "replicas" not in recorded["spec"]
 
 
-def test_last_applied_round_trips_and_ignores_garbage() -> None:
-    manifest = children(GPU)["Service/" + md(GPU)["metadata"]["name"]]
+def test_last_applied_records_field_paths_not_values() -> None:
+    manifest = children(GPU)["Deployment/" + md(GPU)["metadata"]["name"]]
+    raw = with_last_applied(manifest)["metadata"]["annotations"][LAST_APPLIED]
     recorded = last_applied(with_last_applied(manifest))
-    assert recorded["spec"] == manifest["spec"]
+    assert recorded == field_paths(managed_fields(manifest))
+    spec = recorded["spec"]
+    # Lists and scalars are leaves (owned whole); mappings nest, down to label keys with dots.
+    assert spec["replicas"] == 0
+    assert spec["template"]["spec"]["containers"] == 0
+    assert spec["template"]["spec"]["nodeSelector"] == {"pool": 0, "zone": 0}
+    assert spec["selector"]["matchLabels"]["modelplane.io/deployment"] == 0
+    assert "annotations" not in recorded["metadata"]  # not a record of itself
+    # Compact and sorted: the same fields in any order give the same bytes.
+    assert raw == json.dumps(recorded, sort_keys=True, separators=(",", ":"))
+    shuffled = json.loads(json.dumps(manifest), object_pairs_hook=lambda p: dict(p[::-1]))
+    assert with_last_applied(shuffled)["metadata"]["annotations"][LAST_APPLIED] == raw
+    # No values: a fraction of the child's own size (a copy of the values doubled it).
+    assert len(raw) < len(json.dumps(manifest)) / 3
+    assert manifest["spec"]["template"]["spec"]["containers"][0]["image"] not in raw
+
+
+def test_last_applied_reads_the_older_value_form_and_ignores_garbage() -> None:
+    before = children(GPU)
+    name = "Deployment/" + md(GPU)["metadata"]["name"]
+    after_spec: dict[str, Any] = copy.deepcopy(GPU)
+    after_spec["scheduling"]["nodeSelector"] = {"pool": "gpu"}
+    live = as_server_returns(before[name])
+    # A child written by an older operator recorded the values themselves.
+    live["metadata"]["annotations"][LAST_APPLIED] = json.dumps(managed_fields(before[name]))
+    patch = apply_patch(children(after_spec)[name], live)
+    assert patch is not None
+    assert patch["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "gpu", "zone": None}
+    assert json.loads(patch["metadata"]["annotations"][LAST_APPLIED])["spec"]["template"][
+        "spec"]["nodeSelector"] == {"pool": 0}
     assert last_applied({"metadata": {"annotations": {LAST_APPLIED: "{not json"}}}) == {}
+    assert last_applied({"metadata": {"annotations": {LAST_APPLIED: "[1]"}}}) == {}
+
+
+def test_a_field_removed_across_a_restart_is_nulled_from_the_annotation_alone() -> None:
+    # Only the live object is known (no memory of earlier renders): the record suffices.
+    name = "Deployment/" + md(GPU)["metadata"]["name"]
+    live = as_server_returns(children(GPU)[name])
+    plain: dict[str, Any] = copy.deepcopy(GPU)
+    del plain["scheduling"]
+    patch = apply_patch(children(plain)[name], live)
+    assert patch is not None
+    assert patch["spec"]["template"]["spec"]["nodeSelector"] is None
+    assert apply_patch(children(plain)[name], as_server_returns(children(plain)[name])) is None
 
 
 def test_merge_diff_and_removals() -> None:
