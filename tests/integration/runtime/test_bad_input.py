@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -256,8 +257,14 @@ def test_still_healthy_and_counted(server: RuntimeServer) -> None:
 def test_error_logs_carry_the_request_id(server: RuntimeServer) -> None:
     with server.client() as client:
         client.post(V1, content=b"{broken", headers={"X-Request-Id": "find-me-123"})
-    events = server.log_events()
-    tagged = [e for e in events if e.get("request_id") == "find-me-123"]
+    # The request line is logged once the response has gone out, so it may trail the reply.
+    deadline = time.monotonic() + 10
+    while True:
+        events = server.log_events()
+        tagged = [e for e in events if e.get("request_id") == "find-me-123"]
+        if {e["level"] for e in tagged} >= {"info", "debug"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert {e["level"] for e in tagged} == {"info", "debug"}  # the 400, then the request line
     assert any(e.get("status") == 400 and e["level"] == "debug" for e in tagged)
     assert all(e["level"] in {"error", "warning", "info", "debug"} for e in events)
