@@ -82,8 +82,11 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full command tree, plugins included."""
+_BUILTIN = frozenset({"serve", "demo", "fetch"})
+
+
+def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
+    """The command tree; ``plugins`` adds the commands other packages register."""
     parser = argparse.ArgumentParser(
         prog="modelplane",
         description="Modelplane: serve TensorFlow models locally or on Kubernetes.",
@@ -106,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("dest", help="destination folder")
     fetch.set_defaults(func=_cmd_fetch)
 
-    for plugin in entry_points(group="modelplane.commands"):
+    for plugin in entry_points(group="modelplane.commands") if plugins else ():
         try:
             register = plugin.load()
         except ImportError:
@@ -117,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``modelplane`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # A built-in command needs no plugins: importing the operator's would slow a pod's start.
+    args = build_parser(plugins=not (argv and argv[0] in _BUILTIN)).parse_args(argv)
     from modelplane_runtime.settings import SettingsError
 
     try:
