@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.runtime_server",  # the runtime as a real server process
     "tests.fixtures.kube",  # the Kubernetes API emulator, kubeconfig, kubectl and helm
     "tests.fixtures.cluster",  # --e2e and the real-cluster fixtures
+    "tests.fixtures.tls",  # a self-signed certificate made by openssl
 ]
