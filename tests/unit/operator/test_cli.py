@@ -113,3 +113,15 @@ def test_render_defaults_namespace_and_image_from_the_environment(tmp_path: Path
     assert deployment["metadata"]["namespace"] == "team-a"
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
         "registry.local/rt:5")
+
+
+def test_operator_process_freezes_start_up_objects_and_collects_less_often() -> None:
+    # In a child process: freezing would outlive this test in the test process.
+    code = ("import gc; from modelplane_operator.main import GC_GEN0_THRESHOLD, tune_gc; "
+            "assert gc.get_freeze_count() == 0; tune_gc(); "
+            "print(gc.get_freeze_count(), gc.get_threshold()[0] == GC_GEN0_THRESHOLD)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    frozen, raised = out.stdout.split()
+    assert int(frozen) > 1000
+    assert raised == "True"
