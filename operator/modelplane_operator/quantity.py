@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import ROUND_CEILING, Decimal
 
@@ -15,6 +16,7 @@ _DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "
 _BINARY_SUFFIXES = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
 
 
+@functools.lru_cache(maxsize=1024)  # a cluster uses few distinct quantities; this is per object
 def canonical_quantity(text: str) -> str:
     """A quantity in the canonical form the API server stores (``1024Mi`` -> ``1Gi``).
 
