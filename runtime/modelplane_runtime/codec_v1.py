@@ -97,10 +97,15 @@ def _decode_rows(instances: list[Any], spec: SignatureSpec) -> dict[str, np.ndar
                 "instances is a plain list, but expecting list of objects as multiple input "
                 f"tensors are required: {', '.join(t.name for t in spec.inputs)}"
             )
-        if any(_is_named_object(item) for item in instances):
-            raise InvalidInput("instances mixes plain values and objects")
         only = spec.inputs[0]
-        return {only.name: to_array(instances, numpy_dtype(only.dtype), "instances")}
+        try:
+            return {only.name: to_array(instances, numpy_dtype(only.dtype), "instances")}
+        except InvalidInput:
+            # An object among plain rows never converts, so only a failed conversion pays
+            # for the per-row scan that names the real problem.
+            if any(_is_named_object(item) for item in instances):
+                raise InvalidInput("instances mixes plain values and objects") from None
+            raise
     expected = {tensor.name for tensor in spec.inputs}
     for index, item in enumerate(instances):
         if not _is_named_object(item):

@@ -202,6 +202,12 @@ _TWO = _spec(("a", "float32", (-1,)), ("b", "int64", (-1,)))
         (b'{"instances": [[1, 2], [3]]}', _ONE, "rectangular"),
         (b'{"instances": [["a", "b"]]}', _ONE, "expected float32 values, got strings"),
         (b'{"instances": [[true, false]]}', _ONE, "got booleans"),
+        (b'{"instances": [[1, 2], {"x": [3, 4]}]}', _ONE, "mixes plain values and objects"),
+        (
+            b'{"instances": ["a", {"s": "b"}]}',
+            _spec(("s", "string", (-1,))),
+            "mixes plain values and objects",
+        ),
         (b'{"instances": [1, 2]}', _TWO, "plain list"),
         (b'{"inputs": [1, 2]}', _TWO, "plain value"),
         (b'{"instances": [{"a": 1, "b": 2, "c": 3}]}', _TWO, "unknown input 'c'"),
