@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import numpy as np
 import orjson
@@ -115,11 +115,7 @@ def _decode_input(raw: Any, index: int, tail: bytes, offset: int) -> tuple[str, 
             + ", ".join(V2_TO_TF)
         )
     shape = raw.get("shape")
-    if (
-        not isinstance(shape, list)
-        or not all(isinstance(dim, int) and not isinstance(dim, bool) for dim in shape)
-        or any(dim < 0 for dim in shape)
-    ):
+    if not _is_shape(shape):
         raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers")
     count = math.prod(shape)
     dtype = DTYPES[tf_dtype][0]
@@ -154,6 +150,16 @@ def _decode_input(raw: Any, index: int, tail: bytes, offset: int) -> tuple[str, 
             f"input {name!r}: shape {shape} needs {count} elements, 'data' has {array.size}"
         )
     return name, array.reshape(shape), 0
+
+
+def _is_shape(shape: Any) -> TypeGuard[list[int]]:
+    """A list of non-negative integers (one pass; ``bool`` is not an integer here)."""
+    if not isinstance(shape, list):
+        return False
+    for dim in shape:  # noqa: SIM110 (a loop: all() with a generator is ~3x slower here)
+        if type(dim) is not int or dim < 0:
+            return False
+    return True
 
 
 def _unpack_bytes(chunk: bytes, count: int, name: str) -> np.ndarray:

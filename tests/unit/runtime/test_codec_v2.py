@@ -165,6 +165,8 @@ def test_check_inputs_rejects(body: bytes, message: str) -> None:
         (_json_input(datatype="FLOAT32"), "unknown datatype 'FLOAT32'"),
         (_json_input(shape="1,2"), "'shape' must be a list"),
         (_json_input(shape=[1, -2]), "'shape' must be a list"),
+        (_json_input(shape=[1, True]), "'shape' must be a list"),
+        (_json_input(shape=[1, 2.0]), "'shape' must be a list"),
         (_json_input(data=["a", "b"]), "expected float32 values, got strings"),
         (_json_input(datatype="INT32", data=[1.5, 2]), "expected int32 values"),
         (_json_input(datatype="BOOL", data=[1, 0]), "expected bool values"),
