@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from tests.fixtures.kube import KubeApi, Kubectl
+from tests.fixtures.polling import eventually
 from tests.integration.emulator.conftest import WIDGETS, widget
 
 WIDGETS_KEY = ("emulator.example.com", "widgets")
@@ -25,13 +24,6 @@ def deployment(name: str, image: str) -> dict[str, Any]:
                                          "ports": [{"containerPort": 8080}]}]}}}}
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    """Poll a condition with a deadline (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def watches_opened(kube_api: KubeApi) -> int:
@@ -112,7 +104,7 @@ def test_kubectl_wait_returns_when_condition_is_patched(
     waiting = kubectl.popen("wait", "--for=condition=Ready", "widget/r", "-n", kube_namespace,
                             "--timeout=30s")
     try:
-        wait_until(lambda: watches_opened(kube_api) > before)  # kubectl is now watching
+        eventually(lambda: watches_opened(kube_api) > before, interval=0.02, what="kubectl's watch")
         assert waiting.poll() is None
         http.patch(f"{WIDGETS}/namespaces/{kube_namespace}/widgets/r/status",
                    headers={"Content-Type": "application/merge-patch+json"},
@@ -130,7 +122,7 @@ def test_kubectl_get_watch_receives_events(kubectl: Kubectl, kube_api: KubeApi,
     before = watches_opened(kube_api)
     watching = kubectl.popen("get", "widgets", "-w", "-n", kube_namespace)
     try:
-        wait_until(lambda: watches_opened(kube_api) > before)
+        eventually(lambda: watches_opened(kube_api) > before, interval=0.02, what="kubectl's watch")
         http.post(f"{WIDGETS}/namespaces/{kube_namespace}/widgets",
                   json=widget("seen", kube_namespace, size="tiny"))
         lines = read_until(watching, "seen")

@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,22 +23,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.kube import KubeApi, Kubectl
+from tests.fixtures.polling import eventually
 
 TEST_IMAGE = "registry.example.test/modelplane/runtime:9.9.9"
 """The operator's default runtime image in these tests (so the test sees it came from there)."""
-
-
-def eventually(probe: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.1,
-               what: str = "condition") -> Any:
-    """The first truthy value of ``probe()``; fails with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 class OperatorProcess:

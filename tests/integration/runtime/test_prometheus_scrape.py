@@ -9,14 +9,13 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.fixtures.polling import eventually
 from tests.fixtures.runtime_server import RuntimeServer
 
 PROMETHEUS = shutil.which("prometheus")
@@ -54,7 +53,12 @@ def prometheus(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _until(lambda: _ready(url), f"Prometheus at {url} did not turn ready", home)
+        try:
+            eventually(lambda: _ready(url), timeout=DEADLINE_S, interval=0.2,
+                       what=f"Prometheus at {url} to turn ready")
+        except AssertionError as exc:
+            logs = (home / "prometheus.log").read_text()[-3000:]
+            raise AssertionError(f"{exc}\n{logs}") from None
         yield url
     finally:
         process.terminate()
@@ -67,17 +71,6 @@ def _ready(url: str) -> bool:
         return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def _until(check: Any, message: str, home: Path | None = None) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    logs = (home / "prometheus.log").read_text()[-3000:] if home else ""
-    raise AssertionError(f"{message} within {DEADLINE_S}s\n{logs}")
 
 
 def _query(url: str, promql: str) -> list[dict[str, Any]]:
@@ -95,9 +88,9 @@ def _scalar(url: str, promql: str) -> float | None:
 def test_prometheus_scrapes_the_runtime_and_sees_every_request(
     prometheus: str, demo_server: RuntimeServer
 ) -> None:
-    _until(
+    eventually(
         lambda: _scalar(prometheus, 'up{job="modelplane"}') == 1.0,
-        "the runtime target never turned up",
+        timeout=DEADLINE_S, interval=0.2, what="the runtime target to turn up",
     )
     before = _scalar(prometheus, 'sum(modelplane_requests_total{model="demo",code="200"})') or 0.0
     sent = 25
@@ -111,10 +104,10 @@ def test_prometheus_scrapes_the_runtime_and_sees_every_request(
         assert bad.status_code == 400
 
     want = before + sent
-    _until(
+    eventually(
         lambda: _scalar(prometheus, 'sum(modelplane_requests_total{model="demo",code="200"})')
         == want,
-        f"Prometheus never counted {want} successful requests",
+        timeout=DEADLINE_S, interval=0.2, what=f"Prometheus to count {want} successful requests",
     )
     errors = _scalar(prometheus, 'sum(modelplane_requests_total{model="demo",code="400"})')
     assert errors is not None and errors >= 1
