@@ -70,6 +70,15 @@ async def _answer(
     await send({"type": "http.response.body", "body": body})
 
 
+def log_request_line(scope: Scope, status: int, seconds: float) -> None:
+    """The debug-level access line of a finished request (both request paths log it)."""
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "%s %s -> %s", scope["method"], scope["path"], status,
+            extra={"status": status, "seconds": round(seconds, 6)},
+        )
+
+
 class RequestMiddleware:
     """Request id, body and time limits, refusal while draining, and request metrics."""
 
@@ -126,14 +135,7 @@ class RequestMiddleware:
             seconds = time.perf_counter() - started
             if label is not None and protocol is not None:
                 runtime.metrics.request_finished(label, protocol, status or 500, seconds)
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s %s -> %s",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    extra={"status": status, "seconds": round(seconds, 6)},
-                )
+            log_request_line(scope, status, seconds)
             REQUEST_ID.reset(token)
 
     async def _limited(

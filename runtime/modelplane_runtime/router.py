@@ -30,7 +30,7 @@ from modelplane_runtime.errors import (
     RequestTimeout,
 )
 from modelplane_runtime.logs import REQUEST_ID, RequestIds
-from modelplane_runtime.middleware import CHALLENGE, auth_refusal
+from modelplane_runtime.middleware import CHALLENGE, auth_refusal, log_request_line
 from modelplane_runtime.state import Runtime, decode_content, error_body
 
 logger = logging.getLogger("modelplane.http")
@@ -215,11 +215,7 @@ class HotPath:
         finally:
             seconds = time.perf_counter() - started
             metrics.request_finished(label, protocol, status, seconds)
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s %s -> %s", scope["method"], scope["path"], status,
-                    extra={"status": status, "seconds": round(seconds, 6)},
-                )
+            log_request_line(scope, status, seconds)
             REQUEST_ID.reset(token)
 
     async def _answer(
