@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from tests.fixtures.kube import KubeApi, Kubectl
+from tests.fixtures.polling import eventually
 from tests.integration.emulator.conftest import widget
-from tests.integration.emulator.test_kubectl import wait_until, watches_opened
+from tests.integration.emulator.test_kubectl import watches_opened
 
 OPERATOR = Path(__file__).with_name("kopf_widgets.py")
 
@@ -29,8 +30,8 @@ def kopf_operator(kube_api: KubeApi, kube_namespace: str, widgets_crd: Any,
              "--namespace", kube_namespace, str(OPERATOR)],
             stdout=out, stderr=subprocess.STDOUT, env=kube_api.env())
     try:
-        wait_until(lambda: watches_opened(kube_api) > before or proc.poll() is not None,
-                   timeout=60)
+        eventually(lambda: watches_opened(kube_api) > before or proc.poll() is not None,
+                   timeout=60, interval=0.02, what="kopf's watch")
         assert proc.poll() is None, log.read_text()
         yield log
     finally:
@@ -50,7 +51,7 @@ def test_kopf_reconciles_a_custom_resource(kopf_operator: Path, kube_api: KubeAp
         obj = kube_api.object("emulator.example.com", "widgets", kube_namespace, "k")
         return bool(obj and obj.get("status", {}).get("create_fn"))
 
-    wait_until(reconciled, timeout=30)
+    eventually(reconciled, timeout=30, interval=0.02, what="the kopf reconcile")
     owner = kube_api.object("emulator.example.com", "widgets", kube_namespace, "k")
     child = kube_api.object("", "configmaps", kube_namespace, "k-child")
     assert child["data"] == {"size": "big"}
