@@ -70,11 +70,11 @@ async def _answer(
     await send({"type": "http.response.body", "body": body})
 
 
-def log_request_line(scope: Scope, status: int, seconds: float) -> None:
-    """The debug-level access line of a finished request (both request paths log it)."""
+def log_request_line(method: str, path: str, status: int, seconds: float) -> None:
+    """The debug-level access line of a finished request (every request path logs it)."""
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
-            "%s %s -> %s", scope["method"], scope["path"], status,
+            "%s %s -> %s", method, path, status,
             extra={"status": status, "seconds": round(seconds, 6)},
         )
 
@@ -135,7 +135,7 @@ class RequestMiddleware:
             seconds = time.perf_counter() - started
             if label is not None and protocol is not None:
                 runtime.metrics.request_finished(label, protocol, status or 500, seconds)
-            log_request_line(scope, status, seconds)
+            log_request_line(scope["method"], scope["path"], status, seconds)
             REQUEST_ID.reset(token)
 
     async def _limited(

@@ -15,9 +15,11 @@ shared with v1.py and v2.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, NamedTuple
 
 from starlette.types import Receive, Scope, Send
@@ -31,7 +33,7 @@ from modelplane_runtime.errors import (
 )
 from modelplane_runtime.logs import REQUEST_ID, RequestIds
 from modelplane_runtime.middleware import CHALLENGE, auth_refusal, log_request_line
-from modelplane_runtime.state import Runtime, decode_content, error_body
+from modelplane_runtime.state import BodyReader, Runtime, decode_content, error_body
 
 logger = logging.getLogger("modelplane.http")
 _errors = logging.getLogger("modelplane.app")  # where the FastAPI path logs client errors
@@ -136,15 +138,53 @@ class Deadlines:
         self._timer = loop.call_later(self.tick_s, self._sweep, loop) if self._deadlines else None
 
 
-class _ClientGone(Exception):
-    """The client disconnected before its body arrived."""
+class ClientGone(Exception):
+    """The client disconnected before its body arrived or before its answer was sent."""
 
 
-Answer = tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]
+Headers = tuple[tuple[bytes, bytes], ...]
+Answer = tuple[int, bytes, Headers]
+Reply = Callable[[int, bytes, Headers, bytes], Awaitable[None]]
+"""Sends one whole answer: status, body, headers, request id; ClientGone if it cannot."""
+
+_HEADER_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class RequestHead(NamedTuple):
+    """The request headers the hot path reads, from one pass over them."""
+
+    request_id: bytes = b""
+    length: bytes | None = None
+    authorization: bytes | None = None
+    encoding: bytes | None = None
+    header_length: bytes | None = None
+
+
+def read_head(headers: Iterable[tuple[bytes, bytes]]) -> RequestHead:
+    """The headers the hot path needs (names already lower-case, as servers deliver them)."""
+    request_id = b""
+    length = authorization = encoding = header_length = None
+    for key, value in headers:
+        if key == b"content-length":
+            length = value
+        elif key == b"x-request-id":
+            request_id = value
+        elif key == b"authorization":
+            authorization = value
+        elif key == b"content-encoding":
+            encoding = value
+        elif key == b"inference-header-content-length":
+            header_length = value
+    return RequestHead(request_id, length, authorization, encoding, header_length)
 
 
 class HotPath:
-    """Serves the routes ``match`` returns, with the request middleware's guarantees."""
+    """Serves the routes ``match`` returns, with the request middleware's guarantees.
+
+    The request logic takes the body as a ``read`` coroutine and answers through a
+    ``reply`` coroutine, so it serves both ASGI (``__call__``, used in-process and for the
+    requests protocol.py leaves to ASGI) and protocol.py's direct HTTP path.
+    """
 
     def __init__(self, runtime: Runtime, ids: RequestIds) -> None:
         self.runtime = runtime
@@ -152,46 +192,49 @@ class HotPath:
         self.deadlines = Deadlines(runtime.settings.request_timeout_s)
 
     async def __call__(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer one request that ``match`` accepted."""
-        if route.kind in ("predict", "infer"):
-            await self._model_request(route, scope, receive, send)
-        else:
-            await self._probe(route, scope, send)
+        """Answer one ASGI request that ``match`` accepted."""
+        head = read_head(scope["headers"])
 
-    async def _probe(self, route: Route, scope: Scope, send: Send) -> None:
-        request_id = b""
-        for key, value in scope["headers"]:
-            if key == b"x-request-id":
-                request_id = value[:128]
-        request_id = request_id or self.ids.next().encode()
+        async def reply(status: int, body: bytes, headers: Headers, request_id: bytes) -> None:
+            await _send(send, status, body, headers, request_id)
+
+        if route.kind in ("predict", "infer"):
+            limit = self.runtime.settings.max_body_bytes
+            read = _reader(receive, limit, head.encoding)
+            await self.model_request(route, head, scope["method"], scope["path"], read, reply)
+        else:
+            await self.probe(route, head, reply)
+
+    def request_id(self, head: RequestHead) -> str:
+        """The client's ``X-Request-Id`` (at most 128 characters), or a new one."""
+        given = head.request_id[:128]
+        if given and not _HEADER_VALUE.search(given):
+            return given.decode("latin-1")
+        return self.ids.next()
+
+    async def probe(self, route: Route, head: RequestHead, reply: Reply) -> None:
+        """Answer ``/v2/health/live`` or ``/v2/health/ready``."""
+        request_id = self.request_id(head).encode("latin-1")
         if route.kind == "live":
             status, body = 200, b'{"live":true}'
         else:
             ready = self.runtime.ready
             status, body = (200, b'{"ready":true}') if ready else (503, b'{"ready":false}')
-        await _send(send, status, body, (_JSON,), request_id)
+        with contextlib.suppress(ClientGone):
+            await reply(status, body, (_JSON,), request_id)
 
-    async def _model_request(
-        self, route: Route, scope: Scope, receive: Receive, send: Send
+    async def model_request(
+        self,
+        route: Route,
+        head: RequestHead,
+        method: str,
+        path: str,
+        read: BodyReader,
+        reply: Reply,
     ) -> None:
+        """Answer a predict or infer request: metrics, logs and every error included."""
         runtime = self.runtime
-        request_id = ""
-        length: bytes | None = None
-        authorization: bytes | None = None
-        encoding: bytes | None = None
-        header_length: bytes | None = None
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                length = value
-            elif key == b"x-request-id":
-                request_id = value.decode("latin-1")[:128]
-            elif key == b"authorization":
-                authorization = value
-            elif key == b"content-encoding":
-                encoding = value
-            elif key == b"inference-header-content-length":
-                header_length = value
-        request_id = request_id or self.ids.next()
+        request_id = self.request_id(head)
         token = REQUEST_ID.set(request_id)
         protocol = "v1" if route.kind == "predict" else "v2"
         label = runtime.metric_model(route.name)
@@ -202,38 +245,30 @@ class HotPath:
         try:
             if runtime.draining:
                 answer: Answer = (503, error_body("the server is shutting down"), (_JSON,))
-            elif runtime.auth is not None and not runtime.auth.accepts(authorization):
-                answer = (401, error_body(auth_refusal(authorization)), (_JSON, *CHALLENGE))
+            elif runtime.auth is not None and not runtime.auth.accepts(head.authorization):
+                refusal = auth_refusal(head.authorization)
+                answer = (401, error_body(refusal), (_JSON, *CHALLENGE))
             else:
-                answer = await self._answer(
-                    route, receive, length, encoding, header_length
-                )
+                answer = await self._answer(route, head, read)
             status = answer[0]
-            await _send(send, status, answer[1], answer[2], request_id.encode("latin-1"))
-        except _ClientGone:
+            await reply(status, answer[1], answer[2], request_id.encode("latin-1"))
+        except ClientGone:
             status = _CLIENT_GONE
         finally:
             seconds = time.perf_counter() - started
             metrics.request_finished(label, protocol, status, seconds)
-            log_request_line(scope, status, seconds)
+            log_request_line(method, path, status, seconds)
             REQUEST_ID.reset(token)
 
-    async def _answer(
-        self,
-        route: Route,
-        receive: Receive,
-        length: bytes | None,
-        encoding: bytes | None,
-        header_length: bytes | None,
-    ) -> Answer:
-        """The response to a model request, errors included (never raises but _ClientGone)."""
+    async def _answer(self, route: Route, head: RequestHead, read: BodyReader) -> Answer:
+        """The response to a model request, errors included (never raises but ClientGone)."""
         timeout = self.runtime.settings.request_timeout_s
         task = asyncio.current_task()
-        assert task is not None  # uvicorn runs every request in its own task
+        assert task is not None  # every request is served by its own task
         deadlines = self.deadlines
         deadlines.enter(task)
         try:
-            return await self._serve(route, receive, length, encoding, header_length)
+            return await self._serve(route, head, read)
         except asyncio.CancelledError:
             if not deadlines.expired(task):
                 raise
@@ -249,7 +284,7 @@ class HotPath:
                     "%s: %s", type(exc).__name__, exc.message, extra={"status": exc.status_code}
                 )
             return exc.status_code, error_body(exc.message), (_JSON,)
-        except _ClientGone:
+        except ClientGone:
             raise
         except Exception:
             # Anything not turned into an HTTP error is a bug: log it with the request id
@@ -259,40 +294,38 @@ class HotPath:
         finally:
             deadlines.leave(task)
 
-    async def _serve(
-        self,
-        route: Route,
-        receive: Receive,
-        length: bytes | None,
-        encoding: bytes | None,
-        header_length: bytes | None,
-    ) -> Answer:
-        limit = self.runtime.settings.max_body_bytes
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                raise InvalidInput("invalid Content-Length header") from None
-            if declared > limit:
-                raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
-        read = _reader(receive, limit, encoding)
+    async def _serve(self, route: Route, head: RequestHead, read: BodyReader) -> Answer:
+        if head.length is not None:
+            check_length(head.length, self.runtime.settings.max_body_bytes)
         if route.kind == "predict":
             body = await v1.predict(self.runtime, route.name, route.version, route.label, read)
             return 200, body, (_JSON,)
-        raw_length = header_length.decode("latin-1") if header_length is not None else None
+        raw = head.header_length
         body, json_length = await v2.infer(
-            self.runtime, route.name, route.version, raw_length, read
+            self.runtime, route.name, route.version,
+            raw.decode("latin-1") if raw is not None else None, read,
         )
         if json_length is None:
             return 200, body, (_JSON,)
         return 200, body, (_BINARY, (b"inference-header-content-length", b"%d" % json_length))
 
 
-def _reader(receive: Receive, limit: int, encoding: bytes | None) -> Callable[[], Awaitable[bytes]]:
+def check_length(length: bytes, limit: int) -> int:
+    """A declared ``Content-Length``: 400 when it is not a number, 413 when over ``limit``."""
+    try:
+        declared = int(length)
+    except ValueError:
+        raise InvalidInput("invalid Content-Length header") from None
+    if declared > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    return declared
+
+
+def _reader(receive: Receive, limit: int, encoding: bytes | None) -> BodyReader:
     async def read() -> bytes:
         message = await receive()
         if message["type"] != "http.request":
-            raise _ClientGone
+            raise ClientGone
         body: bytes = message.get("body", b"")
         if message.get("more_body", False):
             chunks = [body]
@@ -302,7 +335,7 @@ def _reader(receive: Receive, limit: int, encoding: bytes | None) -> Callable[[]
                     raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
                 message = await receive()
                 if message["type"] != "http.request":
-                    raise _ClientGone
+                    raise ClientGone
                 chunk = message.get("body", b"")
                 chunks.append(chunk)
                 received += len(chunk)
@@ -322,7 +355,7 @@ async def _send(
     send: Send,
     status: int,
     body: bytes,
-    headers: tuple[tuple[bytes, bytes], ...],
+    headers: Headers,
     request_id: bytes,
 ) -> None:
     await send(

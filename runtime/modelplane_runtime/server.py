@@ -1,5 +1,7 @@
 """The runtime's server process: uvicorn (uvloop + httptools) around ``create_app``.
 
+The hot routes are answered by protocol.py's subclass of uvicorn's httptools protocol.
+
 We bind the socket ourselves so that ``--port 0`` reports the port actually bound: once the
 model is loaded and the socket listens, one log line says ``"event": "ready"`` with the
 ``url`` and ``port`` (tests and scripts parse it). On SIGTERM (or Ctrl+C) readiness turns
@@ -29,6 +31,7 @@ from modelplane_runtime import contract
 from modelplane_runtime.app import create_app, runtime_of
 from modelplane_runtime.auth import AuthConfigError, TokenStore
 from modelplane_runtime.logs import configure_logging
+from modelplane_runtime.protocol import protocol_for
 from modelplane_runtime.settings import RuntimeSettings, SettingsError
 from modelplane_runtime.state import Runtime
 
@@ -187,7 +190,7 @@ def run_server(
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=protocol_for(app.hot) if settings.http_direct else "httptools",
         ws="none",
         lifespan="on",
         log_config=None,

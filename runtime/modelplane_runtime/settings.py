@@ -61,6 +61,9 @@ class RuntimeSettings(BaseSettings):
     """A request not answered by then gets 503 with a JSON error."""
     drain_timeout_s: float = Field(default=30.0, ge=0)
     """On SIGTERM, how long in-flight requests may take before the process exits anyway."""
+    http_direct: bool = True
+    """Answer predict, infer and the health probes straight from the HTTP protocol, in one
+    write (protocol.py); false sends every request through ASGI (to compare or diagnose)."""
 
     processing: str = ""
     """Pre/post-processing config as JSON (modelplane.yaml's schema); wins over the file."""
