@@ -61,14 +61,17 @@ class Contender:
 _QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def _modelplane(batch: bool) -> Callable[[Setup, BenchModel, int], Launch]:
+def _modelplane(batch: bool, direct: bool = True) -> Callable[[Setup, BenchModel, int], Launch]:
     def launch(setup: Setup, model: BenchModel, port: int) -> Launch:
         size = setup.max_batch_size if batch else 1
+        env = {**_QUIET_TF, "PYTHONPATH": str(setup.repo / "runtime")}
+        if not direct:
+            env["MODELPLANE_HTTP_DIRECT"] = "false"
         return Launch(
             [setup.runtime_python, "-m", "modelplane_runtime.cli", "serve", str(model.base),
              "--name", model.name, "--host", "127.0.0.1", "--port", str(port),
              "--max-batch-size", str(size), "--max-latency-ms", str(setup.max_latency_ms)],
-            "/v2/health/ready", {**_QUIET_TF, "PYTHONPATH": str(setup.repo / "runtime")},
+            "/v2/health/ready", env,
         )
 
     return launch
@@ -127,6 +130,8 @@ CONTENDERS: tuple[Contender, ...] = (
     Contender("modelplane-v1", "runtime", "v1", _modelplane(True), "runtime, v1, batching on"),
     Contender("modelplane-v1-nobatch", "runtime", "v1", _modelplane(False),
               "runtime, v1, --max-batch-size 1"),
+    Contender("modelplane-v1-asgi", "runtime", "v1", _modelplane(True, direct=False),
+              "runtime, v1, batching, every request through ASGI (MODELPLANE_HTTP_DIRECT=false)"),
     Contender("modelplane-v2", "runtime", "v2", _modelplane(True), "runtime, v2 JSON, batching"),
     Contender("modelplane-v2-nobatch", "runtime", "v2", _modelplane(False),
               "runtime, v2 JSON, --max-batch-size 1"),

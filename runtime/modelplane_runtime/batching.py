@@ -104,6 +104,16 @@ class Batcher:
 
         ``mergeable=False`` (inputs without a batch dimension) runs the request alone.
         """
+        return await self.enqueue(signature, inputs, rows, mergeable=mergeable)
+
+    def enqueue(
+        self, signature: str, inputs: Arrays, rows: int, *, mergeable: bool = True
+    ) -> asyncio.Future[Arrays]:
+        """Queue ``inputs``; the future gets this request's outputs (``submit`` without await).
+
+        Cancelling the future withdraws the request if its call has not started. Call it on
+        the event loop.
+        """
         if self._closed:
             raise errors.ModelNotReady("the model is shutting down")
         loop = asyncio.get_running_loop()
@@ -122,7 +132,7 @@ class Batcher:
         self._queued += 1
         self._queued_rows += rows
         self._kick(loop)
-        return await request.future
+        return request.future
 
     async def close(self) -> None:
         """Refuse new requests, fail queued ones, wait for the running call, stop the thread."""

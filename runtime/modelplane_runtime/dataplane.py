@@ -235,6 +235,21 @@ class DataPlane:
         strict_dtypes: bool = False,
     ) -> dict[str, np.ndarray]:
         """Validate, process and run one request (batched with others); its outputs only."""
+        return await self.submit(
+            name, version, signature_name, inputs, strict_dtypes=strict_dtypes
+        )
+
+    def submit(
+        self,
+        name: str,
+        version: int,
+        signature_name: str | None,
+        inputs: Mapping[str, np.ndarray],
+        *,
+        strict_dtypes: bool = False,
+    ) -> asyncio.Future[dict[str, np.ndarray]]:
+        """``predict`` without the await: validation errors raise here, the outputs arrive
+        in the future (call it on the event loop)."""
         state = self._available(name, version)
         spec = self.signature(name, version, signature_name)
         arrays, rows = validate_inputs(
@@ -246,7 +261,7 @@ class DataPlane:
         batcher = state.batcher
         if batcher is None:
             raise errors.ModelNotReady(f"model '{name}' version {version} is unloading")
-        return await batcher.submit(spec.name, arrays, rows, mergeable=state.mergeable[spec.name])
+        return batcher.enqueue(spec.name, arrays, rows, mergeable=state.mergeable[spec.name])
 
     def batcher(self, name: str, version: int) -> Batcher:
         """The batcher of a version (for tests and diagnostics)."""

@@ -24,13 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from modelplane_runtime.errors import PayloadTooLarge
+from modelplane_runtime.logs import REQUEST_ID
 from modelplane_runtime.router import (
-    ClientGone,
+    CLIENT_GONE,
+    Answer,
     Headers,
     HotPath,
     RequestHead,
@@ -38,7 +42,7 @@ from modelplane_runtime.router import (
     match,
     read_head,
 )
-from modelplane_runtime.state import decode_content
+from modelplane_runtime.state import Outputs, Submitted, decode_content
 
 logger = logging.getLogger("modelplane.http")
 
@@ -46,41 +50,40 @@ _MODEL_KINDS: Final = frozenset({"predict", "infer"})
 _CLOSE: Final = b"connection: close\r\n"
 
 
-class _Wakeup:
-    """Stands in for the ``asyncio.Event`` uvicorn sets when a cycle's connection drops."""
-
-    __slots__ = ("waiter",)
-
-    def __init__(self) -> None:
-        self.waiter: asyncio.Future[None] | None = None
-
-    def set(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-
 class HotCycle:
-    """One hot request on a connection: its body, then its one-write answer.
+    """One hot request on a connection, served by callbacks rather than a task.
+
+    ``begin`` runs when the headers are complete (probes and refusals answer at once),
+    ``body_complete`` when the body is in: it decodes and queues the request for the model,
+    whose future calls ``outputs_ready`` to encode and write the answer. A deadline calls
+    ``cancel`` (503) and a dropped connection calls ``set`` (uvicorn's name for it).
 
     Has the attributes uvicorn's protocol reads on ``self.cycle`` (``response_complete``,
-    ``disconnected``, ``keep_alive``, ``message_event``) and ``run_asgi`` for when uvicorn
+    ``keep_alive``, ``disconnected``, ``message_event``) and ``run_asgi`` for when uvicorn
     starts it from its pipeline queue.
     """
 
     __slots__ = (
+        "answered",
         "chunks",
         "disconnected",
         "head",
         "keep_alive",
+        "label",
         "limit",
         "message_event",
         "method",
         "more_body",
+        "number",
         "path",
+        "pending",
         "protocol",
         "received",
+        "request_id",
         "response_complete",
         "route",
+        "started",
+        "waiting",
     )
 
     def __init__(
@@ -105,82 +108,160 @@ class HotCycle:
         self.more_body = True
         self.response_complete = False
         self.disconnected = False
-        self.message_event = _Wakeup()
+        self.message_event = self  # uvicorn calls ``cycle.message_event.set()`` on a drop
+        self.request_id = ""
+        self.label = ""
+        self.started = 0.0
+        self.number = 0
+        self.waiting = False  # for the body, to submit it
+        self.pending: Submitted | None = None
+        self.answered = False
 
-    # Request side (parser callbacks, on the event loop).
+    async def run_asgi(self, app: Any) -> None:
+        """Begin when uvicorn takes this request off its pipeline queue (``app`` unused)."""
+        self.begin()
+
+    def begin(self) -> None:
+        """The headers are complete: start the request's clock, or answer it at once."""
+        hot = self.protocol.hot
+        route = self.route
+        self.request_id = hot.request_id(self.head)
+        if route.kind not in _MODEL_KINDS:
+            self._answer(*hot.probe(route))
+            return
+        self.label = hot.started(route)
+        self.started = time.perf_counter()
+        answer = hot.refusal(self.head)
+        if answer is None:
+            try:
+                self.number = hot.resolve(route)
+            except Exception as exc:
+                answer = self._failure(exc)
+        if answer is not None:
+            self._answer(*answer)
+            return
+        hot.deadlines.enter(self, self.protocol.loop)
+        if self.more_body:
+            self.waiting = True
+        else:
+            self._submit()
+
+    # Parser callbacks.
 
     def feed(self, chunk: bytes) -> None:
-        """Keep a body chunk; past the limit, only count (``read`` answers 413)."""
+        """Keep a body chunk; past the limit, answer 413 without waiting for the rest."""
         self.received += len(chunk)
         if self.received <= self.limit:
             self.chunks.append(chunk)
+        elif not self.answered:
+            self.chunks.clear()
+            self._answer(
+                *self._failure(PayloadTooLarge(f"the body is over the limit of {self.limit} bytes"))
+            )
 
-    async def read(self) -> bytes:
-        """The whole body, decompressed if need be; waits for the rest of it to arrive."""
-        if self.more_body:
-            # Serving starts with the headers, so the request timeout covers a slow body.
-            waiter = asyncio.get_running_loop().create_future()
-            self.message_event.waiter = waiter
-            await waiter
-        if self.disconnected:
-            raise ClientGone
-        if self.received > self.limit:
-            raise PayloadTooLarge(f"the body is over the limit of {self.limit} bytes")
-        chunks = self.chunks
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        encoding = self.head.encoding
-        if encoding is None:
-            return body
-        return decode_content(body, encoding.decode("latin-1"), self.limit)
+    def body_complete(self) -> None:
+        """The whole body is in: submit it if the request is waiting for it."""
+        self.more_body = False
+        if self.waiting:
+            self.waiting = False
+            self._submit()
+
+    def set(self) -> None:
+        """The connection dropped (uvicorn's ``message_event.set()``): withdraw the request."""
+        self.disconnected = True
+        if self.pending is not None:
+            self.pending.outputs.cancel()
+        if self.started and not self.answered:
+            self._answer(CLIENT_GONE, b"", ())
+
+    def cancel(self) -> None:
+        """The request's deadline passed: withdraw it from the model and answer 503."""
+        if self.pending is not None:
+            self.pending.outputs.cancel()
+        if not self.answered:
+            self._answer(*self._logged(self.protocol.hot.timed_out))
 
     # Serving.
 
-    async def run_asgi(self, app: Any) -> None:
-        """Serve this request when uvicorn takes it off its pipeline queue (``app`` unused)."""
-        await self.serve()
-
-    async def serve(self) -> None:
-        """Answer the request; never leaves the connection without an answer or a close."""
-        hot = self.protocol.hot
+    def _submit(self) -> None:
+        if self.answered:
+            return
+        chunks = self.chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
-            if self.route.kind in _MODEL_KINDS:
-                await hot.model_request(
-                    self.route, self.head, self.method, self.path, self.read, self.reply
-                )
-            else:
-                await hot.probe(self.route, self.head, self.reply)
-        except asyncio.CancelledError:  # a forced shutdown: do not leave the client waiting
-            self._abort()
-            raise
-        except Exception:  # a bug: HotPath answers every error it knows itself
-            logger.exception("unhandled error while answering %s %s", self.method, self.path)
-            self._abort()
+            encoding = self.head.encoding
+            if encoding is not None:
+                body = decode_content(body, encoding.decode("latin-1"), self.limit)
+            self.pending = self.protocol.hot.submit(self.route, self.number, self.head, body)
+        except Exception as exc:
+            self._answer(*self._failure(exc))
+            return
+        self.pending.outputs.add_done_callback(self._outputs_ready)
 
-    def _abort(self) -> None:
-        if not self.response_complete:
-            self.keep_alive = False
-            self.protocol.transport.close()
+    def _outputs_ready(self, outputs: asyncio.Future[Outputs]) -> None:
+        if self.answered or outputs.cancelled():
+            return  # answered already: timed out, client gone, or refused mid-body
+        pending = self.pending
+        assert pending is not None
+        try:
+            answer = self.protocol.hot.success(pending.encode(outputs.result()))
+        except Exception as exc:
+            answer = self._failure(exc)
+        self._answer(*answer)
 
-    async def reply(self, status: int, body: bytes, headers: Headers, request_id: bytes) -> None:
-        """Write the whole answer in one call, then hand the connection to the next request."""
+    def _failure(self, exc: Exception) -> Answer:
+        return self._logged(self.protocol.hot.failure, exc, self.route)
+
+    def _logged(self, step: Callable[..., Answer], *args: Any) -> Answer:
+        """Run a step that may log, with this request's id on its log lines."""
+        token = REQUEST_ID.set(self.request_id)
+        try:
+            return step(*args)
+        finally:
+            REQUEST_ID.reset(token)
+
+    def _answer(self, status: int, body: bytes, headers: Headers) -> None:
+        """Write the whole answer in one call (unless the client is gone), then the books."""
+        self.answered = True
         protocol = self.protocol
-        if protocol.flow.write_paused and not self.disconnected:
-            await protocol.flow.drain()
         transport = protocol.transport
         if self.disconnected or transport.is_closing():
-            raise ClientGone
-        parts = [STATUS_LINE[status]]
-        for name, value in (*protocol.server_state.default_headers, *headers):
-            parts += (name, b": ", value, b"\r\n")
-        parts += (b"content-length: %d\r\nx-request-id: " % len(body), request_id, b"\r\n")
-        if not self.keep_alive:
-            parts.append(_CLOSE)
-        parts += (b"\r\n", body)
-        transport.write(b"".join(parts))
+            status = CLIENT_GONE
+        else:
+            parts = [STATUS_LINE[status]]
+            for name, value in (*protocol.server_state.default_headers, *headers):
+                parts += (name, b": ", value, b"\r\n")
+            parts += (b"content-length: %d\r\nx-request-id: " % len(body),
+                      self.request_id.encode("latin-1"), b"\r\n")
+            if not self.keep_alive:
+                parts.append(_CLOSE)
+            parts += (b"\r\n", body)
+            transport.write(b"".join(parts))
+            if protocol.flow.write_paused:
+                # The client is not reading: hold the connection (and any pipelined
+                # request) until it does, as uvicorn's send does by awaiting drain.
+                task = protocol.loop.create_task(self._complete_after_drain())
+                protocol.tasks.add(task)
+                task.add_done_callback(protocol.tasks.discard)
+            else:
+                self._complete()
+        if self.started:
+            hot = protocol.hot
+            hot.deadlines.leave(self)
+            seconds = time.perf_counter() - self.started
+            token = REQUEST_ID.set(self.request_id)
+            hot.finished(self.route, self.label, status, seconds, self.method, self.path)
+            REQUEST_ID.reset(token)
+
+    async def _complete_after_drain(self) -> None:
+        await self.protocol.flow.drain()
+        self._complete()
+
+    def _complete(self) -> None:
         self.response_complete = True
         if not self.keep_alive:
-            transport.close()
-        protocol.on_response_complete()
+            self.protocol.transport.close()
+        self.protocol.on_response_complete()
 
 
 class HotProtocol(HttpToolsProtocol):
@@ -196,11 +277,7 @@ class HotProtocol(HttpToolsProtocol):
         previous = self.cycle
         self.cycle = cycle  # type: ignore[assignment]
         if previous is None or previous.response_complete:
-            # Started now, like uvicorn's ASGI task; the body is usually complete before
-            # the task first runs (same feed), else ``read`` waits for it.
-            task = self.loop.create_task(cycle.serve())
-            task.add_done_callback(self.tasks.discard)
-            self.tasks.add(task)
+            cycle.begin()
         else:
             # Pipelined behind an unanswered request: uvicorn starts it (run_asgi) in order.
             self.flow.pause_reading()
@@ -216,12 +293,11 @@ class HotProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         cycle = self.cycle
-        if not isinstance(cycle, HotCycle):
-            super().on_message_complete()
+        if isinstance(cycle, HotCycle):
+            if not cycle.response_complete:
+                cycle.body_complete()
             return
-        if not cycle.response_complete:
-            cycle.more_body = False
-            cycle.message_event.set()
+        super().on_message_complete()
 
     def _hot_cycle(self) -> HotCycle | None:
         """A cycle for a hot request this protocol can serve whole, else None (ASGI)."""

@@ -15,12 +15,11 @@ shared with v1.py and v2.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Final, NamedTuple
+from collections.abc import Iterable
+from typing import Any, Final, NamedTuple, Protocol
 
 from starlette.types import Receive, Scope, Send
 
@@ -33,7 +32,7 @@ from modelplane_runtime.errors import (
 )
 from modelplane_runtime.logs import REQUEST_ID, RequestIds
 from modelplane_runtime.middleware import CHALLENGE, auth_refusal, log_request_line
-from modelplane_runtime.state import BodyReader, Runtime, decode_content, error_body
+from modelplane_runtime.state import BodyReader, Runtime, Submitted, decode_content, error_body
 
 logger = logging.getLogger("modelplane.http")
 _errors = logging.getLogger("modelplane.app")  # where the FastAPI path logs client errors
@@ -44,7 +43,7 @@ _V2_PREFIX: Final = "/v2/models/"
 _V2_SUFFIX: Final = "/infer"
 _JSON: Final = (b"content-type", b"application/json")
 _BINARY: Final = (b"content-type", b"application/octet-stream")
-_CLIENT_GONE: Final = 499
+CLIENT_GONE: Final = 499
 """Status recorded (never sent) when the client disconnects before its answer (nginx's)."""
 
 
@@ -94,47 +93,52 @@ def _model_route(kind: str, rest: str, labels: bool) -> Route | None:
     return None
 
 
+class Cancellable(Protocol):
+    """What a deadline cancels: a request's task, or a request protocol.py serves."""
+
+    def cancel(self) -> Any: ...
+
+
 class Deadlines:
     """The request timeout for every request on one periodic timer.
 
     A timer handle per request cost ~3 us on uvloop (more than the rest of the timeout
     logic); here entering and leaving is a dict insert and delete, and a sweep every
     ``tick`` seconds cancels the requests past their deadline, so a request times out
-    between ``timeout`` and ``timeout + tick`` seconds. Cancellation works as with
-    ``asyncio.timeout``: the request's task gets CancelledError, which the caller turns
-    into a 503 when ``expired`` says the deadline did it.
+    between ``timeout`` and ``timeout + tick`` seconds. For a task, cancellation works as
+    with ``asyncio.timeout``: the task gets CancelledError, which the caller turns into a
+    503 when ``expired`` says the deadline did it.
     """
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.tick_s = min(1.0, max(0.01, timeout_s / 20))
-        self._deadlines: dict[asyncio.Task[Any], float] = {}
-        self._expired: set[asyncio.Task[Any]] = set()
+        self._deadlines: dict[Cancellable, float] = {}
+        self._expired: set[Cancellable] = set()
         self._timer: asyncio.TimerHandle | None = None
 
-    def enter(self, task: asyncio.Task[Any]) -> None:
-        """Start the clock of a request served by ``task``."""
-        loop = task.get_loop()
-        self._deadlines[task] = loop.time() + self.timeout_s
+    def enter(self, request: Cancellable, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the clock of a request."""
+        self._deadlines[request] = loop.time() + self.timeout_s
         if self._timer is None:
             self._timer = loop.call_later(self.tick_s, self._sweep, loop)
 
-    def leave(self, task: asyncio.Task[Any]) -> None:
+    def leave(self, request: Cancellable) -> None:
         """The request is answered (or failed): stop its clock."""
-        self._deadlines.pop(task, None)
-        self._expired.discard(task)
+        self._deadlines.pop(request, None)
+        self._expired.discard(request)
 
-    def expired(self, task: asyncio.Task[Any]) -> bool:
-        """True when ``task`` was cancelled because its deadline passed."""
-        return task in self._expired
+    def expired(self, request: Cancellable) -> bool:
+        """True when ``request`` was cancelled because its deadline passed."""
+        return request in self._expired
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
-        late = [task for task, deadline in self._deadlines.items() if deadline <= now]
-        for task in late:
-            del self._deadlines[task]
-            self._expired.add(task)
-            task.cancel()
+        late = [request for request, deadline in self._deadlines.items() if deadline <= now]
+        for request in late:
+            del self._deadlines[request]
+            self._expired.add(request)
+            request.cancel()
         self._timer = loop.call_later(self.tick_s, self._sweep, loop) if self._deadlines else None
 
 
@@ -144,8 +148,6 @@ class ClientGone(Exception):
 
 Headers = tuple[tuple[bytes, bytes], ...]
 Answer = tuple[int, bytes, Headers]
-Reply = Callable[[int, bytes, Headers, bytes], Awaitable[None]]
-"""Sends one whole answer: status, body, headers, request id; ClientGone if it cannot."""
 
 _HEADER_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -181,9 +183,10 @@ def read_head(headers: Iterable[tuple[bytes, bytes]]) -> RequestHead:
 class HotPath:
     """Serves the routes ``match`` returns, with the request middleware's guarantees.
 
-    The request logic takes the body as a ``read`` coroutine and answers through a
-    ``reply`` coroutine, so it serves both ASGI (``__call__``, used in-process and for the
-    requests protocol.py leaves to ASGI) and protocol.py's direct HTTP path.
+    The steps of a request (refusals, submitting to the model, turning outputs or errors
+    into answers, the books) are plain methods, shared by the ASGI adapter here
+    (``__call__``: in-process apps and the requests protocol.py leaves to ASGI) and by
+    protocol.py's direct path, which runs them from parser and future callbacks.
     """
 
     def __init__(self, runtime: Runtime, ids: RequestIds) -> None:
@@ -191,19 +194,7 @@ class HotPath:
         self.ids = ids
         self.deadlines = Deadlines(runtime.settings.request_timeout_s)
 
-    async def __call__(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer one ASGI request that ``match`` accepted."""
-        head = read_head(scope["headers"])
-
-        async def reply(status: int, body: bytes, headers: Headers, request_id: bytes) -> None:
-            await _send(send, status, body, headers, request_id)
-
-        if route.kind in ("predict", "infer"):
-            limit = self.runtime.settings.max_body_bytes
-            read = _reader(receive, limit, head.encoding)
-            await self.model_request(route, head, scope["method"], scope["path"], read, reply)
-        else:
-            await self.probe(route, head, reply)
+    # The steps.
 
     def request_id(self, head: RequestHead) -> str:
         """The client's ``X-Request-Id`` (at most 128 characters), or a new one."""
@@ -212,71 +203,49 @@ class HotPath:
             return given.decode("latin-1")
         return self.ids.next()
 
-    async def probe(self, route: Route, head: RequestHead, reply: Reply) -> None:
-        """Answer ``/v2/health/live`` or ``/v2/health/ready``."""
-        request_id = self.request_id(head).encode("latin-1")
+    def probe(self, route: Route) -> Answer:
+        """The answer to ``/v2/health/live`` or ``/v2/health/ready``."""
         if route.kind == "live":
-            status, body = 200, b'{"live":true}'
-        else:
-            ready = self.runtime.ready
-            status, body = (200, b'{"ready":true}') if ready else (503, b'{"ready":false}')
-        with contextlib.suppress(ClientGone):
-            await reply(status, body, (_JSON,), request_id)
+            return 200, b'{"live":true}', (_JSON,)
+        if self.runtime.ready:
+            return 200, b'{"ready":true}', (_JSON,)
+        return 503, b'{"ready":false}', (_JSON,)
 
-    async def model_request(
-        self,
-        route: Route,
-        head: RequestHead,
-        method: str,
-        path: str,
-        read: BodyReader,
-        reply: Reply,
-    ) -> None:
-        """Answer a predict or infer request: metrics, logs and every error included."""
+    def refusal(self, head: RequestHead) -> Answer | None:
+        """503 while draining, 401 without an accepted token; None to serve the request."""
         runtime = self.runtime
-        request_id = self.request_id(head)
-        token = REQUEST_ID.set(request_id)
-        protocol = "v1" if route.kind == "predict" else "v2"
-        label = runtime.metric_model(route.name)
-        metrics = runtime.metrics
-        started = time.perf_counter()
-        metrics.request_started(label)
-        status = 500
-        try:
-            if runtime.draining:
-                answer: Answer = (503, error_body("the server is shutting down"), (_JSON,))
-            elif runtime.auth is not None and not runtime.auth.accepts(head.authorization):
-                refusal = auth_refusal(head.authorization)
-                answer = (401, error_body(refusal), (_JSON, *CHALLENGE))
-            else:
-                answer = await self._answer(route, head, read)
-            status = answer[0]
-            await reply(status, answer[1], answer[2], request_id.encode("latin-1"))
-        except ClientGone:
-            status = _CLIENT_GONE
-        finally:
-            seconds = time.perf_counter() - started
-            metrics.request_finished(label, protocol, status, seconds)
-            log_request_line(method, path, status, seconds)
-            REQUEST_ID.reset(token)
+        if runtime.draining:
+            return 503, error_body("the server is shutting down"), (_JSON,)
+        if runtime.auth is not None and not runtime.auth.accepts(head.authorization):
+            return 401, error_body(auth_refusal(head.authorization)), (_JSON, *CHALLENGE)
+        return None
 
-    async def _answer(self, route: Route, head: RequestHead, read: BodyReader) -> Answer:
-        """The response to a model request, errors included (never raises but ClientGone)."""
-        timeout = self.runtime.settings.request_timeout_s
-        task = asyncio.current_task()
-        assert task is not None  # every request is served by its own task
-        deadlines = self.deadlines
-        deadlines.enter(task)
-        try:
-            return await self._serve(route, head, read)
-        except asyncio.CancelledError:
-            if not deadlines.expired(task):
-                raise
-            task.uncancel()
-            logger.warning("request timed out after %ss", timeout)
-            message = RequestTimeout(f"the request was not answered within {timeout} s").message
-            return 503, error_body(message), (_JSON,)
-        except ModelplaneError as exc:
+    def resolve(self, route: Route) -> int:
+        """The model version a request names (before its body is read: 404s come first)."""
+        if route.kind == "predict":
+            return v1.resolve(self.runtime, route.name, route.version, route.label)
+        return v2.resolve(self.runtime, route.name, route.version)
+
+    def submit(self, route: Route, number: int, head: RequestHead, body: bytes) -> Submitted:
+        """Decode the body and queue it for the model (4xx errors raise here)."""
+        if route.kind == "predict":
+            return v1.submit(self.runtime, route.name, number, body)
+        raw = head.header_length
+        length = v2.inference_header_length(raw.decode("latin-1") if raw is not None else None)
+        return v2.submit(self.runtime, route.name, number, body, length)
+
+    @staticmethod
+    def success(encoded: tuple[bytes, int | None]) -> Answer:
+        """The 200 answer for an encoded body (binary v2 outputs get their two headers)."""
+        body, json_length = encoded
+        if json_length is None:
+            return 200, body, (_JSON,)
+        return 200, body, (_BINARY, (b"inference-header-content-length", b"%d" % json_length))
+
+    @staticmethod
+    def failure(exc: Exception, route: Route) -> Answer:
+        """The answer for an error raised while serving (logged as the app logs it)."""
+        if isinstance(exc, ModelplaneError):
             if exc.status_code >= 500:
                 _errors.warning("%s: %s", type(exc).__name__, exc.message)
             else:
@@ -284,30 +253,81 @@ class HotPath:
                     "%s: %s", type(exc).__name__, exc.message, extra={"status": exc.status_code}
                 )
             return exc.status_code, error_body(exc.message), (_JSON,)
+        # Anything not turned into an HTTP error is a bug: log it with the request id and
+        # answer a JSON 500 rather than a bare connection reset.
+        logger.error("unhandled error while serving %s", route.kind, exc_info=exc)
+        return 500, error_body("internal server error"), (_JSON,)
+
+    def timed_out(self) -> Answer:
+        """The 503 for a request its deadline cancelled."""
+        timeout = self.runtime.settings.request_timeout_s
+        logger.warning("request timed out after %ss", timeout)
+        message = RequestTimeout(f"the request was not answered within {timeout} s").message
+        return 503, error_body(message), (_JSON,)
+
+    def started(self, route: Route) -> str:
+        """Count a model request in flight; its ``model`` metrics label."""
+        label = self.runtime.metric_model(route.name)
+        self.runtime.metrics.request_started(label)
+        return label
+
+    def finished(
+        self, route: Route, label: str, status: int, seconds: float, method: str, path: str
+    ) -> None:
+        """Record an answered (or abandoned) model request in metrics and the access log."""
+        protocol = "v1" if route.kind == "predict" else "v2"
+        self.runtime.metrics.request_finished(label, protocol, status, seconds)
+        log_request_line(method, path, status, seconds)
+
+    # ASGI.
+
+    async def __call__(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one ASGI request that ``match`` accepted."""
+        head = read_head(scope["headers"])
+        request_id = self.request_id(head)
+        if route.kind not in ("predict", "infer"):
+            await _send(send, *self.probe(route), request_id.encode("latin-1"))
+            return
+        token = REQUEST_ID.set(request_id)
+        label = self.started(route)
+        started = time.perf_counter()
+        status = 500
+        try:
+            answer = self.refusal(head) or await self._answer(route, head, receive)
+            status = answer[0]
+            await _send(send, *answer, request_id.encode("latin-1"))
+        except ClientGone:
+            status = CLIENT_GONE
+        finally:
+            seconds = time.perf_counter() - started
+            self.finished(route, label, status, seconds, scope["method"], scope["path"])
+            REQUEST_ID.reset(token)
+
+    async def _answer(self, route: Route, head: RequestHead, receive: Receive) -> Answer:
+        """The response to a model request, errors included (never raises but ClientGone)."""
+        task = asyncio.current_task()
+        assert task is not None  # every ASGI request runs in its own task
+        deadlines = self.deadlines
+        deadlines.enter(task, task.get_loop())
+        try:
+            limit = self.runtime.settings.max_body_bytes
+            if head.length is not None:
+                check_length(head.length, limit)
+            number = self.resolve(route)
+            body = await _reader(receive, limit, head.encoding)()
+            submitted = self.submit(route, number, head, body)
+            return self.success(submitted.encode(await submitted.outputs))
+        except asyncio.CancelledError:
+            if not deadlines.expired(task):
+                raise
+            task.uncancel()
+            return self.timed_out()
         except ClientGone:
             raise
-        except Exception:
-            # Anything not turned into an HTTP error is a bug: log it with the request id
-            # and answer a JSON 500 rather than a bare connection reset.
-            logger.exception("unhandled error while serving %s", route.kind)
-            return 500, error_body("internal server error"), (_JSON,)
+        except Exception as exc:
+            return self.failure(exc, route)
         finally:
             deadlines.leave(task)
-
-    async def _serve(self, route: Route, head: RequestHead, read: BodyReader) -> Answer:
-        if head.length is not None:
-            check_length(head.length, self.runtime.settings.max_body_bytes)
-        if route.kind == "predict":
-            body = await v1.predict(self.runtime, route.name, route.version, route.label, read)
-            return 200, body, (_JSON,)
-        raw = head.header_length
-        body, json_length = await v2.infer(
-            self.runtime, route.name, route.version,
-            raw.decode("latin-1") if raw is not None else None, read,
-        )
-        if json_length is None:
-            return 200, body, (_JSON,)
-        return 200, body, (_BINARY, (b"inference-header-content-length", b"%d" % json_length))
 
 
 def check_length(length: bytes, limit: int) -> int:

@@ -6,10 +6,11 @@ so the v1 and v2 route modules stay thin adapters over the data plane.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import orjson
 from starlette.requests import Request
@@ -20,6 +21,8 @@ from modelplane_runtime.metrics import Metrics
 from modelplane_runtime.settings import RuntimeSettings
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from modelplane_runtime.auth import TokenStore
     from modelplane_runtime.dataplane import DataPlane
 
@@ -54,6 +57,16 @@ class Runtime:
 
 BodyReader = Callable[[], Awaitable[bytes]]
 """Reads the whole request body (after the route has checked the model exists)."""
+
+Outputs = dict[str, "np.ndarray"]
+
+
+class Submitted(NamedTuple):
+    """A request handed to the model: its outputs to come, and how to answer with them."""
+
+    outputs: asyncio.Future[Outputs]
+    encode: Callable[[Outputs], tuple[bytes, int | None]]
+    """The response body and, for v2 binary outputs, the length of its JSON header."""
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -15,7 +15,9 @@ from modelplane_runtime import codec_v1
 from modelplane_runtime.errors import ModelNotFound
 from modelplane_runtime.state import (
     BodyReader,
+    Outputs,
     Runtime,
+    Submitted,
     json_response,
     read_body,
     version_param,
@@ -75,11 +77,26 @@ def routes(runtime: Runtime) -> list[Route]:
 async def predict(
     runtime: Runtime, name: str, version: str | None, label: str | None, read: BodyReader
 ) -> bytes:
-    """Answer ``:predict`` (the JSON body); shared by the route and the hot path (router.py)."""
+    """Answer ``:predict`` (the JSON body); shared by the route and router.HotPath."""
+    number = resolve(runtime, name, version, label)
+    submitted = submit(runtime, name, number, await read())
+    return submitted.encode(await submitted.outputs)[0]
+
+
+def resolve(runtime: Runtime, name: str, version: str | None, label: str | None) -> int:
+    """The version a predict URL names (404 for an unknown model, version or label)."""
+    return runtime.dataplane.resolve(name, version_param(version), label)
+
+
+def submit(runtime: Runtime, name: str, number: int, body: bytes) -> Submitted:
+    """Decode and queue a ``:predict`` body for version ``number`` (4xx errors raise here)."""
     dataplane = runtime.dataplane
-    number = dataplane.resolve(name, version_param(version), label)
-    body = codec_v1.parse_predict(await read())
-    spec = dataplane.signature(name, number, body.signature_name)
-    inputs = codec_v1.decode_inputs(body, spec)
-    outputs = await dataplane.predict(name, number, spec.name, inputs)
-    return codec_v1.encode_predictions(outputs, body.columnar)
+    parsed = codec_v1.parse_predict(body)
+    spec = dataplane.signature(name, number, parsed.signature_name)
+    inputs = codec_v1.decode_inputs(parsed, spec)
+    columnar = parsed.columnar
+
+    def encode(outputs: Outputs) -> tuple[bytes, None]:
+        return codec_v1.encode_predictions(outputs, columnar), None
+
+    return Submitted(dataplane.submit(name, number, spec.name, inputs), encode)

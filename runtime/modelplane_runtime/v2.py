@@ -14,7 +14,9 @@ from modelplane_runtime import __version__, codec_v2, contract
 from modelplane_runtime.errors import InvalidInput, ModelNotReady
 from modelplane_runtime.state import (
     BodyReader,
+    Outputs,
     Runtime,
+    Submitted,
     json_response,
     read_body,
     version_param,
@@ -98,19 +100,40 @@ async def infer(
 ) -> tuple[bytes, int | None]:
     """Answer ``/infer``: the body and, for binary outputs, its JSON header's length.
 
-    Shared by the route and the hot path (router.py).
+    Shared by the route and router.HotPath.
     """
+    number = resolve(runtime, name, version)
+    header_length = inference_header_length(raw_length)
+    submitted = submit(runtime, name, number, await read(), header_length)
+    return submitted.encode(await submitted.outputs)
+
+
+def resolve(runtime: Runtime, name: str, version: str | None) -> int:
+    """The version an infer URL names (404 for an unknown model or version)."""
+    return runtime.dataplane.resolve(name, version_param(version))
+
+
+def inference_header_length(raw: str | None) -> int | None:
+    """The binary extension's ``Inference-Header-Content-Length``; 400 when not a number."""
+    if raw is None:
+        return None
+    if not raw.strip().isdigit():
+        raise InvalidInput(f"invalid Inference-Header-Content-Length {raw!r}")
+    return int(raw)
+
+
+def submit(
+    runtime: Runtime, name: str, number: int, body: bytes, header_length: int | None
+) -> Submitted:
+    """Decode and queue an ``/infer`` body for version ``number`` (4xx errors raise here)."""
     dataplane = runtime.dataplane
-    number = dataplane.resolve(name, version_param(version))
-    header_length = None
-    if raw_length is not None:
-        if not raw_length.strip().isdigit():
-            raise InvalidInput(f"invalid Inference-Header-Content-Length {raw_length!r}")
-        header_length = int(raw_length)
-    decoded = codec_v2.decode_infer(await read(), header_length)
+    decoded = codec_v2.decode_infer(body, header_length)
     spec = dataplane.signature(name, number, decoded.signature_name)
     codec_v2.check_inputs(decoded, spec)
-    outputs = await dataplane.predict(
-        name, number, spec.name, decoded.inputs, strict_dtypes=True
-    )
-    return codec_v2.encode_infer(name, str(number), decoded, outputs)
+    version = str(number)
+
+    def encode(outputs: Outputs) -> tuple[bytes, int | None]:
+        return codec_v2.encode_infer(name, version, decoded, outputs)
+
+    future = dataplane.submit(name, number, spec.name, decoded.inputs, strict_dtypes=True)
+    return Submitted(future, encode)
