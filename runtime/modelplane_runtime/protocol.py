@@ -50,6 +50,66 @@ _MODEL_KINDS: Final = frozenset({"predict", "infer"})
 _CLOSE: Final = b"connection: close\r\n"
 
 
+class Heads:
+    """Status line plus fixed headers of the answers, encoded once per ``Date`` tick.
+
+    uvicorn replaces ``server_state.default_headers`` (the ``Date`` header) once a
+    second; between ticks the same few status and header combinations repeat.
+    """
+
+    def __init__(self) -> None:
+        self._defaults: list[tuple[bytes, bytes]] | None = None
+        self._heads: dict[tuple[int, Headers], bytes] = {}
+
+    def get(self, status: int, headers: Headers, defaults: list[tuple[bytes, bytes]]) -> bytes:
+        """``HTTP/1.1 <status>`` and every header line but the per-answer ones."""
+        if defaults is not self._defaults:
+            self._defaults = defaults
+            self._heads = {}
+        head = self._heads.get((status, headers))
+        if head is None:
+            lines = [STATUS_LINE[status]]
+            for name, value in (*defaults, *headers):
+                lines += (name, b": ", value, b"\r\n")
+            head = self._heads[(status, headers)] = b"".join(lines)
+        return head
+
+
+class KeepAlive:
+    """Closes connections idle past uvicorn's ``timeout_keep_alive``, on one periodic sweep.
+
+    uvicorn arms a timer when each answer completes and cancels it when the next request
+    arrives: ~3 us per request on uvloop. Here a connection only notes when it went idle;
+    a sweep every second closes those idle for longer than the timeout (so within one
+    second past it).
+    """
+
+    TICK_S: Final = 1.0
+
+    def __init__(self) -> None:
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, protocol: HotProtocol) -> None:
+        """``protocol`` just went idle: make sure a sweep is coming."""
+        protocol.idle_since = protocol.loop.time()
+        if self._timer is None:
+            self._timer = protocol.loop.call_later(
+                self.TICK_S, self._sweep, protocol.loop, protocol.server_state.connections
+            )
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+        now = loop.time()
+        for connection in list(connections):
+            since = getattr(connection, "idle_since", None)
+            if since is not None and now - since >= connection.timeout_keep_alive:
+                connection.idle_since = None
+                if not connection.transport.is_closing():
+                    connection.transport.close()
+        self._timer = (
+            loop.call_later(self.TICK_S, self._sweep, loop, connections) if connections else None
+        )
+
+
 class HotCycle:
     """One hot request on a connection, served by callbacks rather than a task.
 
@@ -228,15 +288,13 @@ class HotCycle:
         if self.disconnected or transport.is_closing():
             status = CLIENT_GONE
         else:
-            parts = [STATUS_LINE[status]]
-            for name, value in (*protocol.server_state.default_headers, *headers):
-                parts += (name, b": ", value, b"\r\n")
-            parts += (b"content-length: %d\r\nx-request-id: " % len(body),
-                      self.request_id.encode("latin-1"), b"\r\n")
-            if not self.keep_alive:
-                parts.append(_CLOSE)
-            parts += (b"\r\n", body)
-            transport.write(b"".join(parts))
+            head = protocol.heads.get(status, headers, protocol.server_state.default_headers)
+            transport.write(
+                b"%scontent-length: %d\r\nx-request-id: %s\r\n%s\r\n%s" % (
+                    head, len(body), self.request_id.encode("latin-1"),
+                    b"" if self.keep_alive else _CLOSE, body,
+                )
+            )
             if protocol.flow.write_paused:
                 # The client is not reading: hold the connection (and any pipelined
                 # request) until it does, as uvicorn's send does by awaiting drain.
@@ -268,10 +326,41 @@ class HotProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` that serves the hot routes itself (see the module docstring)."""
 
     hot: ClassVar[HotPath]
+    heads: ClassVar[Heads]
+    idle_sweeper: ClassVar[KeepAlive]
+    idle_since: float | None = None
+    """Loop time the connection went idle with keep-alive (None while a request is on)."""
+
+    def on_message_begin(self) -> None:
+        # uvicorn builds the ASGI scope here; only requests left to ASGI need it (below).
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, with the keep-alive timer replaced by KeepAlive's sweep.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self.idle_sweeper.watch(self)
+
+    def _unset_keepalive_if_required(self) -> None:
+        self.idle_since = None  # data arrived, or the connection is gone
+        super()._unset_keepalive_if_required()
+
 
     def on_headers_complete(self) -> None:
         cycle = self._hot_cycle()
         if cycle is None:
+            url, expect, headers = self.url, self.expect_100_continue, self.headers
+            super().on_message_begin()  # the ASGI scope
+            self.url, self.expect_100_continue = url, expect
+            self.headers = self.scope["headers"] = headers
             super().on_headers_complete()
             return
         previous = self.cycle
@@ -334,5 +423,7 @@ def _within(length: bytes, limit: int) -> bool:
 
 def protocol_for(hot: HotPath) -> type[HotProtocol]:
     """The protocol class uvicorn should use for an app whose hot routes ``hot`` serves."""
-    return type("HotProtocol", (HotProtocol,), {"hot": hot})
+    return type(
+        "HotProtocol", (HotProtocol,), {"hot": hot, "heads": Heads(), "idle_sweeper": KeepAlive()}
+    )
 
