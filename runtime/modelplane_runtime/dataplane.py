@@ -22,6 +22,7 @@ import numpy as np
 
 from modelplane_runtime import contract, errors
 from modelplane_runtime.batching import Batcher, BatchObserver, Runner
+from modelplane_runtime.cpus import available_cpus
 from modelplane_runtime.model import LoadedModel, load_model
 from modelplane_runtime.processing import (
     ProcessingConfig,
@@ -71,9 +72,14 @@ class DataPlane:
     """Model versions, their signatures, and batched prediction."""
 
     def __init__(
-        self, settings: RuntimeSettings, *, observer: InferenceObserver | None = None
+        self,
+        settings: RuntimeSettings,
+        *,
+        observer: InferenceObserver | None = None,
+        cpus: int | None = None,
     ) -> None:
         self._settings = settings
+        self._cpus = available_cpus() if cpus is None else cpus
         self._observer = observer
         self._name = settings.served_name
         self._versions: dict[int, _Version] = {}
@@ -130,6 +136,7 @@ class DataPlane:
             max_latency_ms=self._settings.max_latency_ms,
             name=f"{self._name}-v{version.number}",
             on_batch=self._batch_observer(),
+            cpus=self._cpus,
         )
         version.state = AVAILABLE
         self._refresh_newest()

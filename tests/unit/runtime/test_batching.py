@@ -270,6 +270,54 @@ async def test_gather_window_after_a_merged_call_is_bounded() -> None:
     await batcher.close()
 
 
+async def test_on_one_cpu_answered_requests_rejoin_the_queued_ones() -> None:
+    runner = HeldRunner()
+    batcher = Batcher(runner, max_batch_size=100, max_latency_ms=1000, cpus=1)
+    first = [
+        asyncio.ensure_future(batcher.submit("s", {"x": np.ones((1, 2))}, 1)) for _ in range(2)
+    ]
+    await wait_for(runner.started)  # a merged call of 2 is running
+    queued = [
+        asyncio.ensure_future(batcher.submit("s", {"x": np.full((1, 2), i)}, 1))
+        for i in range(3)
+    ]
+    await asyncio.sleep(0)
+    runner.release.set()
+    await asyncio.gather(*first)
+    await asyncio.sleep(0.05)
+    assert runner.calls == [2], "the 3 queued requests wait for the 2 answered to return"
+    start = time.perf_counter()
+    back = [
+        asyncio.ensure_future(batcher.submit("s", {"x": np.full((1, 2), 7)}, 1))
+        for _ in range(2)
+    ]
+    results = await asyncio.gather(*queued, *back)
+    assert runner.calls == [2, 5]
+    assert time.perf_counter() - start < 0.6  # went when the 5th arrived, not at the deadline
+    for i, result in enumerate(results[:3]):
+        np.testing.assert_array_equal(result["y"], np.full((1, 2), 2 * i))
+    await batcher.close()
+
+
+async def test_with_more_cpus_queued_requests_go_at_once() -> None:
+    runner = HeldRunner()
+    batcher = Batcher(runner, max_batch_size=100, max_latency_ms=1000, cpus=2)
+    first = [
+        asyncio.ensure_future(batcher.submit("s", {"x": np.ones((1, 2))}, 1)) for _ in range(2)
+    ]
+    await wait_for(runner.started)
+    queued = [
+        asyncio.ensure_future(batcher.submit("s", {"x": np.ones((1, 2))}, 1)) for _ in range(3)
+    ]
+    await asyncio.sleep(0)
+    start = time.perf_counter()
+    runner.release.set()
+    await asyncio.gather(*first, *queued)
+    assert runner.calls == [2, 3]
+    assert time.perf_counter() - start < 0.6  # no gather window: the loop overlaps the call
+    await batcher.close()
+
+
 async def test_outputs_without_a_batch_dimension_are_answered_one_by_one() -> None:
     calls: list[int] = []
 
