@@ -134,10 +134,13 @@ class Batcher:
         loop = asyncio.get_running_loop()
         request = _Request(signature, inputs, rows, loop.create_future())
         if mergeable and signature not in self._solo:
-            key: Hashable = (
-                signature,
-                tuple((name, a.shape[1:], a.dtype.str) for name, a in sorted(inputs.items())),
-            )
+            # Inputs arrive in the signature's order (validation builds them so); any other
+            # order only makes a separate queue. dtype objects hash faster than dtype.str.
+            if len(inputs) == 1:
+                ((name, array),) = inputs.items()
+                key: Hashable = (signature, name, array.shape[1:], array.dtype)
+            else:
+                key = (signature, *[(n, a.shape[1:], a.dtype) for n, a in inputs.items()])
         else:
             key = ("solo", request.order)
         queue = self._queues.get(key)
