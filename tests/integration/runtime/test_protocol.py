@@ -211,6 +211,7 @@ def test_pipelined_requests_are_answered_in_order(server: RuntimeServer) -> None
         http_request("GET", "/v2/health/ready"),
         http_request("GET", "/v1/models/demo"),  # metadata: the ASGI app answers it
         http_request("POST", V1 + "?debug=1", PREDICT),  # a query string: ASGI too
+        http_request("POST", "/v1/models/de%6Do:predict", PREDICT),  # an escape: ASGI
         http_request("POST", V2, INFER),
         http_request("GET", "/v2/health/live"),
         http_request("POST", V1, PREDICT, [("X-Request-Id", "last")]),
@@ -231,6 +232,7 @@ def test_pipelined_requests_are_answered_in_order(server: RuntimeServer) -> None
             ]
         }
         check_predict(wire.reply())
+        check_predict(wire.reply())
         check_infer(wire.reply())
         assert wire.reply().json() == {"live": True}
         last = wire.reply()
@@ -241,13 +243,36 @@ def test_pipelined_requests_are_answered_in_order(server: RuntimeServer) -> None
         check_predict(wire.reply())
 
 
-def test_http_1_0_is_answered_then_closed(server: RuntimeServer) -> None:
+@pytest.mark.parametrize(
+    ("version", "headers"),
+    [
+        pytest.param("HTTP/1.0", [], id="http-1.0"),
+        pytest.param("HTTP/1.0", [("Connection", "keep-alive")], id="http-1.0-keep-alive"),
+        pytest.param("HTTP/1.1", [("Connection", "close")], id="connection-close"),
+    ],
+)
+def test_answered_then_closed_without_keep_alive(
+    server: RuntimeServer, version: str, headers: list[tuple[str, str]]
+) -> None:
+    # uvicorn (hence both paths) keeps no HTTP/1.0 connection alive, asked or not.
     with Wire(server.port) as wire:
-        wire.send(http_request("POST", V1, PREDICT, version="HTTP/1.0"))
+        wire.send(http_request("POST", V1, PREDICT, headers, version=version))
         reply = wire.reply()
         check_predict(reply)
         assert reply.one("connection") == "close"
-        assert eventually(wire.closed, timeout=10, what="the server to close an HTTP/1.0 socket")
+        assert eventually(wire.closed, timeout=10, what="the server to close the socket")
+
+
+def test_upgrade_request_gets_a_json_answer(server: RuntimeServer) -> None:
+    # No protocol upgrade is supported: uvicorn stops parsing at the headers of an upgrade
+    # request, so its body never arrives (a 400 for the empty body) on either path.
+    upgrade = [("Connection", "Upgrade"), ("Upgrade", "h2c")]
+    with Wire(server.port) as wire:
+        wire.send(http_request("POST", V1, PREDICT, upgrade))
+        check_error(wire.reply(), 400, "empty")
+    with Wire(server.port) as wire:
+        wire.send(http_request("GET", "/v2/health/live"))
+        assert wire.reply().json() == {"live": True}
 
 
 def test_chunked_body_sent_in_pieces_is_served(server: RuntimeServer) -> None:
