@@ -95,6 +95,7 @@ class Batcher:
         self._calls: SimpleQueue[tuple[asyncio.AbstractEventLoop, list[_Request]] | None]
         self._calls = SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one loop it serves
         self._queues: dict[Hashable, deque[_Request]] = {}
         self._queued = 0
         self._queued_rows = 0
@@ -127,11 +128,14 @@ class Batcher:
         """Queue ``inputs``; the future gets this request's outputs (``submit`` without await).
 
         Cancelling the future withdraws the request if its call has not started. Call it on
-        the event loop.
+        the event loop (always the same one).
         """
         if self._closed:
             raise errors.ModelNotReady("the model is shutting down")
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            # Once: asyncio.get_running_loop() makes a getpid() system call every time.
+            loop = self._loop = asyncio.get_running_loop()
         request = _Request(signature, inputs, rows, loop.create_future())
         if mergeable and signature not in self._solo:
             # Inputs arrive in the signature's order (validation builds them so); any other
