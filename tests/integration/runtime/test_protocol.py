@@ -3,7 +3,8 @@ and, for the same checks, with ``MODELPLANE_HTTP_DIRECT=false`` (every request v
 
 Keep-alive, pipelining, HTTP/1.0, chunked bodies, ``Expect: 100-continue``, the timeout,
 error answers and a client that never reads. The gated-model cases (disconnects, SIGTERM,
-the keep-alive timer) are in test_protocol_gated.py; ``Wire`` here serves both.
+the keep-alive timer) are in test_protocol_gated.py, bearer tokens in
+test_protocol_auth.py; both use ``Wire`` and the request helpers from here.
 """
 
 from __future__ import annotations
@@ -187,6 +188,7 @@ def test_keep_alive_serves_many_requests_on_one_socket(server: RuntimeServer) ->
             reply = wire.reply()
             check_predict(reply, rows)
             ids.add(reply.one("x-request-id"))
+            assert reply.one("date") and reply.one("content-type")  # once each
             assert not reply.all("connection"), reply.headers
         assert len(ids) == 40  # each request its own id
         wire.send(http_request("POST", V1, PREDICT, [("X-Request-Id", "client-id-42")]))
@@ -300,6 +302,9 @@ def test_chunked_body_over_the_limit_is_413_before_it_ends(server: RuntimeServer
         reply = wire.reply()  # the body is unfinished: only the limit can answer this
         check_error(reply, 413, "limit")
         assert time.monotonic() - started < TIMEOUT_S, "answered by the timeout, not the limit"
+        # The rest of the refused body is skipped; the connection then serves as usual.
+        wire.send(chunked(piece) + http_request("POST", V1, PREDICT))
+        check_predict(wire.reply())
 
 
 def test_pipelined_chunked_body_over_the_limit_is_answered_in_order(
