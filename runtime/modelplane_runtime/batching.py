@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from queue import SimpleQueue
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -57,12 +57,23 @@ BatchObserver = Callable[[int, float], None]
 _sequence = itertools.count()
 
 
+class Waiter(Protocol):
+    """Who gets a request's outputs: an ``asyncio.Future``, or any object with its three
+    methods that are used here (protocol.py's HTTP cycle is one, so an answer is written
+    straight from the batch's completion, with no future or scheduled callback between).
+    ``done()`` true means withdrawn (cancelled, timed out, client gone) until dispatched."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: Arrays, /) -> None: ...
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
 @dataclass(eq=False)
 class _Request:
     signature: str
     inputs: Arrays
     rows: int
-    future: asyncio.Future[Arrays]
+    future: Waiter
     order: int = field(default_factory=lambda: next(_sequence))
 
 
@@ -130,13 +141,28 @@ class Batcher:
         Cancelling the future withdraws the request if its call has not started. Call it on
         the event loop (always the same one).
         """
-        if self._closed:
-            raise errors.ModelNotReady("the model is shutting down")
         loop = self._loop
         if loop is None:
             # Once: asyncio.get_running_loop() makes a getpid() system call every time.
             loop = self._loop = asyncio.get_running_loop()
-        request = _Request(signature, inputs, rows, loop.create_future())
+        future: asyncio.Future[Arrays] = loop.create_future()
+        self.enqueue_to(future, signature, inputs, rows, mergeable=mergeable)
+        return future
+
+    def enqueue_to(
+        self, waiter: Waiter, signature: str, inputs: Arrays, rows: int, *, mergeable: bool = True
+    ) -> None:
+        """Queue ``inputs`` for ``waiter``, which gets the outputs or the error (on the loop).
+
+        A waiter must not raise from ``set_result`` or ``set_exception``: the rest of its
+        batch is answered after it.
+        """
+        if self._closed:
+            raise errors.ModelNotReady("the model is shutting down")
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        request = _Request(signature, inputs, rows, waiter)
         if mergeable and signature not in self._solo:
             # Inputs arrive in the signature's order (validation builds them so); any other
             # order only makes a separate queue. dtype objects hash faster than dtype.str.
@@ -154,7 +180,6 @@ class Batcher:
         self._queued += 1
         self._queued_rows += rows
         self._kick(loop)
-        return request.future
 
     async def close(self) -> None:
         """Refuse new requests, fail queued ones, wait for the running call, stop the thread."""

@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from modelplane_runtime import contract, errors
-from modelplane_runtime.batching import Batcher, BatchObserver, Runner
+from modelplane_runtime.batching import Batcher, BatchObserver, Runner, Waiter
 from modelplane_runtime.cpus import available_cpus
 from modelplane_runtime.model import LoadedModel, load_model
 from modelplane_runtime.processing import (
@@ -257,6 +257,36 @@ class DataPlane:
     ) -> asyncio.Future[dict[str, np.ndarray]]:
         """``predict`` without the await: validation errors raise here, the outputs arrive
         in the future (call it on the event loop)."""
+        batcher, signature, arrays, rows, mergeable = self._checked(
+            name, version, signature_name, inputs, strict_dtypes
+        )
+        return batcher.enqueue(signature, arrays, rows, mergeable=mergeable)
+
+    def submit_to(
+        self,
+        waiter: Waiter,
+        name: str,
+        version: int,
+        signature_name: str | None,
+        inputs: Mapping[str, np.ndarray],
+        *,
+        strict_dtypes: bool = False,
+    ) -> None:
+        """``submit`` for a waiter of one's own (see batching.Waiter)."""
+        batcher, signature, arrays, rows, mergeable = self._checked(
+            name, version, signature_name, inputs, strict_dtypes
+        )
+        batcher.enqueue_to(waiter, signature, arrays, rows, mergeable=mergeable)
+
+    def _checked(
+        self,
+        name: str,
+        version: int,
+        signature_name: str | None,
+        inputs: Mapping[str, np.ndarray],
+        strict_dtypes: bool,
+    ) -> tuple[Batcher, str, dict[str, np.ndarray], int, bool]:
+        """Validated, pre-processed inputs and the batcher to run them on."""
         state = self._available(name, version)
         spec = self.signature(name, version, signature_name)
         arrays, rows = validate_inputs(
@@ -268,7 +298,7 @@ class DataPlane:
         batcher = state.batcher
         if batcher is None:
             raise errors.ModelNotReady(f"model '{name}' version {version} is unloading")
-        return batcher.enqueue(spec.name, arrays, rows, mergeable=state.mergeable[spec.name])
+        return batcher, spec.name, arrays, rows, state.mergeable[spec.name]
 
     def batcher(self, name: str, version: int) -> Batcher:
         """The batcher of a version (for tests and diagnostics)."""

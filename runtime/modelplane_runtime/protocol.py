@@ -42,7 +42,7 @@ from modelplane_runtime.router import (
     match,
     read_head,
 )
-from modelplane_runtime.state import Outputs, Submitted, decode_content
+from modelplane_runtime.state import Decoded, Outputs, decode_content
 
 logger = logging.getLogger("modelplane.http")
 
@@ -114,9 +114,11 @@ class HotCycle:
     """One hot request on a connection, served by callbacks rather than a task.
 
     ``begin`` runs when the headers are complete (probes and refusals answer at once),
-    ``body_complete`` when the body is in: it decodes and queues the request for the model,
-    whose future calls ``outputs_ready`` to encode and write the answer. A deadline calls
-    ``cancel`` (503) and a dropped connection calls ``set`` (uvicorn's name for it).
+    ``body_complete`` when the body is in: it decodes and queues the request for the model
+    with the cycle itself as the batcher's Waiter, so the batch's completion calls
+    ``set_result`` (or ``set_exception``), which encodes and writes the answer. A deadline
+    calls ``cancel`` (503) and a dropped connection calls ``set`` (uvicorn's name for it);
+    once answered, ``done()`` is true and the batcher skips the request.
 
     Has the attributes uvicorn's protocol reads on ``self.cycle`` (``response_complete``,
     ``keep_alive``, ``disconnected``, ``message_event``) and ``run_asgi`` for when uvicorn
@@ -126,6 +128,7 @@ class HotCycle:
     __slots__ = (
         "answered",
         "chunks",
+        "decoded",
         "disconnected",
         "head",
         "keep_alive",
@@ -136,7 +139,6 @@ class HotCycle:
         "more_body",
         "number",
         "path",
-        "pending",
         "protocol",
         "received",
         "request_id",
@@ -174,7 +176,7 @@ class HotCycle:
         self.started = 0.0
         self.number = 0
         self.waiting = False  # for the body, to submit it
-        self.pending: Submitted | None = None
+        self.decoded: Decoded | None = None
         self.answered = False
 
     async def run_asgi(self, app: Any) -> None:
@@ -192,6 +194,8 @@ class HotCycle:
         self.label = hot.started(route)
         self.started = time.perf_counter()
         answer = hot.refusal(self.head)
+        if answer is None and self.received > self.limit:
+            answer = self._too_large()  # arrived while pipelined behind another request
         if answer is None:
             try:
                 self.number = hot.resolve(route)
@@ -213,11 +217,14 @@ class HotCycle:
         self.received += len(chunk)
         if self.received <= self.limit:
             self.chunks.append(chunk)
-        elif not self.answered:
-            self.chunks.clear()
-            self._answer(
-                *self._failure(PayloadTooLarge(f"the body is over the limit of {self.limit} bytes"))
-            )
+            return
+        self.chunks.clear()
+        if self.started and not self.answered:
+            # Not before it begins: a request pipelined behind another answers in its turn.
+            self._answer(*self._too_large())
+
+    def _too_large(self) -> Answer:
+        return self._failure(PayloadTooLarge(f"the body is over the limit of {self.limit} bytes"))
 
     def body_complete(self) -> None:
         """The whole body is in: submit it if the request is waiting for it."""
@@ -229,15 +236,11 @@ class HotCycle:
     def set(self) -> None:
         """The connection dropped (uvicorn's ``message_event.set()``): withdraw the request."""
         self.disconnected = True
-        if self.pending is not None:
-            self.pending.outputs.cancel()
         if self.started and not self.answered:
-            self._answer(CLIENT_GONE, b"", ())
+            self._answer(CLIENT_GONE, b"", ())  # answered = withdrawn from its batch
 
     def cancel(self) -> None:
         """The request's deadline passed: withdraw it from the model and answer 503."""
-        if self.pending is not None:
-            self.pending.outputs.cancel()
         if not self.answered:
             self._answer(*self._logged(self.protocol.hot.timed_out))
 
@@ -248,26 +251,48 @@ class HotCycle:
             return
         chunks = self.chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        hot = self.protocol.hot
         try:
             encoding = self.head.encoding
             if encoding is not None:
                 body = decode_content(body, encoding.decode("latin-1"), self.limit)
-            self.pending = self.protocol.hot.submit(self.route, self.number, self.head, body)
+            self.decoded = hot.decode(self.route, self.number, self.head, body)
+            hot.submit(self.route, self.number, self.decoded, self)
         except Exception as exc:
             self._answer(*self._failure(exc))
-            return
-        self.pending.outputs.add_done_callback(self._outputs_ready)
 
-    def _outputs_ready(self, outputs: asyncio.Future[Outputs]) -> None:
-        if self.answered or outputs.cancelled():
-            return  # answered already: timed out, client gone, or refused mid-body
-        pending = self.pending
-        assert pending is not None
+    # The batcher's Waiter: called on the loop when the batch is done; must not raise.
+
+    def done(self) -> bool:
+        """True once answered: a request answered early (timeout, client gone) is withdrawn."""
+        return self.answered
+
+    def set_result(self, outputs: Outputs, /) -> None:
+        """The model's outputs for this request: encode and answer."""
+        if self.answered:
+            return
         try:
-            answer = self.protocol.hot.success(pending.encode(outputs.result()))
+            assert self.decoded is not None
+            answer = self.protocol.hot.success(self.decoded.encode(outputs))
         except Exception as exc:
             answer = self._failure(exc)
-        self._answer(*answer)
+        self._safely(answer)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        """The model call failed for this request: answer its error."""
+        if self.answered:
+            return
+        if isinstance(exception, Exception):
+            self._safely(self._failure(exception))
+        else:
+            self._safely(self._failure(RuntimeError(repr(exception))))
+
+    def _safely(self, answer: Answer) -> None:
+        try:
+            self._answer(*answer)
+        except Exception:  # never break the batcher's loop over the rest of the batch
+            logger.exception("could not answer %s %s", self.method, self.path)
+            self.protocol.transport.close()
 
     def _failure(self, exc: Exception) -> Answer:
         return self._logged(self.protocol.hot.failure, exc, self.route)
@@ -333,6 +358,9 @@ class HotProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         # uvicorn builds the ASGI scope here; only requests left to ASGI need it (below).
+        # A request is under way: not idle, even if the previous answer was written during
+        # this same read (which made the connection look idle to the keep-alive sweep).
+        self.idle_since = None
         self.url = b""
         self.expect_100_continue = False
         self.headers = []

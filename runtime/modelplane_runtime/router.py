@@ -24,6 +24,7 @@ from typing import Any, Final, NamedTuple, Protocol
 from starlette.types import Receive, Scope, Send
 
 from modelplane_runtime import contract, v1, v2
+from modelplane_runtime.batching import Waiter
 from modelplane_runtime.errors import (
     InvalidInput,
     ModelplaneError,
@@ -32,7 +33,14 @@ from modelplane_runtime.errors import (
 )
 from modelplane_runtime.logs import REQUEST_ID, RequestIds
 from modelplane_runtime.middleware import CHALLENGE, auth_refusal, log_request_line
-from modelplane_runtime.state import BodyReader, Runtime, Submitted, decode_content, error_body
+from modelplane_runtime.state import (
+    BodyReader,
+    Decoded,
+    Outputs,
+    Runtime,
+    decode_content,
+    error_body,
+)
 
 logger = logging.getLogger("modelplane.http")
 _errors = logging.getLogger("modelplane.app")  # where the FastAPI path logs client errors
@@ -226,13 +234,20 @@ class HotPath:
             return v1.resolve(self.runtime, route.name, route.version, route.label)
         return v2.resolve(self.runtime, route.name, route.version)
 
-    def submit(self, route: Route, number: int, head: RequestHead, body: bytes) -> Submitted:
-        """Decode the body and queue it for the model (4xx errors raise here)."""
+    def decode(self, route: Route, number: int, head: RequestHead, body: bytes) -> Decoded:
+        """Decode the body for the model (4xx errors raise here)."""
         if route.kind == "predict":
-            return v1.submit(self.runtime, route.name, number, body)
+            return v1.decode(self.runtime, route.name, number, body)
         raw = head.header_length
         length = v2.inference_header_length(raw.decode("latin-1") if raw is not None else None)
-        return v2.submit(self.runtime, route.name, number, body, length)
+        return v2.decode(self.runtime, route.name, number, body, length)
+
+    def submit(self, route: Route, number: int, decoded: Decoded, waiter: Waiter) -> None:
+        """Queue a decoded request for the model; ``waiter`` gets the outputs or the error."""
+        self.runtime.dataplane.submit_to(
+            waiter, route.name, number, decoded.signature, decoded.inputs,
+            strict_dtypes=decoded.strict_dtypes,
+        )
 
     @staticmethod
     def success(encoded: tuple[bytes, int | None]) -> Answer:
@@ -315,8 +330,12 @@ class HotPath:
                 check_length(head.length, limit)
             number = self.resolve(route)
             body = await _reader(receive, limit, head.encoding)()
-            submitted = self.submit(route, number, head, body)
-            return self.success(submitted.encode(await submitted.outputs))
+            decoded = self.decode(route, number, head, body)
+            future = self.runtime.dataplane.submit(
+                route.name, number, decoded.signature, decoded.inputs,
+                strict_dtypes=decoded.strict_dtypes,
+            )
+            return self.success(decoded.encode(await _unless_gone(future, receive)))
         except asyncio.CancelledError:
             if not deadlines.expired(task):
                 raise
@@ -328,6 +347,32 @@ class HotPath:
             return self.failure(exc, route)
         finally:
             deadlines.leave(task)
+
+
+async def _unless_gone(outputs: asyncio.Future[Outputs], receive: Receive) -> Outputs:
+    """The outputs, or ClientGone (and the request withdrawn) if the client leaves first.
+
+    uvicorn's ``send`` to a gone client returns quietly, so without watching ``receive``
+    an abandoned request would run to the end and be counted as answered.
+    """
+    gone = asyncio.ensure_future(_disconnect(receive))
+    try:
+        await asyncio.wait((outputs, gone), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        outputs.cancel()
+        raise
+    finally:
+        gone.cancel()
+    if not outputs.done():
+        outputs.cancel()
+        raise ClientGone
+    return outputs.result()
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Returns when the ASGI server reports the client gone (the body is already read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def check_length(length: bytes, limit: int) -> int:

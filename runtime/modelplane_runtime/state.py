@@ -6,7 +6,6 @@ so the v1 and v2 route modules stay thin adapters over the data plane.
 
 from __future__ import annotations
 
-import asyncio
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -61,10 +60,14 @@ BodyReader = Callable[[], Awaitable[bytes]]
 Outputs = dict[str, "np.ndarray"]
 
 
-class Submitted(NamedTuple):
-    """A request handed to the model: its outputs to come, and how to answer with them."""
+class Decoded(NamedTuple):
+    """A request body decoded for the model: what to run, and how to answer with it."""
 
-    outputs: asyncio.Future[Outputs]
+    signature: str
+    """The signature the request names (the server's default when it names none)."""
+    inputs: dict[str, np.ndarray]
+    strict_dtypes: bool
+    """v2 requests declare datatypes, which must match; v1 values are cast as TF Serving does."""
     encode: Callable[[Outputs], tuple[bytes, int | None]]
     """The response body and, for v2 binary outputs, the length of its JSON header."""
 

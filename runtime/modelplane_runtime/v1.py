@@ -15,9 +15,9 @@ from modelplane_runtime import codec_v1
 from modelplane_runtime.errors import ModelNotFound
 from modelplane_runtime.state import (
     BodyReader,
+    Decoded,
     Outputs,
     Runtime,
-    Submitted,
     json_response,
     read_body,
     version_param,
@@ -79,8 +79,9 @@ async def predict(
 ) -> bytes:
     """Answer ``:predict`` (the JSON body); shared by the route and router.HotPath."""
     number = resolve(runtime, name, version, label)
-    submitted = submit(runtime, name, number, await read())
-    return submitted.encode(await submitted.outputs)[0]
+    decoded = decode(runtime, name, number, await read())
+    outputs = await runtime.dataplane.predict(name, number, decoded.signature, decoded.inputs)
+    return decoded.encode(outputs)[0]
 
 
 def resolve(runtime: Runtime, name: str, version: str | None, label: str | None) -> int:
@@ -88,15 +89,14 @@ def resolve(runtime: Runtime, name: str, version: str | None, label: str | None)
     return runtime.dataplane.resolve(name, version_param(version), label)
 
 
-def submit(runtime: Runtime, name: str, number: int, body: bytes) -> Submitted:
-    """Decode and queue a ``:predict`` body for version ``number`` (4xx errors raise here)."""
-    dataplane = runtime.dataplane
+def decode(runtime: Runtime, name: str, number: int, body: bytes) -> Decoded:
+    """A ``:predict`` body for version ``number``, decoded (4xx errors raise here)."""
     parsed = codec_v1.parse_predict(body)
-    spec = dataplane.signature(name, number, parsed.signature_name)
+    spec = runtime.dataplane.signature(name, number, parsed.signature_name)
     inputs = codec_v1.decode_inputs(parsed, spec)
     columnar = parsed.columnar
 
     def encode(outputs: Outputs) -> tuple[bytes, None]:
         return codec_v1.encode_predictions(outputs, columnar), None
 
-    return Submitted(dataplane.submit(name, number, spec.name, inputs), encode)
+    return Decoded(spec.name, inputs, False, encode)

@@ -14,9 +14,9 @@ from modelplane_runtime import __version__, codec_v2, contract
 from modelplane_runtime.errors import InvalidInput, ModelNotReady
 from modelplane_runtime.state import (
     BodyReader,
+    Decoded,
     Outputs,
     Runtime,
-    Submitted,
     json_response,
     read_body,
     version_param,
@@ -104,8 +104,11 @@ async def infer(
     """
     number = resolve(runtime, name, version)
     header_length = inference_header_length(raw_length)
-    submitted = submit(runtime, name, number, await read(), header_length)
-    return submitted.encode(await submitted.outputs)
+    decoded = decode(runtime, name, number, await read(), header_length)
+    outputs = await runtime.dataplane.predict(
+        name, number, decoded.signature, decoded.inputs, strict_dtypes=True
+    )
+    return decoded.encode(outputs)
 
 
 def resolve(runtime: Runtime, name: str, version: str | None) -> int:
@@ -122,18 +125,16 @@ def inference_header_length(raw: str | None) -> int | None:
     return int(raw)
 
 
-def submit(
+def decode(
     runtime: Runtime, name: str, number: int, body: bytes, header_length: int | None
-) -> Submitted:
-    """Decode and queue an ``/infer`` body for version ``number`` (4xx errors raise here)."""
-    dataplane = runtime.dataplane
+) -> Decoded:
+    """An ``/infer`` body for version ``number``, decoded and checked (4xx errors raise here)."""
     decoded = codec_v2.decode_infer(body, header_length)
-    spec = dataplane.signature(name, number, decoded.signature_name)
+    spec = runtime.dataplane.signature(name, number, decoded.signature_name)
     codec_v2.check_inputs(decoded, spec)
     version = str(number)
 
     def encode(outputs: Outputs) -> tuple[bytes, int | None]:
         return codec_v2.encode_infer(name, version, decoded, outputs)
 
-    future = dataplane.submit(name, number, spec.name, decoded.inputs, strict_dtypes=True)
-    return Submitted(future, encode)
+    return Decoded(spec.name, decoded.inputs, True, encode)

@@ -182,17 +182,8 @@ def test_chunked_body_over_the_limit_is_413_before_it_ends(server: RuntimeServer
 
 
 def test_pipelined_chunked_body_over_the_limit_is_answered_in_order(
-    server: RuntimeServer, request: pytest.FixtureRequest
+    server: RuntimeServer,
 ) -> None:
-    if request.node.callspec.params["server"] == "direct":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="HotCycle.feed answers 413 as soon as the body passes the limit, even "
-                "for a pipelined request not yet begun: written before the answers ahead of "
-                "it, without its request id, and it starts the requests behind it early",
-            )
-        )
     big = chunked(*([b" " * 1000] * 5))
     batch = [
         http_request("POST", V1, PREDICT, [("X-Request-Id", "first")]),

@@ -85,23 +85,14 @@ def test_client_gone_mid_body_is_counted_499(server: RuntimeServer, tmp_path: Pa
 def test_client_gone_while_the_model_call_is_held(
     server: RuntimeServer, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    direct = _mode(request) == "direct"
-    if not direct:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="the ASGI path does not watch for a disconnect while the model runs, "
-                "and uvicorn's send() to a gone client returns quietly: counted 200, not 499",
-            )
-        )
     gate = tmp_path / "gate"
     gone, served = _gone(server), _served(server)
     try:
         with Wire(server.port) as wire:
             wire.send(request_for(gate))
             eventually(lambda: _in_flight(server) == 1, timeout=10, what="the call held")
-        if direct:  # the direct path withdraws the request at once, the call still held
-            eventually(lambda: _in_flight(server) == 0, timeout=5, what="the request released")
+        # Both paths withdraw the request at once, while the call is still held.
+        eventually(lambda: _in_flight(server) == 0, timeout=5, what="the request released")
     finally:
         gate.touch()
     eventually(lambda: _in_flight(server) == 0, timeout=10, what="the call to return")
@@ -117,15 +108,6 @@ def request_for(gate: Path) -> bytes:
 def test_keep_alive_timer_does_not_close_a_request_in_progress(
     server: RuntimeServer, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    if _mode(request) == "direct":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="a direct answer written inside data_received (a probe, an error) arms "
-                "uvicorn's keep-alive timer; the next request in the same read begins without "
-                "cancelling it, so the connection is closed under it after timeout_keep_alive",
-            )
-        )
     gate = tmp_path / "gate"
     try:
         with Wire(server.port) as wire:
