@@ -1,8 +1,12 @@
 """Prometheus metrics of one runtime app (names in contract.py), on its own registry.
 
 ``Metrics`` is also the data plane's ``InferenceObserver``: the batcher reports each model
-call (rows, seconds) and each model load. Labelled children are cached so the per-request
-cost is a dict lookup and a few locked float additions.
+call (rows, seconds) and each model load.
+
+The three per-request metrics (count, latency, in flight) are kept by ``RequestBooks``:
+plain ints and floats updated on the event loop (~0.5 us a request, against ~2.3 us for
+prometheus_client's locked values: five lock round trips), turned into metric families
+when scraped, in the same exposition format.
 
 With ``--workers N`` every worker process writes its values to files in a private
 temporary folder (prometheus_client's multiprocess mode, chosen by
@@ -13,11 +17,21 @@ whichever worker answers a scrape renders the sum over all of them.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from collections.abc import Iterator
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from modelplane_runtime import contract
 
@@ -31,38 +45,94 @@ _LATENCY_BUCKETS: Final = (
 _BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
 
 
+_REQUESTS_HELP: Final = "Requests answered, by model, protocol (v1|v2) and HTTP status code."
+_LATENCY_HELP: Final = "Whole-request latency in seconds, by model and protocol."
+_IN_FLIGHT_HELP: Final = "Requests being served, by model."
+
+
+class RequestBooks(Collector):
+    """Per-request metrics in plain numbers, exposed as metric families when scraped.
+
+    Updated only on the event loop (both request paths run there) and read by ``collect``
+    on a scrape, also on the loop; a histogram observation is a bisect and two additions.
+    """
+
+    def __init__(self, buckets: tuple[float, ...] = _LATENCY_BUCKETS) -> None:
+        self._bounds = buckets
+        self._les = [*(floatToGoString(b) for b in buckets), "+Inf"]  # type: ignore[no-untyped-call]
+        self._in_flight: dict[str, int] = {}
+        self._requests: dict[tuple[str, str, int], int] = {}
+        self._latency: dict[tuple[str, str], list[float]] = {}
+        """Per (model, protocol): a count per bucket (not cumulative), then the sum."""
+
+    def started(self, model: str) -> None:
+        """A request for ``model`` was accepted."""
+        self._in_flight[model] = self._in_flight.get(model, 0) + 1
+
+    def finished(self, model: str, protocol: str, code: int, seconds: float) -> None:
+        """A request was answered with ``code`` after ``seconds``."""
+        self._in_flight[model] -= 1
+        key = (model, protocol, code)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        counts = self._latency.get((model, protocol))
+        if counts is None:
+            counts = self._latency[(model, protocol)] = [0.0] * (len(self._bounds) + 2)
+        counts[bisect_left(self._bounds, seconds)] += 1  # le: a value on a bound counts in it
+        counts[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        """The three families, as prometheus_client's own metrics would expose them."""
+        requests = CounterMetricFamily(
+            contract.METRIC_REQUESTS, _REQUESTS_HELP, labels=("model", "protocol", "code")
+        )
+        for (model, protocol, code), answered in self._requests.items():
+            requests.add_metric((model, protocol, str(code)), answered)
+        latency = HistogramMetricFamily(
+            contract.METRIC_REQUEST_LATENCY, _LATENCY_HELP, labels=("model", "protocol")
+        )
+        for labels, counts in self._latency.items():
+            cumulative, buckets = 0.0, []
+            for le, in_bucket in zip(self._les, counts, strict=False):
+                cumulative += in_bucket
+                buckets.append((le, cumulative))
+            latency.add_metric(labels, buckets, counts[-1])
+        in_flight = GaugeMetricFamily(contract.METRIC_IN_FLIGHT, _IN_FLIGHT_HELP, labels=("model",))
+        for model, serving in self._in_flight.items():
+            in_flight.add_metric((model,), serving)
+        yield from (requests, latency, in_flight)
+
+
 class Metrics:
     """The runtime's metrics on a private registry (several apps in one process never clash)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._multiprocess_dir = os.environ.get(MULTIPROCESS_ENV) or None
-        self._requests = Counter(
-            contract.METRIC_REQUESTS,
-            "Requests answered, by model, protocol (v1|v2) and HTTP status code.",
-            ("model", "protocol", "code"),
-            registry=self.registry,
-        )
-        self._request_latency = Histogram(
-            contract.METRIC_REQUEST_LATENCY,
-            "Whole-request latency in seconds, by model and protocol.",
-            ("model", "protocol"),
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self._books: RequestBooks | None = None
+        if self._multiprocess_dir is None:
+            self._books = RequestBooks()
+            self.registry.register(self._books)
+        else:
+            # Workers share values through prometheus_client's files: its own metrics.
+            self._requests = Counter(
+                contract.METRIC_REQUESTS, _REQUESTS_HELP, ("model", "protocol", "code"),
+                registry=self.registry,
+            )
+            self._request_latency = Histogram(
+                contract.METRIC_REQUEST_LATENCY, _LATENCY_HELP, ("model", "protocol"),
+                buckets=_LATENCY_BUCKETS, registry=self.registry,
+            )
+            self._in_flight = Gauge(
+                contract.METRIC_IN_FLIGHT, _IN_FLIGHT_HELP, ("model",),
+                registry=self.registry,
+                multiprocess_mode="livesum",  # only live workers' requests are in flight
+            )
         self._inference_latency = Histogram(
             contract.METRIC_INFERENCE_LATENCY,
             "Model-call latency in seconds (one observation per batch), by model.",
             ("model",),
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
-        )
-        self._in_flight = Gauge(
-            contract.METRIC_IN_FLIGHT,
-            "Requests being served, by model.",
-            ("model",),
-            registry=self.registry,
-            multiprocess_mode="livesum",  # only live workers' requests are in flight
         )
         self._batch_size = Histogram(
             contract.METRIC_BATCH_SIZE,
@@ -83,6 +153,9 @@ class Metrics:
 
     def request_started(self, model: str) -> None:
         """A request for ``model`` was accepted."""
+        if self._books is not None:
+            self._books.started(model)
+            return
         gauge = self._in_flight_children.get(model)
         if gauge is None:
             gauge = self._in_flight_children[model] = self._in_flight.labels(model)
@@ -90,6 +163,9 @@ class Metrics:
 
     def request_finished(self, model: str, protocol: str, code: int, seconds: float) -> None:
         """A request for ``model`` was answered with ``code`` after ``seconds``."""
+        if self._books is not None:
+            self._books.finished(model, protocol, code, seconds)
+            return
         # One dict lookup for the pre-bound children of this (model, protocol, code).
         children = self._children.get((model, protocol, code))
         if children is None:

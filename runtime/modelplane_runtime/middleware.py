@@ -70,13 +70,23 @@ async def _answer(
     await send({"type": "http.response.body", "body": body})
 
 
-def log_request_line(method: str, path: str, status: int, seconds: float) -> None:
-    """The debug-level access line of a finished request (every request path logs it)."""
+def log_request_line(
+    method: str, path: str, status: int, seconds: float, request_id: str | None = None
+) -> None:
+    """The debug-level access line of a finished request (every request path logs it).
+
+    ``request_id`` stamps the line when the caller runs outside the request's context.
+    """
     if logger.isEnabledFor(logging.DEBUG):
-        logger.debug(
-            "%s %s -> %s", method, path, status,
-            extra={"status": status, "seconds": round(seconds, 6)},
-        )
+        token = REQUEST_ID.set(request_id) if request_id is not None else None
+        try:
+            logger.debug(
+                "%s %s -> %s", method, path, status,
+                extra={"status": status, "seconds": round(seconds, 6)},
+            )
+        finally:
+            if token is not None:
+                REQUEST_ID.reset(token)
 
 
 class RequestMiddleware:

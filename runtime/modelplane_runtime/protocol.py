@@ -110,6 +110,30 @@ class KeepAlive:
         )
 
 
+class Routes:
+    """``router.match`` by method and URL, remembered: the same few URLs repeat.
+
+    Bounded: past ``size`` distinct URLs (a scan, say) it starts over.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._known: dict[tuple[bytes, bytes], tuple[Route | None, str, str]] = {}
+
+    def get(self, key: tuple[bytes, bytes]) -> tuple[Route | None, str, str] | None:
+        """The remembered route, method and path of a request line, if any."""
+        return self._known.get(key)
+
+    def remember(
+        self, key: tuple[bytes, bytes], known: tuple[Route | None, str, str]
+    ) -> tuple[Route | None, str, str]:
+        """Remember ``known`` for ``key``; returns it."""
+        if len(self._known) >= self.size:
+            self._known.clear()
+        self._known[key] = known
+        return known
+
+
 class HotCycle:
     """One hot request on a connection, served by callbacks rather than a task.
 
@@ -332,9 +356,9 @@ class HotCycle:
             hot = protocol.hot
             hot.deadlines.leave(self)
             seconds = time.perf_counter() - self.started
-            token = REQUEST_ID.set(self.request_id)
-            hot.finished(self.route, self.label, status, seconds, self.method, self.path)
-            REQUEST_ID.reset(token)
+            hot.finished(
+                self.route, self.label, status, seconds, self.method, self.path, self.request_id
+            )
 
     async def _complete_after_drain(self) -> None:
         await self.protocol.flow.drain()
@@ -352,6 +376,7 @@ class HotProtocol(HttpToolsProtocol):
 
     hot: ClassVar[HotPath]
     heads: ClassVar[Heads]
+    routes: ClassVar[Routes]
     idle_sweeper: ClassVar[KeepAlive]
     idle_since: float | None = None
     """Loop time the connection went idle with keep-alive (None while a request is on)."""
@@ -378,8 +403,8 @@ class HotProtocol(HttpToolsProtocol):
             self.idle_sweeper.watch(self)
 
     def _unset_keepalive_if_required(self) -> None:
+        # uvicorn's timer is never armed here (see on_response_complete).
         self.idle_since = None  # data arrived, or the connection is gone
-        super()._unset_keepalive_if_required()
 
 
     def on_headers_complete(self) -> None:
@@ -429,12 +454,16 @@ class HotProtocol(HttpToolsProtocol):
         ):
             return None
         parser = self.parser
-        try:
-            method = parser.get_method().decode("ascii")
-            path = url.decode("ascii")
-        except UnicodeDecodeError:
-            return None
-        route = match(method, path)
+        raw_method = parser.get_method()
+        known = self.routes.get((raw_method, url))
+        if known is None:
+            try:
+                method = raw_method.decode("ascii")
+                path = url.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+            known = self.routes.remember((raw_method, url), (match(method, path), method, path))
+        route, method, path = known
         if route is None or parser.should_upgrade():
             return None
         head = read_head(self.headers)
@@ -451,7 +480,6 @@ def _within(length: bytes, limit: int) -> bool:
 
 def protocol_for(hot: HotPath) -> type[HotProtocol]:
     """The protocol class uvicorn should use for an app whose hot routes ``hot`` serves."""
-    return type(
-        "HotProtocol", (HotProtocol,), {"hot": hot, "heads": Heads(), "idle_sweeper": KeepAlive()}
-    )
+    shared = {"hot": hot, "heads": Heads(), "routes": Routes(), "idle_sweeper": KeepAlive()}
+    return type("HotProtocol", (HotProtocol,), shared)
 

@@ -287,12 +287,19 @@ class HotPath:
         return label
 
     def finished(
-        self, route: Route, label: str, status: int, seconds: float, method: str, path: str
+        self,
+        route: Route,
+        label: str,
+        status: int,
+        seconds: float,
+        method: str,
+        path: str,
+        request_id: str | None = None,
     ) -> None:
         """Record an answered (or abandoned) model request in metrics and the access log."""
         protocol = "v1" if route.kind == "predict" else "v2"
         self.runtime.metrics.request_finished(label, protocol, status, seconds)
-        log_request_line(method, path, status, seconds)
+        log_request_line(method, path, status, seconds, request_id)
 
     # ASGI.
 

@@ -8,8 +8,10 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from modelplane_runtime.contract import METRIC_IN_FLIGHT, METRIC_REQUEST_LATENCY, METRIC_REQUESTS
 from modelplane_runtime.logs import REQUEST_ID, JsonFormatter, configure_logging
 from modelplane_runtime.metrics import Metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -82,3 +84,48 @@ def test_level_filters_and_exceptions_are_one_line() -> None:
     assert entry["level"] == "error"
     assert "ValueError: boom" in entry["exception"]
     assert isinstance(JsonFormatter().format(logging.makeLogRecord({"msg": "x"})), str)
+
+
+def _scraped(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+
+
+def test_request_books_expose_what_prometheus_client_metrics_would() -> None:
+    # The same requests through RequestBooks and through prometheus_client's own metric
+    # types (what multi-worker mode uses) must scrape to the same samples.
+    ours = Metrics()
+    registry = CollectorRegistry()
+    requests = Counter(METRIC_REQUESTS, "x", ("model", "protocol", "code"), registry=registry)
+    latency = Histogram(
+        METRIC_REQUEST_LATENCY, "x", ("model", "protocol"), registry=registry,
+        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                 5.0, 10.0, 30.0),
+    )
+    in_flight = Gauge(METRIC_IN_FLIGHT, "x", ("model",), registry=registry)
+    answered = [
+        ("seed", "v1", 200, 0.0003), ("seed", "v1", 200, 0.001), ("seed", "v2", 200, 0.0049),
+        ("seed", "v1", 400, 0.025), ("seed", "v1", 200, 31.0), ("_unknown", "v2", 404, 0.0),
+        ("seed", "v1", 499, 2.5),
+    ]
+    for model, protocol, code, seconds in answered:
+        ours.request_started(model)
+        in_flight.labels(model).inc()
+        ours.request_finished(model, protocol, code, seconds)
+        in_flight.labels(model).dec()
+        requests.labels(model, protocol, str(code)).inc()
+        latency.labels(model, protocol).observe(seconds)
+    ours.request_started("seed")  # one still in flight
+    in_flight.labels("seed").inc()
+    expected = _scraped(generate_latest(registry).decode())
+    got = {
+        key: value
+        for key, value in _scraped(ours.render().decode()).items()
+        if key[0].startswith((METRIC_REQUESTS, METRIC_REQUEST_LATENCY, METRIC_IN_FLIGHT))
+    }
+    assert got == expected
+    assert got[(METRIC_IN_FLIGHT, (("model", "seed"),))] == 1
