@@ -8,6 +8,7 @@ dimension of unknown size (the batch dimension is normally -1).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Final
 
 import numpy as np
@@ -33,11 +34,20 @@ class SignatureSpec:
 
     def input(self, name: str) -> TensorSpec | None:
         """The input called ``name``, or None."""
-        return next((spec for spec in self.inputs if spec.name == name), None)
+        return self._inputs_by_name.get(name)
 
     def output(self, name: str) -> TensorSpec | None:
         """The output called ``name``, or None."""
-        return next((spec for spec in self.outputs if spec.name == name), None)
+        return self._outputs_by_name.get(name)
+
+    # Looked up per request (v2 checks every input by name): a dict, built on first use.
+    @cached_property
+    def _inputs_by_name(self) -> dict[str, TensorSpec]:
+        return {spec.name: spec for spec in self.inputs}
+
+    @cached_property
+    def _outputs_by_name(self) -> dict[str, TensorSpec]:
+        return {spec.name: spec for spec in self.outputs}
 
 
 @dataclass(frozen=True)
