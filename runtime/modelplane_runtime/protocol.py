@@ -22,13 +22,12 @@ callbacks use. tests/integration/runtime/test_protocol.py exercises each over re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from modelplane_runtime.errors import PayloadTooLarge
 from modelplane_runtime.logs import REQUEST_ID
@@ -43,95 +42,12 @@ from modelplane_runtime.router import (
     read_head,
 )
 from modelplane_runtime.state import Decoded, Outputs, decode_content
+from modelplane_runtime.wire import Heads, KeepAlive, Routes
 
 logger = logging.getLogger("modelplane.http")
 
 _MODEL_KINDS: Final = frozenset({"predict", "infer"})
 _CLOSE: Final = b"connection: close\r\n"
-
-
-class Heads:
-    """Status line plus fixed headers of the answers, encoded once per ``Date`` tick.
-
-    uvicorn replaces ``server_state.default_headers`` (the ``Date`` header) once a
-    second; between ticks the same few status and header combinations repeat.
-    """
-
-    def __init__(self) -> None:
-        self._defaults: list[tuple[bytes, bytes]] | None = None
-        self._heads: dict[tuple[int, Headers], bytes] = {}
-
-    def get(self, status: int, headers: Headers, defaults: list[tuple[bytes, bytes]]) -> bytes:
-        """``HTTP/1.1 <status>`` and every header line but the per-answer ones."""
-        if defaults is not self._defaults:
-            self._defaults = defaults
-            self._heads = {}
-        head = self._heads.get((status, headers))
-        if head is None:
-            lines = [STATUS_LINE[status]]
-            for name, value in (*defaults, *headers):
-                lines += (name, b": ", value, b"\r\n")
-            head = self._heads[(status, headers)] = b"".join(lines)
-        return head
-
-
-class KeepAlive:
-    """Closes connections idle past uvicorn's ``timeout_keep_alive``, on one periodic sweep.
-
-    uvicorn arms a timer when each answer completes and cancels it when the next request
-    arrives: ~3 us per request on uvloop. Here a connection only notes when it went idle;
-    a sweep every second closes those idle for longer than the timeout (so within one
-    second past it).
-    """
-
-    TICK_S: Final = 1.0
-
-    def __init__(self) -> None:
-        self._timer: asyncio.TimerHandle | None = None
-
-    def watch(self, protocol: HotProtocol) -> None:
-        """``protocol`` just went idle: make sure a sweep is coming."""
-        protocol.idle_since = protocol.loop.time()
-        if self._timer is None:
-            self._timer = protocol.loop.call_later(
-                self.TICK_S, self._sweep, protocol.loop, protocol.server_state.connections
-            )
-
-    def _sweep(self, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
-        now = loop.time()
-        for connection in list(connections):
-            since = getattr(connection, "idle_since", None)
-            if since is not None and now - since >= connection.timeout_keep_alive:
-                connection.idle_since = None
-                if not connection.transport.is_closing():
-                    connection.transport.close()
-        self._timer = (
-            loop.call_later(self.TICK_S, self._sweep, loop, connections) if connections else None
-        )
-
-
-class Routes:
-    """``router.match`` by method and URL, remembered: the same few URLs repeat.
-
-    Bounded: past ``size`` distinct URLs (a scan, say) it starts over.
-    """
-
-    def __init__(self, size: int = 1024) -> None:
-        self.size = size
-        self._known: dict[tuple[bytes, bytes], tuple[Route | None, str, str]] = {}
-
-    def get(self, key: tuple[bytes, bytes]) -> tuple[Route | None, str, str] | None:
-        """The remembered route, method and path of a request line, if any."""
-        return self._known.get(key)
-
-    def remember(
-        self, key: tuple[bytes, bytes], known: tuple[Route | None, str, str]
-    ) -> tuple[Route | None, str, str]:
-        """Remember ``known`` for ``key``; returns it."""
-        if len(self._known) >= self.size:
-            self._known.clear()
-        self._known[key] = known
-        return known
 
 
 class HotCycle:
