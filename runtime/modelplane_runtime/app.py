@@ -112,7 +112,11 @@ def create_app(
 
 
 class RuntimeApp(FastAPI):
-    """FastAPI, with the hot routes (predict, infer, health) served before it (router.py)."""
+    """FastAPI, with the hot routes (predict, infer, health) served before it (router.py).
+
+    Under ``modelplane serve`` most hot requests never get here: protocol.py answers them
+    below ASGI.
+    """
 
     def __init__(self, hot: HotPath, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -1,15 +1,18 @@
-"""The hot path: v1 ``:predict``, v2 ``/infer`` and the health probes, in pure ASGI.
+"""The hot path: v1 ``:predict``, v2 ``/infer`` and the health probes, with the middleware's
+guarantees and none of the framework.
 
 Every other request (metadata, status, /metrics, and anything that does not parse as one
-of these routes) falls through to the FastAPI app and its middleware. Profiles under load
-showed the per-request cost dominated by the framework (Starlette's routing, the
-exception-handling and body-limit middlewares, ``Request`` objects, ``asyncio.timeout``)
-rather than by inference, so this path does the same work with none of it: one pass over
-the headers, the body read straight from ``receive``, one timer per request, and the
-response sent as two ASGI messages. It keeps the middleware's contract exactly: request
-ids, draining refusals, bearer tokens, body limits, the request timeout, metrics, logs,
-and ``{"error": ...}`` answers with the same messages (the route bodies themselves are
-shared with v1.py and v2.py).
+of these routes) goes to the FastAPI app and its middleware. Profiles under load showed
+the per-request cost dominated by the framework (Starlette's routing, the exception and
+body-limit middlewares, ``Request`` objects, ``asyncio.timeout``) rather than inference.
+
+``HotPath`` holds the steps of a hot request as plain methods: refusals (draining, bearer
+tokens), resolving the model, decoding and queueing the body, turning outputs or errors
+into ``{"error": ...}`` answers with the same messages as the app, the request timeout
+(``Deadlines``), metrics and logs. Two adapters run them: ``HotPath.__call__`` over ASGI
+(in-process apps, and the requests protocol.py leaves to uvicorn's ASGI path), and
+protocol.py's direct path, which runs them from parser and batch-completion callbacks and
+writes each answer in one call.
 """
 
 from __future__ import annotations
