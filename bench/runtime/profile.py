@@ -44,8 +44,8 @@ LAYERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
                                          r"processing|signature)\.py"),
         ("modelplane dataplane/model", r"modelplane_runtime/(dataplane|model|repository|state)"
                                        r"\.py"),
-        ("modelplane HTTP layer (routes, middleware)", r"modelplane_runtime/(app|v1|v2|router|protocol|"
-                                                       r"middleware|errors)\.py"),
+        ("modelplane HTTP layer (routes, middleware)", r"modelplane_runtime/(app|v1|v2|router|"
+                                                       r"protocol|wire|middleware|errors)\.py"),
         ("FastAPI/Starlette routing", r"fastapi/|starlette/"),
         ("uvicorn HTTP protocol (httptools)", r"uvicorn/|httptools"),
         ("asyncio/uvloop scheduling", r"asyncio/|uvloop|concurrent/futures|threading\.py"),

@@ -332,3 +332,19 @@ def test_client_that_never_reads_does_not_stall_the_server(server: RuntimeServer
             timeout=TIMEOUT_S + 10,
             what="no request of the stuck client left in flight",
         )
+
+
+KEEP_ALIVE_S = 5.0  # uvicorn's default timeout_keep_alive, which the runtime keeps
+SWEEP_S = 1.0  # the direct path closes idle connections on a one-second sweep (wire.py)
+
+
+def test_idle_keep_alive_connection_is_closed_after_the_timeout(server: RuntimeServer) -> None:
+    with Wire(server.port, timeout=KEEP_ALIVE_S + SWEEP_S + 10) as wire:
+        wire.send(http_request("POST", V1, PREDICT))
+        check_predict(wire.reply())
+        answered = time.monotonic()
+        # recv blocks until the server closes its end; nothing else is in flight.
+        assert wire.closed()
+        idle = time.monotonic() - answered
+    # Never early; late by at most a sweep plus scheduling slack on a busy machine.
+    assert KEEP_ALIVE_S - 0.2 <= idle <= KEEP_ALIVE_S + SWEEP_S + 8, idle
