@@ -98,7 +98,10 @@ def create_app(
     app.state.runtime = runtime
     # Plain Starlette routes: the bodies are parsed by the codecs (orjson + numpy), so
     # FastAPI's per-request validation machinery would only add cost.
-    app.router.routes.extend([*v1.routes(runtime), *v2.routes(runtime)])
+    # predict and infer are answered by the hot path before FastAPI routes anything
+    # (RuntimeApp.__call__); their routes exist so that other methods get a 405.
+    endpoint = HotEndpoint(app.hot)
+    app.router.routes.extend([*v1.routes(runtime, endpoint), *v2.routes(runtime, endpoint)])
 
     async def render_metrics(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
@@ -130,6 +133,20 @@ class RuntimeApp(FastAPI):
                 await self.hot(route, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+
+class HotEndpoint:
+    """``HotPath`` as a Starlette route endpoint (an ASGI app: Starlette calls it as is)."""
+
+    def __init__(self, hot: HotPath) -> None:
+        self.hot = hot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a predict or infer request that reached the FastAPI routes."""
+        route = match(scope["method"], scope["path"])
+        if route is None:  # cannot happen: match parses these routes' paths exactly
+            raise RuntimeError(f"no hot route for {scope['method']} {scope['path']}")
+        await self.hot(route, scope, receive, send)
 
 
 def _without_native_telemetry() -> dict[str, Any]:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 import orjson
-from starlette.requests import Request
 from starlette.responses import Response
 
 from modelplane_runtime.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
@@ -70,13 +69,6 @@ class Decoded(NamedTuple):
     """v2 requests declare datatypes, which must match; v1 values are cast as TF Serving does."""
     encode: Callable[[Outputs], tuple[bytes, int | None]]
     """The response body and, for v2 binary outputs, the length of its JSON header."""
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, decompressed when sent with ``Content-Encoding: gzip`` or ``deflate``
-    (as tritonclient does on request); the size limit applies to the decompressed bytes."""
-    body = await request.body()
-    return decode_content(body, request.headers.get("content-encoding"), limit)
 
 
 def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:

@@ -10,24 +10,23 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from modelplane_runtime import codec_v1
 from modelplane_runtime.errors import ModelNotFound
 from modelplane_runtime.state import (
-    BodyReader,
     Decoded,
     Outputs,
     Runtime,
     json_response,
-    read_body,
     version_param,
 )
 
 _SELECTORS = ("", "/versions/{version}", "/labels/{label}")
 
 
-def routes(runtime: Runtime) -> list[Route]:
-    """The v1 routes, bound to ``runtime``."""
+def routes(runtime: Runtime, predict: ASGIApp) -> list[Route]:
+    """The v1 routes, bound to ``runtime``; ``predict`` answers ``:predict`` (router.HotPath)."""
     dataplane = runtime.dataplane
 
     def resolve(request: Request) -> tuple[str, int]:
@@ -56,32 +55,13 @@ def routes(runtime: Runtime) -> list[Route]:
             codec_v1.model_metadata(name, version, dataplane.signatures(name, version))
         )
 
-    async def predict_route(request: Request) -> Response:
-        params = request.path_params
-        limit = runtime.settings.max_body_bytes
-        answer = await predict(
-            runtime, params["name"], params.get("version"), params.get("label"),
-            lambda: read_body(request, limit),
-        )
-        return json_response(answer)
-
     table: list[Route] = []
     for selector in _SELECTORS:
         base = "/v1/models/{name}" + selector
         table.append(Route(base, status, methods=["GET"]))
         table.append(Route(base + "/metadata", metadata, methods=["GET"]))
-        table.append(Route(base + ":predict", predict_route, methods=["POST"]))
+        table.append(Route(base + ":predict", predict, methods=["POST"]))
     return table
-
-
-async def predict(
-    runtime: Runtime, name: str, version: str | None, label: str | None, read: BodyReader
-) -> bytes:
-    """Answer ``:predict`` (the JSON body); shared by the route and router.HotPath."""
-    number = resolve(runtime, name, version, label)
-    decoded = decode(runtime, name, number, await read())
-    outputs = await runtime.dataplane.predict(name, number, decoded.signature, decoded.inputs)
-    return decoded.encode(outputs)[0]
 
 
 def resolve(runtime: Runtime, name: str, version: str | None, label: str | None) -> int:

@@ -9,16 +9,15 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from modelplane_runtime import __version__, codec_v2, contract
 from modelplane_runtime.errors import InvalidInput, ModelNotReady
 from modelplane_runtime.state import (
-    BodyReader,
     Decoded,
     Outputs,
     Runtime,
     json_response,
-    read_body,
     version_param,
 )
 
@@ -27,8 +26,8 @@ EXTENSIONS = ("binary_tensor_data",)
 PLATFORM = "tensorflow"
 
 
-def routes(runtime: Runtime) -> list[Route]:
-    """The v2 routes, bound to ``runtime``."""
+def routes(runtime: Runtime, infer: ASGIApp) -> list[Route]:
+    """The v2 routes, bound to ``runtime``; ``infer`` answers ``/infer`` (router.HotPath)."""
     dataplane = runtime.dataplane
 
     async def live(request: Request) -> Response:
@@ -67,21 +66,6 @@ def routes(runtime: Runtime) -> list[Route]:
         is_ready = runtime.ready
         return json_response({"name": name, "ready": is_ready}, 200 if is_ready else 503)
 
-    async def infer_route(request: Request) -> Response:
-        params = request.path_params
-        limit = runtime.settings.max_body_bytes
-        answer, json_length = await infer(
-            runtime, params["name"], params.get("version"),
-            request.headers.get(codec_v2.HEADER_LENGTH), lambda: read_body(request, limit),
-        )
-        if json_length is None:
-            return json_response(answer)
-        return Response(
-            answer,
-            media_type="application/octet-stream",
-            headers={"Inference-Header-Content-Length": str(json_length)},
-        )
-
     table = [
         Route("/v2", server_metadata, methods=["GET"]),
         Route(contract.LIVE_PATH, live, methods=["GET"]),
@@ -91,24 +75,8 @@ def routes(runtime: Runtime) -> list[Route]:
         base = "/v2/models/{name}" + selector
         table.append(Route(base, model_metadata, methods=["GET"]))
         table.append(Route(base + "/ready", model_ready, methods=["GET"]))
-        table.append(Route(base + "/infer", infer_route, methods=["POST"]))
+        table.append(Route(base + "/infer", infer, methods=["POST"]))
     return table
-
-
-async def infer(
-    runtime: Runtime, name: str, version: str | None, raw_length: str | None, read: BodyReader
-) -> tuple[bytes, int | None]:
-    """Answer ``/infer``: the body and, for binary outputs, its JSON header's length.
-
-    Shared by the route and router.HotPath.
-    """
-    number = resolve(runtime, name, version)
-    header_length = inference_header_length(raw_length)
-    decoded = decode(runtime, name, number, await read(), header_length)
-    outputs = await runtime.dataplane.predict(
-        name, number, decoded.signature, decoded.inputs, strict_dtypes=True
-    )
-    return decoded.encode(outputs)
 
 
 def resolve(runtime: Runtime, name: str, version: str | None) -> int:
