@@ -1,8 +1,9 @@
 """Every contender: how to start it on a port for one model, and where it answers.
 
 Kinds: ``runtime`` (Modelplane), ``peer`` (KServe, MLServer, naive FastAPI; "best peer" is
-the fastest of these), ``floor`` (bare ASGI app). The in-process ceiling is not a server;
-see ceiling.py.
+the fastest of these), ``floor`` (bare ASGI app), ``reference`` (nginx answering the same
+constant: the machine's HTTP limit, with no Python at all). The in-process ceiling is not a
+server; see ceiling.py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from bench.runtime.models import BenchModel
 from bench.runtime.payloads import Protocol
 from bench.runtime.process import free_port
 
-Kind = Literal["runtime", "peer", "floor"]
+Kind = Literal["runtime", "peer", "floor", "reference"]
 SERVERS = Path(__file__).resolve().parent / "servers"
 
 
@@ -126,6 +127,38 @@ def _floor(setup: Setup, model: BenchModel, port: int) -> Launch:
     return Launch([setup.runtime_python, str(SERVERS / "floor.py"), str(port)], "/ready")
 
 
+_NGINX_CONF = """worker_processes 1;
+daemon off;
+error_log {work}/error.log warn;
+pid {work}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi;
+    scgi_temp_path {work}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            default_type application/json;
+            return 200 '{{"predictions": [[0.5]]}}';
+        }}
+    }}
+}}
+"""
+
+
+def _nginx(setup: Setup, model: BenchModel, port: int) -> Launch:
+    # One worker process: the same one core as every other contender (taskset pins both).
+    work = setup.work / f"nginx-{port}"
+    work.mkdir(parents=True, exist_ok=True)
+    conf = work / "nginx.conf"
+    conf.write_text(_NGINX_CONF.format(work=work, port=port))
+    return Launch(["nginx", "-p", str(work), "-c", str(conf)], "/ready")
+
+
 CONTENDERS: tuple[Contender, ...] = (
     Contender("modelplane-v1", "runtime", "v1", _modelplane(True), "runtime, v1, batching on"),
     Contender("modelplane-v1-nobatch", "runtime", "v1", _modelplane(False),
@@ -140,6 +173,7 @@ CONTENDERS: tuple[Contender, ...] = (
     Contender("mlserver", "peer", "v2", _mlserver(False), "MLServer, no adaptive batching"),
     Contender("naive-fastapi", "peer", "v1", _naive, "FastAPI + pydantic, model per request"),
     Contender("floor", "floor", "v1", _floor, "bare ASGI on uvicorn+uvloop+httptools"),
+    Contender("nginx", "reference", "v1", _nginx, "nginx, one worker, constant answer"),
 )
 
 

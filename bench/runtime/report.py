@@ -65,7 +65,7 @@ def table(rows: list[Row]) -> str:
             f"{'p50 ms':>8} {'p99 ms':>8} {'cpu us':>6} {'err':>5} {'RSS MB':>7} {'cold s':>6} "
             f"{'x peer':>6} {'x floor':>7}")
     lines = [head, "-" * len(head)]
-    order = {"runtime": 0, "peer": 1, "floor": 2, "ceiling": 3}
+    order = {"runtime": 0, "peer": 1, "floor": 2, "reference": 3, "ceiling": 4}
     rows = sorted(rows, key=lambda r: (r["model"], r["connections"], order.get(r["kind"], 9),
                                        r["contender"]))
     last = None
