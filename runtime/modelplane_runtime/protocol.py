@@ -322,7 +322,6 @@ class HotProtocol(HttpToolsProtocol):
         # uvicorn's timer is never armed here (see on_response_complete).
         self.idle_since = None  # data arrived, or the connection is gone
 
-
     def on_headers_complete(self) -> None:
         cycle = self._hot_cycle()
         if cycle is None:
