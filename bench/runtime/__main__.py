@@ -24,7 +24,7 @@ import numpy as np
 from bench.runtime import contenders as cont
 from bench.runtime import report
 from bench.runtime.models import BenchModel, build_models, sample_rows
-from bench.runtime.payloads import answer_array, request_body, request_path
+from bench.runtime.payloads import answer_array, request_body, request_headers, request_path
 from bench.runtime.process import Server, free_port
 from bench.runtime.wrk import run_wrk, temp_folder, write_script
 
@@ -62,7 +62,8 @@ def _reference(model: BenchModel) -> np.ndarray:
 
 
 def _check_answer(url: str, body: bytes, contender: cont.Contender, expected: np.ndarray) -> None:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    headers = request_headers(contender.protocol, body)
+    request = urllib.request.Request(url, data=body, headers=headers)
     with urllib.request.urlopen(request, timeout=30) as answer:
         got = answer_array(contender.protocol, json.loads(answer.read()))
     if not np.allclose(got, expected, atol=1e-5):
@@ -83,7 +84,9 @@ def _run_server(args: argparse.Namespace, setup: cont.Setup, contender: cont.Con
         body = request_body(contender.protocol, model)
         if contender.kind not in ("floor", "reference"):  # constant answers
             _check_answer(base + path, body, contender, expected)
-        script = write_script(Path(scratch), path, body)
+        script = write_script(
+            Path(scratch), path, body, request_headers(contender.protocol, body)
+        )
         for connections in args.connection_list:
             if args.warmup > 0:
                 run_wrk(base, script, connections, args.warmup)

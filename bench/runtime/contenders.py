@@ -166,6 +166,8 @@ CONTENDERS: tuple[Contender, ...] = (
     Contender("modelplane-v1-asgi", "runtime", "v1", _modelplane(True, direct=False),
               "runtime, v1, batching, every request through ASGI (MODELPLANE_HTTP_DIRECT=false)"),
     Contender("modelplane-v2", "runtime", "v2", _modelplane(True), "runtime, v2 JSON, batching"),
+    Contender("modelplane-v2-binary", "runtime", "v2-binary", _modelplane(True),
+              "runtime, v2 with the input as binary tensor data, batching"),
     Contender("modelplane-v2-nobatch", "runtime", "v2", _modelplane(False),
               "runtime, v2 JSON, --max-batch-size 1"),
     Contender("kserve", "peer", "v1", _kserve, "KServe model server, kserve.Model, v1"),

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.runtime import contenders as cont
 from bench.runtime.models import build_models
-from bench.runtime.payloads import request_body, request_path
+from bench.runtime.payloads import request_body, request_headers, request_path
 from bench.runtime.process import Server, free_port, thread_cpu_seconds
 from bench.runtime.wrk import run_wrk, temp_folder, write_script
 
@@ -138,8 +138,9 @@ def main() -> int:
     log = args.venvs / "work" / "logs" / f"profile-{tag}.log"
     with Server(command, launch.env, log) as srv, temp_folder() as scratch:
         srv.wait_ready(base + launch.ready_path, timeout_s=300)
-        script = write_script(Path(scratch), request_path(contender.protocol, model),
-                              request_body(contender.protocol, model))
+        body = request_body(contender.protocol, model)
+        script = write_script(Path(scratch), request_path(contender.protocol, model), body,
+                              request_headers(contender.protocol, body))
         run_wrk(base, script, args.connections, 2)  # warm-up
         load = subprocess.Popen(
             [sys.executable, "-c",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 _LUA = """
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [==[{body}]==]
+{headers}
+wrk.body = "{body}"
 wrk.path = "{path}"
 
 done = function(summary, latency, requests)
@@ -41,11 +41,23 @@ class WrkResult:
     errors: int
 
 
-def write_script(folder: Path, path: str, body: bytes) -> Path:
-    """A Lua script that POSTs ``body`` to ``path``."""
+def write_script(
+    folder: Path, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> Path:
+    """A Lua script that POSTs ``body`` (any bytes) to ``path`` with ``headers``."""
+    headers = headers or {"Content-Type": "application/json"}
+    lines = "\n".join(f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items())
     script = folder / "post.lua"
-    script.write_text(_LUA.format(body=body.decode(), path=path))
+    script.write_text(_LUA.format(headers=lines, body=_lua_bytes(body), path=path))
     return script
+
+
+def _lua_bytes(body: bytes) -> str:
+    """``body`` as the inside of a Lua string literal: printable ASCII as is, else ``\\ddd``."""
+    return "".join(
+        chr(byte) if 32 <= byte < 127 and byte not in (34, 92) else f"\\{byte:03d}"
+        for byte in body
+    )
 
 
 def run_wrk(
