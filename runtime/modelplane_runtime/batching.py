@@ -141,11 +141,7 @@ class Batcher:
         Cancelling the future withdraws the request if its call has not started. Call it on
         the event loop (always the same one).
         """
-        loop = self._loop
-        if loop is None:
-            # Once: asyncio.get_running_loop() makes a getpid() system call every time.
-            loop = self._loop = asyncio.get_running_loop()
-        future: asyncio.Future[Arrays] = loop.create_future()
+        future: asyncio.Future[Arrays] = self._event_loop().create_future()
         self.enqueue_to(future, signature, inputs, rows, mergeable=mergeable)
         return future
 
@@ -159,9 +155,7 @@ class Batcher:
         """
         if self._closed:
             raise errors.ModelNotReady("the model is shutting down")
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
+        loop = self._event_loop()
         request = _Request(signature, inputs, rows, waiter)
         if mergeable and signature not in self._solo:
             # Inputs arrive in the signature's order (validation builds them so); any other
@@ -180,6 +174,12 @@ class Batcher:
         self._queued += 1
         self._queued_rows += rows
         self._kick(loop)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        # Looked up once: asyncio.get_running_loop() makes a getpid() system call each time.
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     async def close(self) -> None:
         """Refuse new requests, fail queued ones, wait for the running call, stop the thread."""

@@ -222,10 +222,8 @@ class HotCycle:
         """The model call failed for this request: answer its error."""
         if self.answered:
             return
-        if isinstance(exception, Exception):
-            self._safely(self._failure(exception))
-        else:
-            self._safely(self._failure(RuntimeError(repr(exception))))
+        error = exception if isinstance(exception, Exception) else RuntimeError(repr(exception))
+        self._safely(self._failure(error))
 
     def _safely(self, answer: Answer) -> None:
         try:
