@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from modelplane_runtime.batching import Batcher
-from modelplane_runtime.dataplane import DataPlane
+from modelplane_runtime.dataplane.batching import Batcher
+from modelplane_runtime.dataplane.plane import DataPlane
 from modelplane_runtime.errors import InvalidInput, ModelNotReady
 from modelplane_runtime.settings import RuntimeSettings
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from modelplane_runtime.router import Route, match
+from modelplane_runtime.http.hotpath import Route, match
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from modelplane_runtime import __version__, codec_v2, contract
+from modelplane_runtime import __version__, contract
+from modelplane_runtime.codecs import v2 as codec_v2
 from modelplane_runtime.errors import InvalidInput, ModelNotReady
-from modelplane_runtime.state import (
+from modelplane_runtime.serving import (
     Decoded,
     Outputs,
     Runtime,

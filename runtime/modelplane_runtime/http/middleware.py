@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelplane_runtime.errors import PayloadTooLarge
 from modelplane_runtime.logs import REQUEST_ID, RequestIds
-from modelplane_runtime.state import Runtime, error_body
+from modelplane_runtime.serving import Runtime, error_body
 
 logger = logging.getLogger("modelplane.http")
 

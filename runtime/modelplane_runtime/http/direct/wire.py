@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-from modelplane_runtime.router import Headers, Route
+from modelplane_runtime.http.hotpath import Headers, Route
 
 
 class Heads:

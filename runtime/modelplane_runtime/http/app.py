@@ -23,18 +23,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from modelplane_runtime import __version__, contract, v1, v2
+from modelplane_runtime import __version__, contract
 from modelplane_runtime.auth import TokenStore
 from modelplane_runtime.errors import ModelplaneError
+from modelplane_runtime.http import v1, v2
+from modelplane_runtime.http.hotpath import HotPath, match
+from modelplane_runtime.http.middleware import RequestMiddleware
 from modelplane_runtime.logs import RequestIds
 from modelplane_runtime.metrics import CONTENT_TYPE, Metrics
-from modelplane_runtime.middleware import RequestMiddleware
-from modelplane_runtime.router import HotPath, match
+from modelplane_runtime.serving import JSON, Runtime, error_body
 from modelplane_runtime.settings import RuntimeSettings
-from modelplane_runtime.state import JSON, Runtime, error_body
 
 if TYPE_CHECKING:
-    from modelplane_runtime.dataplane import DataPlane
+    from modelplane_runtime.dataplane.plane import DataPlane
 
 logger = logging.getLogger("modelplane.app")
 
@@ -51,7 +52,7 @@ def create_app(
     """Build the app; pass ``dataplane`` (observed by ``metrics``) to serve your own."""
     metrics = metrics or Metrics()
     if dataplane is None:
-        from modelplane_runtime.dataplane import DataPlane
+        from modelplane_runtime.dataplane.plane import DataPlane
 
         dataplane = DataPlane(settings, observer=metrics)
     auth = None

@@ -12,9 +12,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from modelplane_runtime import codec_v1
+from modelplane_runtime.codecs import v1 as codec_v1
 from modelplane_runtime.errors import ModelNotFound
-from modelplane_runtime.state import (
+from modelplane_runtime.serving import (
     Decoded,
     Outputs,
     Runtime,

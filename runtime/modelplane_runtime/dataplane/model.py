@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from modelplane_runtime import errors
+from modelplane_runtime.dataplane.repository import VersionSource
 from modelplane_runtime.errors import ModelLoadError
-from modelplane_runtime.repository import VersionSource
 from modelplane_runtime.signature import DTYPES, SignatureSpec, TensorSpec, numpy_dtype
 
 log = logging.getLogger(__name__)

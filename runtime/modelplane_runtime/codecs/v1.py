@@ -16,9 +16,15 @@ from typing import Any
 import numpy as np
 import orjson
 
+from modelplane_runtime.codecs.tensors import (
+    dumps,
+    json_ready,
+    parse_json,
+    strings_to_json,
+    to_array,
+)
 from modelplane_runtime.errors import InvalidInput
 from modelplane_runtime.signature import SignatureSpec, TensorSpec, VersionStatus, numpy_dtype
-from modelplane_runtime.tensors import dumps, json_ready, parse_json, strings_to_json, to_array
 
 _BYTES_SUFFIX = "_bytes"
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from modelplane_runtime.auth import TokenStore
-    from modelplane_runtime.dataplane import DataPlane
+    from modelplane_runtime.dataplane.plane import DataPlane
 
 JSON: Final = "application/json"
 UNKNOWN_MODEL: Final = "_unknown"

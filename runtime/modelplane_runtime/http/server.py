@@ -28,12 +28,12 @@ from typing import Final
 import uvicorn
 
 from modelplane_runtime import contract
-from modelplane_runtime.app import create_app, runtime_of
 from modelplane_runtime.auth import AuthConfigError, TokenStore
+from modelplane_runtime.http.app import create_app, runtime_of
+from modelplane_runtime.http.direct.connection import protocol_for
 from modelplane_runtime.logs import configure_logging
-from modelplane_runtime.protocol import protocol_for
+from modelplane_runtime.serving import Runtime
 from modelplane_runtime.settings import RuntimeSettings, SettingsError
-from modelplane_runtime.state import Runtime
 
 logger = logging.getLogger("modelplane.server")
 lifecycle = logging.getLogger("modelplane.lifecycle")
@@ -162,7 +162,7 @@ def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = No
     url = public_url(str(host), int(port), "https" if tls else "http")
     try:
         if settings.workers > 1:
-            from modelplane_runtime.workers import supervise
+            from modelplane_runtime.http.workers import supervise
 
             return supervise(settings, sock, url, on_ready)
         return run_server(settings, sock, url, on_ready)

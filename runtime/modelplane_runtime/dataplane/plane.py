@@ -21,20 +21,20 @@ from typing import Protocol
 import numpy as np
 
 from modelplane_runtime import contract, errors
-from modelplane_runtime.batching import Batcher, BatchObserver, Runner, Waiter
-from modelplane_runtime.cpus import available_cpus
-from modelplane_runtime.model import LoadedModel, load_model
-from modelplane_runtime.processing import (
+from modelplane_runtime.dataplane.batching import Batcher, BatchObserver, Runner, Waiter
+from modelplane_runtime.dataplane.cpus import available_cpus
+from modelplane_runtime.dataplane.model import LoadedModel, load_model
+from modelplane_runtime.dataplane.processing import (
     ProcessingConfig,
     Processor,
     build_processor,
     parse_config,
     read_config,
 )
-from modelplane_runtime.repository import Repository, VersionSource, open_repository
+from modelplane_runtime.dataplane.repository import Repository, VersionSource, open_repository
+from modelplane_runtime.dataplane.validation import validate_inputs
 from modelplane_runtime.settings import RuntimeSettings
 from modelplane_runtime.signature import SignatureSpec, VersionStatus
-from modelplane_runtime.validation import validate_inputs
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from typing import Any, ClassVar, Final
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from modelplane_runtime.errors import PayloadTooLarge
-from modelplane_runtime.logs import REQUEST_ID
-from modelplane_runtime.router import (
+from modelplane_runtime.http.direct.wire import Heads, KeepAlive, Routes
+from modelplane_runtime.http.hotpath import (
     CLIENT_GONE,
     Answer,
     Headers,
@@ -41,8 +41,8 @@ from modelplane_runtime.router import (
     match,
     read_head,
 )
-from modelplane_runtime.state import Decoded, Outputs, decode_content
-from modelplane_runtime.wire import Heads, KeepAlive, Routes
+from modelplane_runtime.logs import REQUEST_ID
+from modelplane_runtime.serving import Decoded, Outputs, decode_content
 
 logger = logging.getLogger("modelplane.http")
 

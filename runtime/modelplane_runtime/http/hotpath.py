@@ -26,17 +26,18 @@ from typing import Any, Final, NamedTuple, Protocol
 
 from starlette.types import Receive, Scope, Send
 
-from modelplane_runtime import contract, v1, v2
-from modelplane_runtime.batching import Waiter
+from modelplane_runtime import contract
+from modelplane_runtime.dataplane.batching import Waiter
 from modelplane_runtime.errors import (
     InvalidInput,
     ModelplaneError,
     PayloadTooLarge,
     RequestTimeout,
 )
+from modelplane_runtime.http import v1, v2
+from modelplane_runtime.http.middleware import CHALLENGE, auth_refusal, log_request_line
 from modelplane_runtime.logs import REQUEST_ID, RequestIds
-from modelplane_runtime.middleware import CHALLENGE, auth_refusal, log_request_line
-from modelplane_runtime.state import (
+from modelplane_runtime.serving import (
     BodyReader,
     Decoded,
     Outputs,

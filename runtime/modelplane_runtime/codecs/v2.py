@@ -17,9 +17,9 @@ from typing import Any, Final, TypeGuard
 import numpy as np
 import orjson
 
+from modelplane_runtime.codecs.tensors import dumps, json_ready, parse_json, to_array
 from modelplane_runtime.errors import InvalidInput
 from modelplane_runtime.signature import DTYPES, V2_TO_TF, SignatureSpec, v2_datatype
-from modelplane_runtime.tensors import dumps, json_ready, parse_json, to_array
 
 HEADER_LENGTH: Final = "inference-header-content-length"
 """Request and response header giving the JSON part's length when binary data follows."""
