@@ -28,10 +28,12 @@ from modelplane_runtime.auth import TokenStore
 from modelplane_runtime.errors import ModelplaneError
 from modelplane_runtime.http import v1, v2
 from modelplane_runtime.http.hotpath import HotPath, match
+from modelplane_runtime.http.messages import JSON
 from modelplane_runtime.http.middleware import RequestMiddleware
 from modelplane_runtime.logs import RequestIds
 from modelplane_runtime.metrics import CONTENT_TYPE, Metrics
-from modelplane_runtime.serving import JSON, Runtime, error_body
+from modelplane_runtime.rules import Ticker, error_body, error_status
+from modelplane_runtime.serving import Runtime
 from modelplane_runtime.settings import RuntimeSettings
 
 if TYPE_CHECKING:
@@ -87,7 +89,7 @@ def create_app(
 
     ids = RequestIds()
     app = RuntimeApp(
-        HotPath(runtime, ids),
+        HotPath(runtime, ids, Ticker()),
         title="Modelplane runtime",
         version=__version__,
         lifespan=lifespan,
@@ -111,7 +113,9 @@ def create_app(
     app.add_exception_handler(ModelplaneError, _on_modelplane_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
-    app.add_middleware(RequestMiddleware, runtime=runtime, ids=ids)
+    app.add_middleware(
+        RequestMiddleware, runtime=runtime, ids=ids, deadlines=app.hot.deadlines
+    )
     return app
 
 
@@ -165,11 +169,8 @@ def runtime_of(app: FastAPI) -> Runtime:
 
 
 async def _on_modelplane_error(request: Request, exc: ModelplaneError) -> Response:
-    if exc.status_code >= 500:
-        logger.warning("%s: %s", type(exc).__name__, exc.message)
-    else:
-        logger.info("%s: %s", type(exc).__name__, exc.message, extra={"status": exc.status_code})
-    return Response(error_body(exc.message), status_code=exc.status_code, media_type=JSON)
+    status, message = error_status(exc)
+    return Response(error_body(message), status_code=status, media_type=JSON)
 
 
 async def _on_http_error(request: Request, exc: HTTPException) -> Response:

@@ -1,53 +1,36 @@
-"""The hot path: v1 ``:predict``, v2 ``/infer`` and the health probes, with the middleware's
-guarantees and none of the framework.
+"""The HTTP hot path: v1 ``:predict``, v2 ``/infer`` and the health probes, with the
+middleware's guarantees and none of the framework.
 
 Every other request (metadata, status, /metrics, and anything that does not parse as one
 of these routes) goes to the FastAPI app and its middleware. Profiles under load showed
 the per-request cost dominated by the framework (Starlette's routing, the exception and
 body-limit middlewares, ``Request`` objects, ``asyncio.timeout``) rather than inference.
 
-``HotPath`` holds the steps of a hot request as plain methods: refusals (draining, bearer
-tokens), resolving the model, decoding and queueing the body, turning outputs or errors
-into ``{"error": ...}`` answers with the same messages as the app, the request timeout
-(``Deadlines``), metrics and logs. Two adapters run them: ``HotPath.__call__`` over ASGI
-(in-process apps, and the requests protocol.py leaves to uvicorn's ASGI path), and
-protocol.py's direct path, which runs them from parser and batch-completion callbacks and
-writes each answer in one call.
+``HotPath`` holds the steps of a hot request as plain methods: refusals, resolving the
+model, decoding and queueing the body, turning outputs or errors into ``{"error": ...}``
+answers, the request timeout, metrics and logs; the rules behind each (messages, limits,
+request ids, deadlines) are rules.py's, shared with the middleware and gRPC. Two adapters
+run the steps: ``HotPath.__call__`` over ASGI (in-process apps, and the requests the direct
+path leaves to uvicorn's ASGI path), and direct/connection.py, which runs them from parser
+and batch-completion callbacks and writes each answer in one call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
 import time
-from collections.abc import Iterable
-from typing import Any, Final, NamedTuple, Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final, NamedTuple
 
 from starlette.types import Receive, Scope, Send
 
-from modelplane_runtime import contract
+from modelplane_runtime import contract, rules
 from modelplane_runtime.dataplane.batching import Waiter
-from modelplane_runtime.errors import (
-    InvalidInput,
-    ModelplaneError,
-    PayloadTooLarge,
-    RequestTimeout,
-)
 from modelplane_runtime.http import v1, v2
-from modelplane_runtime.http.middleware import CHALLENGE, auth_refusal, log_request_line
+from modelplane_runtime.http.messages import CHALLENGE, decode_content, log_request_line
 from modelplane_runtime.logs import REQUEST_ID, RequestIds
-from modelplane_runtime.serving import (
-    BodyReader,
-    Decoded,
-    Outputs,
-    Runtime,
-    decode_content,
-    error_body,
-)
-
-logger = logging.getLogger("modelplane.http")
-_errors = logging.getLogger("modelplane.app")  # where the FastAPI path logs client errors
+from modelplane_runtime.rules import Deadlines, Ticker
+from modelplane_runtime.serving import Decoded, Outputs, Runtime
 
 _V1_PREFIX: Final = "/v1/models/"
 _V1_SUFFIX: Final = ":predict"
@@ -59,7 +42,7 @@ CLIENT_GONE: Final = 499
 """Status recorded (never sent) when the client disconnects before its answer (nginx's)."""
 
 
-class Route(NamedTuple):
+class HotRoute(NamedTuple):
     """A request the hot path serves: what it is, and the model it names."""
 
     kind: str
@@ -69,11 +52,11 @@ class Route(NamedTuple):
     label: str | None = None
 
 
-_LIVE: Final = Route("live")
-_READY: Final = Route("ready")
+_LIVE: Final = HotRoute("live")
+_READY: Final = HotRoute("ready")
 
 
-def match(method: str, path: str) -> Route | None:
+def match(method: str, path: str) -> HotRoute | None:
     """The hot route for a request, or None to let the FastAPI app answer it.
 
     Parses exactly what Starlette's routes would match (``{name}`` and friends never hold
@@ -92,66 +75,17 @@ def match(method: str, path: str) -> Route | None:
     return None
 
 
-def _model_route(kind: str, rest: str, labels: bool) -> Route | None:
+def _model_route(kind: str, rest: str, labels: bool) -> HotRoute | None:
     parts = rest.split("/")
     if not all(parts):
         return None
     if len(parts) == 1:
-        return Route(kind, parts[0])
+        return HotRoute(kind, parts[0])
     if len(parts) == 3 and parts[1] == "versions":
-        return Route(kind, parts[0], version=parts[2])
+        return HotRoute(kind, parts[0], version=parts[2])
     if len(parts) == 3 and labels and parts[1] == "labels":
-        return Route(kind, parts[0], label=parts[2])
+        return HotRoute(kind, parts[0], label=parts[2])
     return None
-
-
-class Cancellable(Protocol):
-    """What a deadline cancels: a request's task, or a request protocol.py serves."""
-
-    def cancel(self) -> Any: ...
-
-
-class Deadlines:
-    """The request timeout for every request on one periodic timer.
-
-    A timer handle per request cost ~3 us on uvloop (more than the rest of the timeout
-    logic); here entering and leaving is a dict insert and delete, and a sweep every
-    ``tick`` seconds cancels the requests past their deadline, so a request times out
-    between ``timeout`` and ``timeout + tick`` seconds. For a task, cancellation works as
-    with ``asyncio.timeout``: the task gets CancelledError, which the caller turns into a
-    503 when ``expired`` says the deadline did it.
-    """
-
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self.tick_s = min(1.0, max(0.01, timeout_s / 20))
-        self._deadlines: dict[Cancellable, float] = {}
-        self._expired: set[Cancellable] = set()
-        self._timer: asyncio.TimerHandle | None = None
-
-    def enter(self, request: Cancellable, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the clock of a request."""
-        self._deadlines[request] = loop.time() + self.timeout_s
-        if self._timer is None:
-            self._timer = loop.call_later(self.tick_s, self._sweep, loop)
-
-    def leave(self, request: Cancellable) -> None:
-        """The request is answered (or failed): stop its clock."""
-        self._deadlines.pop(request, None)
-        self._expired.discard(request)
-
-    def expired(self, request: Cancellable) -> bool:
-        """True when ``request`` was cancelled because its deadline passed."""
-        return request in self._expired
-
-    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = loop.time()
-        late = [request for request, deadline in self._deadlines.items() if deadline <= now]
-        for request in late:
-            del self._deadlines[request]
-            self._expired.add(request)
-            request.cancel()
-        self._timer = loop.call_later(self.tick_s, self._sweep, loop) if self._deadlines else None
 
 
 class ClientGone(Exception):
@@ -160,8 +94,8 @@ class ClientGone(Exception):
 
 Headers = tuple[tuple[bytes, bytes], ...]
 Answer = tuple[int, bytes, Headers]
-
-_HEADER_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+BodyReader = Callable[[], Awaitable[bytes]]
+"""Reads the whole request body (after the route has checked the model exists)."""
 
 
 class RequestHead(NamedTuple):
@@ -197,25 +131,23 @@ class HotPath:
 
     The steps of a request (refusals, submitting to the model, turning outputs or errors
     into answers, the books) are plain methods, shared by the ASGI adapter here
-    (``__call__``: in-process apps and the requests protocol.py leaves to ASGI) and by
-    protocol.py's direct path, which runs them from parser and future callbacks.
+    (``__call__``: in-process apps and the requests the direct path leaves to ASGI) and by
+    direct/connection.py, which runs them from parser and future callbacks.
     """
 
-    def __init__(self, runtime: Runtime, ids: RequestIds) -> None:
+    def __init__(self, runtime: Runtime, ids: RequestIds, ticker: Ticker) -> None:
         self.runtime = runtime
         self.ids = ids
-        self.deadlines = Deadlines(runtime.settings.request_timeout_s)
+        self.ticker = ticker
+        self.deadlines = Deadlines(runtime.settings.request_timeout_s, ticker)
 
     # The steps.
 
     def request_id(self, head: RequestHead) -> str:
-        """The client's ``X-Request-Id`` (at most 128 characters), or a new one."""
-        given = head.request_id[:128]
-        if given and not _HEADER_VALUE.search(given):
-            return given.decode("latin-1")
-        return self.ids.next()
+        """The client's ``X-Request-Id`` (see rules.request_id), or a new one."""
+        return rules.request_id(head.request_id, self.ids)
 
-    def probe(self, route: Route) -> Answer:
+    def probe(self, route: HotRoute) -> Answer:
         """The answer to ``/v2/health/live`` or ``/v2/health/ready``."""
         if route.kind == "live":
             return 200, b'{"live":true}', (_JSON,)
@@ -225,28 +157,23 @@ class HotPath:
 
     def refusal(self, head: RequestHead) -> Answer | None:
         """503 while draining, 401 without an accepted token; None to serve the request."""
-        runtime = self.runtime
-        if runtime.draining:
-            return 503, error_body("the server is shutting down"), (_JSON,)
-        if runtime.auth is not None and not runtime.auth.accepts(head.authorization):
-            return 401, error_body(auth_refusal(head.authorization)), (_JSON, *CHALLENGE)
-        return None
+        refused = rules.refusal(self.runtime, head.authorization)
+        return None if refused is None else error_answer(refused, log=False)
 
-    def resolve(self, route: Route) -> int:
+    def resolve(self, route: HotRoute) -> int:
         """The model version a request names (before its body is read: 404s come first)."""
         if route.kind == "predict":
             return v1.resolve(self.runtime, route.name, route.version, route.label)
         return v2.resolve(self.runtime, route.name, route.version)
 
-    def decode(self, route: Route, number: int, head: RequestHead, body: bytes) -> Decoded:
+    def decode(self, route: HotRoute, number: int, head: RequestHead, body: bytes) -> Decoded:
         """Decode the body for the model (4xx errors raise here)."""
         if route.kind == "predict":
             return v1.decode(self.runtime, route.name, number, body)
-        raw = head.header_length
-        length = v2.inference_header_length(raw.decode("latin-1") if raw is not None else None)
+        length = rules.header_length(head.header_length)
         return v2.decode(self.runtime, route.name, number, body, length)
 
-    def submit(self, route: Route, number: int, decoded: Decoded, waiter: Waiter) -> None:
+    def submit(self, route: HotRoute, number: int, decoded: Decoded, waiter: Waiter) -> None:
         """Queue a decoded request for the model; ``waiter`` gets the outputs or the error."""
         self.runtime.dataplane.submit_to(
             waiter, route.name, number, decoded.signature, decoded.inputs,
@@ -262,29 +189,15 @@ class HotPath:
         return 200, body, (_BINARY, (b"inference-header-content-length", b"%d" % json_length))
 
     @staticmethod
-    def failure(exc: Exception, route: Route) -> Answer:
-        """The answer for an error raised while serving (logged as the app logs it)."""
-        if isinstance(exc, ModelplaneError):
-            if exc.status_code >= 500:
-                _errors.warning("%s: %s", type(exc).__name__, exc.message)
-            else:
-                _errors.info(
-                    "%s: %s", type(exc).__name__, exc.message, extra={"status": exc.status_code}
-                )
-            return exc.status_code, error_body(exc.message), (_JSON,)
-        # Anything not turned into an HTTP error is a bug: log it with the request id and
-        # answer a JSON 500 rather than a bare connection reset.
-        logger.error("unhandled error while serving %s", route.kind, exc_info=exc)
-        return 500, error_body("internal server error"), (_JSON,)
+    def failure(exc: BaseException) -> Answer:
+        """The answer for an error raised while serving (logged; see rules.error_status)."""
+        return error_answer(exc)
 
     def timed_out(self) -> Answer:
         """The 503 for a request its deadline cancelled."""
-        timeout = self.runtime.settings.request_timeout_s
-        logger.warning("request timed out after %ss", timeout)
-        message = RequestTimeout(f"the request was not answered within {timeout} s").message
-        return 503, error_body(message), (_JSON,)
+        return error_answer(rules.timed_out(self.runtime.settings.request_timeout_s), log=False)
 
-    def started(self, route: Route) -> str:
+    def started(self, route: HotRoute) -> str:
         """Count a model request in flight; its ``model`` metrics label."""
         label = self.runtime.metric_model(route.name)
         self.runtime.metrics.request_started(label)
@@ -292,7 +205,7 @@ class HotPath:
 
     def finished(
         self,
-        route: Route,
+        route: HotRoute,
         label: str,
         status: int,
         seconds: float,
@@ -307,7 +220,7 @@ class HotPath:
 
     # ASGI.
 
-    async def __call__(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, route: HotRoute, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one ASGI request that ``match`` accepted."""
         head = read_head(scope["headers"])
         request_id = self.request_id(head)
@@ -329,7 +242,7 @@ class HotPath:
             self.finished(route, label, status, seconds, scope["method"], scope["path"])
             REQUEST_ID.reset(token)
 
-    async def _answer(self, route: Route, head: RequestHead, receive: Receive) -> Answer:
+    async def _answer(self, route: HotRoute, head: RequestHead, receive: Receive) -> Answer:
         """The response to a model request, errors included (never raises but ClientGone)."""
         task = asyncio.current_task()
         assert task is not None  # every ASGI request runs in its own task
@@ -338,7 +251,7 @@ class HotPath:
         try:
             limit = self.runtime.settings.max_body_bytes
             if head.length is not None:
-                check_length(head.length, limit)
+                rules.declared_length(head.length, limit)
             number = self.resolve(route)
             body = await _reader(receive, limit, head.encoding)()
             decoded = self.decode(route, number, head, body)
@@ -355,7 +268,7 @@ class HotPath:
         except ClientGone:
             raise
         except Exception as exc:
-            return self.failure(exc, route)
+            return self.failure(exc)
         finally:
             deadlines.leave(task)
 
@@ -386,17 +299,6 @@ async def _disconnect(receive: Receive) -> None:
         pass
 
 
-def check_length(length: bytes, limit: int) -> int:
-    """A declared ``Content-Length``: 400 when it is not a number, 413 when over ``limit``."""
-    try:
-        declared = int(length)
-    except ValueError:
-        raise InvalidInput("invalid Content-Length header") from None
-    if declared > limit:
-        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
-    return declared
-
-
 def _reader(receive: Receive, limit: int, encoding: bytes | None) -> BodyReader:
     async def read() -> bytes:
         message = await receive()
@@ -408,7 +310,7 @@ def _reader(receive: Receive, limit: int, encoding: bytes | None) -> BodyReader:
             received = len(body)
             while True:
                 if received > limit:
-                    raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+                    raise rules.too_large(limit)
                 message = await receive()
                 if message["type"] != "http.request":
                     raise ClientGone
@@ -419,7 +321,7 @@ def _reader(receive: Receive, limit: int, encoding: bytes | None) -> BodyReader:
                     break
             body = b"".join(chunks)
         if len(body) > limit:
-            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+            raise rules.too_large(limit)
         if encoding is None:
             return body
         return decode_content(body, encoding.decode("latin-1"), limit)
@@ -447,3 +349,10 @@ async def _send(
     )
     await send({"type": "http.response.body", "body": body})
 
+
+
+def error_answer(exc: BaseException, *, log: bool = True) -> Answer:
+    """The ``{"error": ...}`` answer to an error (a 401 with its ``WWW-Authenticate``)."""
+    status, message = rules.error_status(exc, log=log)
+    headers = (_JSON, *CHALLENGE) if status == 401 else (_JSON,)
+    return status, rules.error_body(message), headers

@@ -1,23 +1,23 @@
-"""One pure ASGI middleware for every request: id, limits, timeout, draining, metrics, logs.
+"""One pure ASGI middleware for every request the FastAPI app serves: id, limits, timeout,
+draining, auth, metrics, logs, each by the rules in rules.py (the hot path applies the same).
 
 Pure ASGI rather than Starlette's ``BaseHTTPMiddleware`` (which wraps every request in an
-extra task and stream): this runs on every prediction, so it must stay cheap.
+extra task and stream): this runs on metadata and status requests, so it must stay cheap.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelplane_runtime.errors import PayloadTooLarge
+from modelplane_runtime import rules
+from modelplane_runtime.http.messages import CHALLENGE, log_request_line
 from modelplane_runtime.logs import REQUEST_ID, RequestIds
-from modelplane_runtime.serving import Runtime, error_body
-
-logger = logging.getLogger("modelplane.http")
+from modelplane_runtime.rules import Deadlines
+from modelplane_runtime.serving import Runtime
 
 _MODEL_PREFIXES: Final = (("/v1/models/", "v1"), ("/v2/models/", "v2"))
 
@@ -41,61 +41,33 @@ def needs_auth(path: str) -> bool:
     return (path == "/v2" or path.startswith("/v2/")) and not path.startswith("/v2/health/")
 
 
-CHALLENGE: Final = ((b"www-authenticate", b"Bearer"),)
-"""The header a 401 carries (RFC 6750): the client should send a bearer token."""
-
-
-def auth_refusal(authorization: bytes | None) -> str:
-    """The 401 message for a request that sent ``authorization`` (or none)."""
-    if authorization is None:
-        return "missing bearer token (send 'Authorization: Bearer <token>')"
-    return "invalid bearer token"
-
-
-async def _answer(
-    send: Send, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
-) -> None:
-    body = error_body(message)
+async def _answer(send: Send, exc: BaseException, *, log: bool = True) -> None:
+    status, message = rules.error_status(exc, log=log)
+    body = rules.error_body(message)
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
+                (b"content-length", b"%d" % len(body)),
+                *(CHALLENGE if status == 401 else ()),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
 
 
-def log_request_line(
-    method: str, path: str, status: int, seconds: float, request_id: str | None = None
-) -> None:
-    """The debug-level access line of a finished request (every request path logs it).
-
-    ``request_id`` stamps the line when the caller runs outside the request's context.
-    """
-    if logger.isEnabledFor(logging.DEBUG):
-        token = REQUEST_ID.set(request_id) if request_id is not None else None
-        try:
-            logger.debug(
-                "%s %s -> %s", method, path, status,
-                extra={"status": status, "seconds": round(seconds, 6)},
-            )
-        finally:
-            if token is not None:
-                REQUEST_ID.reset(token)
-
-
 class RequestMiddleware:
-    """Request id, body and time limits, refusal while draining, and request metrics."""
+    """Request id, body and time limits, refusals, and request metrics."""
 
-    def __init__(self, app: ASGIApp, runtime: Runtime, ids: RequestIds | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, runtime: Runtime, ids: RequestIds, deadlines: Deadlines
+    ) -> None:
         self.app = app
         self.runtime = runtime
-        self.ids = ids or RequestIds()
+        self.ids = ids
+        self.deadlines = deadlines
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one HTTP request (lifespan and other scopes pass straight through)."""
@@ -104,17 +76,17 @@ class RequestMiddleware:
             return
         runtime = self.runtime
         protocol, model = _classify(scope["path"])
-        request_id = ""
+        given: bytes | None = None
         length: bytes | None = None
         authorization: bytes | None = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
-                request_id = value.decode("latin-1")[:128]
+                given = value
             elif key == b"content-length":
                 length = value
             elif key == b"authorization":
                 authorization = value
-        request_id = request_id or self.ids.next()
+        request_id = rules.request_id(given, self.ids)
         token = REQUEST_ID.set(request_id)
         id_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 0
@@ -131,14 +103,12 @@ class RequestMiddleware:
         if label is not None:
             runtime.metrics.request_started(label)
         try:
-            if label is not None and runtime.draining:
-                await _answer(send_with_id, 503, "the server is shutting down")
-            elif (
-                runtime.auth is not None
-                and needs_auth(scope["path"])
-                and not runtime.auth.accepts(authorization)
-            ):
-                await _answer(send_with_id, 401, auth_refusal(authorization), CHALLENGE)
+            # Draining refuses model requests only: the server's metadata stays readable.
+            refused = rules.refusal(
+                runtime, authorization, drain=label is not None, auth=needs_auth(scope["path"])
+            )
+            if refused is not None:
+                await _answer(send_with_id, refused, log=False)
             else:
                 await self._limited(scope, receive, send_with_id, length, lambda: status)
         finally:
@@ -151,16 +121,12 @@ class RequestMiddleware:
     async def _limited(
         self, scope: Scope, receive: Receive, send: Send, length: bytes | None, status: Any
     ) -> None:
-        settings = self.runtime.settings
-        limit = settings.max_body_bytes
+        limit = self.runtime.settings.max_body_bytes
         if length is not None:
             try:
-                declared = int(length)
-            except ValueError:
-                await _answer(send, 400, "invalid Content-Length header")
-                return
-            if declared > limit:
-                await _answer(send, 413, f"the body is {declared} bytes; the limit is {limit}")
+                rules.declared_length(length, limit)
+            except Exception as exc:
+                await _answer(send, exc)
                 return
         received = 0
 
@@ -170,26 +136,28 @@ class RequestMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+                    raise rules.too_large(limit)
             return message
 
-        timeout = asyncio.timeout(settings.request_timeout_s)
+        task = asyncio.current_task()
+        assert task is not None  # every ASGI request runs in its own task
+        deadlines = self.deadlines
+        deadlines.enter(task, task.get_loop())
         try:
-            async with timeout:
-                await self.app(scope, limited_receive, send)
-        except TimeoutError:
-            if not timeout.expired():
+            await self.app(scope, limited_receive, send)
+        except asyncio.CancelledError:
+            if not deadlines.expired(task):
                 raise
-            logger.warning("request timed out after %ss", settings.request_timeout_s)
+            task.uncancel()
+            timed_out = rules.timed_out(self.runtime.settings.request_timeout_s)
             if not status():
-                await _answer(
-                    send,
-                    503,
-                    f"the request was not answered within {settings.request_timeout_s} s",
-                )
-        except Exception:
-            # Anything a route did not turn into an HTTP error is a bug: log it with the
-            # request id and answer a JSON 500 rather than a bare connection reset.
-            logger.exception("unhandled error while serving %s", scope["path"])
+                await _answer(send, timed_out, log=False)
+        except Exception as exc:
+            # Anything a route did not turn into an HTTP error is a bug: logged with the
+            # request id and answered with a JSON 500 rather than a bare connection reset.
             if not status():
-                await _answer(send, 500, "internal server error")
+                await _answer(send, exc)
+            else:
+                rules.error_status(exc)
+        finally:
+            deadlines.leave(task)

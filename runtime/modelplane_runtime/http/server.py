@@ -30,7 +30,7 @@ import uvicorn
 from modelplane_runtime import contract
 from modelplane_runtime.auth import AuthConfigError, TokenStore
 from modelplane_runtime.http.app import create_app, runtime_of
-from modelplane_runtime.http.direct.connection import protocol_for
+from modelplane_runtime.http.direct.connection import connection_class
 from modelplane_runtime.logs import configure_logging
 from modelplane_runtime.serving import Runtime
 from modelplane_runtime.settings import RuntimeSettings, SettingsError
@@ -190,7 +190,7 @@ def run_server(
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http=protocol_for(app.hot) if settings.http_direct else "httptools",
+        http=connection_class(app.hot) if settings.http_direct else "httptools",
         ws="none",
         lifespan="on",
         log_config=None,

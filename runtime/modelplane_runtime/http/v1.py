@@ -14,13 +14,9 @@ from starlette.types import ASGIApp
 
 from modelplane_runtime.codecs import v1 as codec_v1
 from modelplane_runtime.errors import ModelNotFound
-from modelplane_runtime.serving import (
-    Decoded,
-    Outputs,
-    Runtime,
-    json_response,
-    version_param,
-)
+from modelplane_runtime.http.messages import json_response
+from modelplane_runtime.rules import version_number
+from modelplane_runtime.serving import Decoded, Outputs, Runtime
 
 _SELECTORS = ("", "/versions/{version}", "/labels/{label}")
 
@@ -32,7 +28,8 @@ def routes(runtime: Runtime, predict: ASGIApp) -> list[Route]:
     def resolve(request: Request) -> tuple[str, int]:
         params = request.path_params
         name: str = params["name"]
-        version = dataplane.resolve(name, version_param(params.get("version")), params.get("label"))
+        number = version_number(params.get("version"))
+        version = dataplane.resolve(name, number, params.get("label"))
         return name, version
 
     async def status(request: Request) -> Response:
@@ -43,7 +40,7 @@ def routes(runtime: Runtime, predict: ASGIApp) -> list[Route]:
             if "label" in params:
                 wanted: int | None = dataplane.resolve(name, label=params["label"])
             else:
-                wanted = version_param(params["version"])
+                wanted = version_number(params["version"])
             versions = [v for v in versions if v.version == wanted]
             if not versions:
                 raise ModelNotFound(f"Could not find version {wanted} of model {name}")
@@ -66,7 +63,7 @@ def routes(runtime: Runtime, predict: ASGIApp) -> list[Route]:
 
 def resolve(runtime: Runtime, name: str, version: str | None, label: str | None) -> int:
     """The version a predict URL names (404 for an unknown model, version or label)."""
-    return runtime.dataplane.resolve(name, version_param(version), label)
+    return runtime.dataplane.resolve(name, version_number(version), label)
 
 
 def decode(runtime: Runtime, name: str, number: int, body: bytes) -> Decoded:

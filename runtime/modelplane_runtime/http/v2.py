@@ -13,14 +13,10 @@ from starlette.types import ASGIApp
 
 from modelplane_runtime import __version__, contract
 from modelplane_runtime.codecs import v2 as codec_v2
-from modelplane_runtime.errors import InvalidInput, ModelNotReady
-from modelplane_runtime.serving import (
-    Decoded,
-    Outputs,
-    Runtime,
-    json_response,
-    version_param,
-)
+from modelplane_runtime.errors import ModelNotReady
+from modelplane_runtime.http.messages import json_response
+from modelplane_runtime.rules import version_number
+from modelplane_runtime.serving import Decoded, Outputs, Runtime
 
 SERVER_NAME = "modelplane"
 EXTENSIONS = ("binary_tensor_data",)
@@ -46,7 +42,7 @@ def routes(runtime: Runtime, infer: ASGIApp) -> list[Route]:
     def resolve(request: Request) -> tuple[str, int]:
         params = request.path_params
         name: str = params["name"]
-        return name, dataplane.resolve(name, version_param(params.get("version")))
+        return name, dataplane.resolve(name, version_number(params.get("version")))
 
     async def model_metadata(request: Request) -> Response:
         name, version = resolve(request)
@@ -82,16 +78,7 @@ def routes(runtime: Runtime, infer: ASGIApp) -> list[Route]:
 
 def resolve(runtime: Runtime, name: str, version: str | None) -> int:
     """The version an infer URL names (404 for an unknown model or version)."""
-    return runtime.dataplane.resolve(name, version_param(version))
-
-
-def inference_header_length(raw: str | None) -> int | None:
-    """The binary extension's ``Inference-Header-Content-Length``; 400 when not a number."""
-    if raw is None:
-        return None
-    if not raw.strip().isdigit():
-        raise InvalidInput(f"invalid Inference-Header-Content-Length {raw!r}")
-    return int(raw)
+    return runtime.dataplane.resolve(name, version_number(version))
 
 
 def decode(

@@ -6,18 +6,21 @@ logic: per request, a scope dict, a ``RequestResponseCycle`` with an ``asyncio.E
 two ``transport.write`` calls (status and headers, then the body). Two writes are two
 ``send`` system calls, the largest single cost left in the profile.
 
-``HotProtocol`` keeps uvicorn for everything a server must get right (connections,
+``DirectConnection`` keeps uvicorn for everything a server must get right (connections,
 keep-alive and its timeout, pipelining order, flow control, TLS, graceful shutdown, the
 ``Date`` header) and changes one thing: once a request's headers show one of the hot
-routes (router.match: predict, infer, the health probes), the body is collected here and
-the request is served by ``router.HotPath`` directly, its answer written in one call.
+routes (hotpath.match: predict, infer, the health probes), the body is collected here and
+the request is served by ``hotpath.HotPath`` directly, its answer written in one call.
 Every other request, and any hot request that needs more care (a query string, percent
 escapes, ``Expect: 100-continue``, a declared body over the limit, an upgrade), takes
 uvicorn's normal ASGI path, where the same HotPath serves it through ASGI.
 
 It relies on ``HttpToolsProtocol``'s per-connection state (``cycle``, ``pipeline``,
-``flow``, ``tasks``, ``on_response_complete``): the attributes uvicorn's own parser
-callbacks use. tests/integration/runtime/test_protocol.py exercises each over real sockets.
+``flow``, ``tasks``, ``on_response_complete``, ...): the attributes uvicorn's own parser
+callbacks use. fence.py checks at start-up that the installed uvicorn still has each
+(the server falls back to plain httptools with a warning if not), pyproject.toml pins
+uvicorn to the tested minor versions, and tests/integration/runtime/test_protocol*.py
+exercise each over real sockets, on both paths.
 """
 
 from __future__ import annotations
@@ -29,20 +32,21 @@ from typing import Any, ClassVar, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from modelplane_runtime.errors import PayloadTooLarge
+from modelplane_runtime import rules
 from modelplane_runtime.http.direct.wire import Heads, KeepAlive, Routes
 from modelplane_runtime.http.hotpath import (
     CLIENT_GONE,
     Answer,
     Headers,
     HotPath,
+    HotRoute,
     RequestHead,
-    Route,
     match,
     read_head,
 )
+from modelplane_runtime.http.messages import decode_content
 from modelplane_runtime.logs import REQUEST_ID
-from modelplane_runtime.serving import Decoded, Outputs, decode_content
+from modelplane_runtime.serving import Decoded, Outputs
 
 logger = logging.getLogger("modelplane.http")
 
@@ -50,7 +54,7 @@ _MODEL_KINDS: Final = frozenset({"predict", "infer"})
 _CLOSE: Final = b"connection: close\r\n"
 
 
-class HotCycle:
+class DirectRequest:
     """One hot request on a connection, served by callbacks rather than a task.
 
     ``begin`` runs when the headers are complete (probes and refusals answer at once),
@@ -68,6 +72,7 @@ class HotCycle:
     __slots__ = (
         "answered",
         "chunks",
+        "connection",
         "decoded",
         "disconnected",
         "head",
@@ -79,7 +84,6 @@ class HotCycle:
         "more_body",
         "number",
         "path",
-        "protocol",
         "received",
         "request_id",
         "response_complete",
@@ -90,15 +94,15 @@ class HotCycle:
 
     def __init__(
         self,
-        protocol: HotProtocol,
-        route: Route,
+        connection: DirectConnection,
+        route: HotRoute,
         head: RequestHead,
         method: str,
         path: str,
         keep_alive: bool,
         limit: int,
     ) -> None:
-        self.protocol = protocol
+        self.connection = connection
         self.route = route
         self.head = head
         self.method = method
@@ -125,7 +129,7 @@ class HotCycle:
 
     def begin(self) -> None:
         """The headers are complete: start the request's clock, or answer it at once."""
-        hot = self.protocol.hot
+        hot = self.connection.hot
         route = self.route
         self.request_id = hot.request_id(self.head)
         if route.kind not in _MODEL_KINDS:
@@ -144,7 +148,7 @@ class HotCycle:
         if answer is not None:
             self._answer(*answer)
             return
-        hot.deadlines.enter(self, self.protocol.loop)
+        hot.deadlines.enter(self, self.connection.loop)
         if self.more_body:
             self.waiting = True
         else:
@@ -164,7 +168,7 @@ class HotCycle:
             self._answer(*self._too_large())
 
     def _too_large(self) -> Answer:
-        return self._failure(PayloadTooLarge(f"the body is over the limit of {self.limit} bytes"))
+        return self._failure(rules.too_large(self.limit))
 
     def body_complete(self) -> None:
         """The whole body is in: submit it if the request is waiting for it."""
@@ -182,7 +186,7 @@ class HotCycle:
     def cancel(self) -> None:
         """The request's deadline passed: withdraw it from the model and answer 503."""
         if not self.answered:
-            self._answer(*self._logged(self.protocol.hot.timed_out))
+            self._answer(*self._logged(self.connection.hot.timed_out))
 
     # Serving.
 
@@ -191,7 +195,7 @@ class HotCycle:
             return
         chunks = self.chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        hot = self.protocol.hot
+        hot = self.connection.hot
         try:
             encoding = self.head.encoding
             if encoding is not None:
@@ -213,7 +217,7 @@ class HotCycle:
             return
         try:
             assert self.decoded is not None
-            answer = self.protocol.hot.success(self.decoded.encode(outputs))
+            answer = self.connection.hot.success(self.decoded.encode(outputs))
         except Exception as exc:
             answer = self._failure(exc)
         self._safely(answer)
@@ -222,18 +226,17 @@ class HotCycle:
         """The model call failed for this request: answer its error."""
         if self.answered:
             return
-        error = exception if isinstance(exception, Exception) else RuntimeError(repr(exception))
-        self._safely(self._failure(error))
+        self._safely(self._failure(exception))
 
     def _safely(self, answer: Answer) -> None:
         try:
             self._answer(*answer)
         except Exception:  # never break the batcher's loop over the rest of the batch
             logger.exception("could not answer %s %s", self.method, self.path)
-            self.protocol.transport.close()
+            self.connection.transport.close()
 
-    def _failure(self, exc: Exception) -> Answer:
-        return self._logged(self.protocol.hot.failure, exc, self.route)
+    def _failure(self, exc: BaseException) -> Answer:
+        return self._logged(self.connection.hot.failure, exc)
 
     def _logged(self, step: Callable[..., Answer], *args: Any) -> Answer:
         """Run a step that may log, with this request's id on its log lines."""
@@ -246,28 +249,28 @@ class HotCycle:
     def _answer(self, status: int, body: bytes, headers: Headers) -> None:
         """Write the whole answer in one call (unless the client is gone), then the books."""
         self.answered = True
-        protocol = self.protocol
-        transport = protocol.transport
+        connection = self.connection
+        transport = connection.transport
         if self.disconnected or transport.is_closing():
             status = CLIENT_GONE
         else:
-            head = protocol.heads.get(status, headers, protocol.server_state.default_headers)
+            head = connection.heads.get(status, headers, connection.server_state.default_headers)
             transport.write(
                 b"%scontent-length: %d\r\nx-request-id: %s\r\n%s\r\n%s" % (
                     head, len(body), self.request_id.encode("latin-1"),
                     b"" if self.keep_alive else _CLOSE, body,
                 )
             )
-            if protocol.flow.write_paused:
+            if connection.flow.write_paused:
                 # The client is not reading: hold the connection (and any pipelined
                 # request) until it does, as uvicorn's send does by awaiting drain.
-                task = protocol.loop.create_task(self._complete_after_drain())
-                protocol.tasks.add(task)
-                task.add_done_callback(protocol.tasks.discard)
+                task = connection.loop.create_task(self._complete_after_drain())
+                connection.tasks.add(task)
+                task.add_done_callback(connection.tasks.discard)
             else:
                 self._complete()
         if self.started:
-            hot = protocol.hot
+            hot = connection.hot
             hot.deadlines.leave(self)
             seconds = time.perf_counter() - self.started
             hot.finished(
@@ -275,17 +278,17 @@ class HotCycle:
             )
 
     async def _complete_after_drain(self) -> None:
-        await self.protocol.flow.drain()
+        await self.connection.flow.drain()
         self._complete()
 
     def _complete(self) -> None:
         self.response_complete = True
         if not self.keep_alive:
-            self.protocol.transport.close()
-        self.protocol.on_response_complete()
+            self.connection.transport.close()
+        self.connection.on_response_complete()
 
 
-class HotProtocol(HttpToolsProtocol):
+class DirectConnection(HttpToolsProtocol):
     """``HttpToolsProtocol`` that serves the hot routes itself (see the module docstring)."""
 
     hot: ClassVar[HotPath]
@@ -340,7 +343,7 @@ class HotProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
-        if isinstance(cycle, HotCycle):
+        if isinstance(cycle, DirectRequest):
             if not cycle.response_complete:
                 cycle.feed(body)
             return
@@ -348,13 +351,13 @@ class HotProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         cycle = self.cycle
-        if isinstance(cycle, HotCycle):
+        if isinstance(cycle, DirectRequest):
             if not cycle.response_complete:
                 cycle.body_complete()
             return
         super().on_message_complete()
 
-    def _hot_cycle(self) -> HotCycle | None:
+    def _hot_cycle(self) -> DirectRequest | None:
         """A cycle for a hot request this protocol can serve whole, else None (ASGI)."""
         url = self.url
         if (
@@ -384,15 +387,21 @@ class HotProtocol(HttpToolsProtocol):
         if head.length is not None and not _within(head.length, limit):
             return None  # ASGI answers 400 or 413 before the body arrives
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
-        return HotCycle(self, route, head, method, path, keep_alive, limit)
+        return DirectRequest(self, route, head, method, path, keep_alive, limit)
 
 
 def _within(length: bytes, limit: int) -> bool:
-    return length.isdigit() and int(length) <= limit
+    try:
+        rules.declared_length(length, limit)
+    except Exception:
+        return False
+    return True
 
 
-def protocol_for(hot: HotPath) -> type[HotProtocol]:
+def connection_class(hot: HotPath) -> type[DirectConnection]:
     """The protocol class uvicorn should use for an app whose hot routes ``hot`` serves."""
-    shared = {"hot": hot, "heads": Heads(), "routes": Routes(), "idle_sweeper": KeepAlive()}
-    return type("HotProtocol", (HotProtocol,), shared)
+    shared = {
+        "hot": hot, "heads": Heads(), "routes": Routes(), "idle_sweeper": KeepAlive(hot.ticker)
+    }
+    return type("DirectConnection", (DirectConnection,), shared)
 

@@ -1,4 +1,4 @@
-"""What the direct HTTP path (protocol.py) shares across connections of one server.
+"""What the direct HTTP path (connection.py) shares across connections of one server.
 
 Encoded answer heads, remembered routes, and the keep-alive sweep: per-request work that
 uvicorn repeats for every request, done once (or once a second) here.
@@ -6,12 +6,12 @@ uvicorn repeats for every request, done once (or once a second) here.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-from modelplane_runtime.http.hotpath import Headers, Route
+from modelplane_runtime.http.hotpath import Headers, HotRoute
+from modelplane_runtime.rules import Ticker
 
 
 class Heads:
@@ -40,57 +40,55 @@ class Heads:
 
 
 class KeepAlive:
-    """Closes connections idle past uvicorn's ``timeout_keep_alive``, on one periodic sweep.
+    """Closes connections idle past uvicorn's ``timeout_keep_alive``, on the loop's ticker.
 
     uvicorn arms a timer when each answer completes and cancels it when the next request
     arrives: ~3 us per request on uvloop. Here a connection only notes when it went idle;
-    a sweep every second closes those idle for longer than the timeout (so within one
-    second past it).
+    a sweep every second (rules.Ticker) closes those idle for longer than the timeout (so
+    within one second past it).
     """
 
     TICK_S: Final = 1.0
 
-    def __init__(self) -> None:
-        self._timer: asyncio.TimerHandle | None = None
+    def __init__(self, ticker: Ticker) -> None:
+        self._ticker = ticker
+        self._connections: set[Any] = set()
+        ticker.register(self._sweep, self.TICK_S)
 
-    def watch(self, protocol: Any) -> None:
-        """``protocol`` (a protocol.HotProtocol) just went idle: make sure a sweep is coming."""
-        protocol.idle_since = protocol.loop.time()
-        if self._timer is None:
-            self._timer = protocol.loop.call_later(
-                self.TICK_S, self._sweep, protocol.loop, protocol.server_state.connections
-            )
+    def watch(self, connection: Any) -> None:
+        """``connection`` (a DirectConnection) just went idle: make sure a sweep is coming."""
+        connection.idle_since = connection.loop.time()
+        self._connections = connection.server_state.connections
+        self._ticker.wake(self._sweep, connection.loop)
 
-    def _sweep(self, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
-        now = loop.time()
+    def _sweep(self, now: float) -> bool:
+        connections = self._connections
         for connection in list(connections):
             since = getattr(connection, "idle_since", None)
             if since is not None and now - since >= connection.timeout_keep_alive:
                 connection.idle_since = None
                 if not connection.transport.is_closing():
                     connection.transport.close()
-        self._timer = (
-            loop.call_later(self.TICK_S, self._sweep, loop, connections) if connections else None
-        )
+        return bool(connections)
 
 
 class Routes:
-    """``router.match`` by method and URL, remembered: the same few URLs repeat.
+    """``hotpath.match`` by method and URL, remembered: the same few URLs repeat.
 
     Bounded: past ``size`` distinct URLs (a scan, say) it starts over.
     """
 
     def __init__(self, size: int = 1024) -> None:
         self.size = size
-        self._known: dict[tuple[bytes, bytes], tuple[Route | None, str, str]] = {}
+        self._known: dict[tuple[bytes, bytes], tuple[HotRoute | None, str, str]] = {}
 
-    def get(self, key: tuple[bytes, bytes]) -> tuple[Route | None, str, str] | None:
+    def get(self, key: tuple[bytes, bytes]) -> tuple[HotRoute | None, str, str] | None:
         """The remembered route, method and path of a request line, if any."""
         return self._known.get(key)
 
     def remember(
-        self, key: tuple[bytes, bytes], known: tuple[Route | None, str, str]
-    ) -> tuple[Route | None, str, str]:
+        self, key: tuple[bytes, bytes], known: tuple[HotRoute | None, str, str]
+    ) -> tuple[HotRoute | None, str, str]:
         """Remember ``known`` for ``key``; returns it."""
         if len(self._known) >= self.size:
             self._known.clear()

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import pytest
-from modelplane_runtime.http.hotpath import Route, match
+from modelplane_runtime.http.hotpath import HotRoute, match
 
 
 @pytest.mark.parametrize(
     ("method", "path", "route"),
     [
-        ("POST", "/v1/models/m:predict", Route("predict", "m")),
-        ("POST", "/v1/models/m/versions/2:predict", Route("predict", "m", version="2")),
-        ("POST", "/v1/models/m/labels/stable:predict", Route("predict", "m", label="stable")),
-        ("POST", "/v1/models/a:b:predict", Route("predict", "a:b")),
-        ("POST", "/v1/models/m/versions/x:predict", Route("predict", "m", version="x")),
-        ("POST", "/v2/models/m/infer", Route("infer", "m")),
-        ("POST", "/v2/models/m/versions/3/infer", Route("infer", "m", version="3")),
-        ("GET", "/v2/health/live", Route("live")),
-        ("GET", "/v2/health/ready", Route("ready")),
+        ("POST", "/v1/models/m:predict", HotRoute("predict", "m")),
+        ("POST", "/v1/models/m/versions/2:predict", HotRoute("predict", "m", version="2")),
+        ("POST", "/v1/models/m/labels/stable:predict", HotRoute("predict", "m", label="stable")),
+        ("POST", "/v1/models/a:b:predict", HotRoute("predict", "a:b")),
+        ("POST", "/v1/models/m/versions/x:predict", HotRoute("predict", "m", version="x")),
+        ("POST", "/v2/models/m/infer", HotRoute("infer", "m")),
+        ("POST", "/v2/models/m/versions/3/infer", HotRoute("infer", "m", version="3")),
+        ("GET", "/v2/health/live", HotRoute("live")),
+        ("GET", "/v2/health/ready", HotRoute("ready")),
     ],
 )
-def test_hot_routes(method: str, path: str, route: Route) -> None:
+def test_hot_routes(method: str, path: str, route: HotRoute) -> None:
     assert match(method, path) == route
 
 
