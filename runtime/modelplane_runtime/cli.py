@@ -53,7 +53,7 @@ def _settings_from(args: argparse.Namespace, **extra: object) -> object:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from modelplane_runtime.http.server import serve
+    from modelplane_runtime.server.process import serve
 
     settings = _settings_from(args, model_path=Path(args.path))
     return serve(settings)  # type: ignore[arg-type]

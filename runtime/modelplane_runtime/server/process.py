@@ -162,7 +162,7 @@ def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = No
     url = public_url(str(host), int(port), "https" if tls else "http")
     try:
         if settings.workers > 1:
-            from modelplane_runtime.http.workers import supervise
+            from modelplane_runtime.server.workers import supervise
 
             return supervise(settings, sock, url, on_ready)
         return run_server(settings, sock, url, on_ready)

@@ -45,7 +45,7 @@ def supervise(
     on_ready: Callable[[str], None] | None,
 ) -> int:
     """Run ``settings.workers`` workers on ``sock`` until SIGTERM/SIGINT; the exit code."""
-    from modelplane_runtime.http.server import EXIT_STARTUP_FAILURE, announce_ready
+    from modelplane_runtime.server.process import EXIT_STARTUP_FAILURE, announce_ready
 
     folder = tempfile.mkdtemp(prefix="modelplane-metrics-")
     os.environ[MULTIPROCESS_ENV] = folder  # inherited by the spawned workers only
@@ -147,8 +147,8 @@ def _worker(settings: RuntimeSettings, sock: socket.socket, index: int, ready: A
     # Terminal signals go to the supervisor, which forwards one SIGTERM: a second signal
     # would make uvicorn skip the drain.
     os.setpgrp()
-    from modelplane_runtime.http.server import run_server
     from modelplane_runtime.logs import configure_logging
+    from modelplane_runtime.server.process import run_server
 
     configure_logging(settings.log_level)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
