@@ -1,6 +1,7 @@
 """The runtime's server process: uvicorn (uvloop + httptools) around ``create_app``.
 
-The hot routes are answered by protocol.py's subclass of uvicorn's httptools protocol.
+The hot routes are answered by http/direct/connection.py's subclass of uvicorn's httptools
+protocol, unless http/direct/fence.py finds the uvicorn internals it relies on changed.
 
 We bind the socket ourselves so that ``--port 0`` reports the port actually bound: once the
 model is loaded and the socket listens, one log line says ``"event": "ready"`` with the
@@ -15,6 +16,7 @@ TLS or token-folder setting fails start-up (exit 2) before the socket is bound. 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -29,52 +31,21 @@ import uvicorn
 
 from modelplane_runtime import contract
 from modelplane_runtime.auth import AuthConfigError, TokenStore
-from modelplane_runtime.http.app import create_app, runtime_of
-from modelplane_runtime.http.direct.connection import connection_class
+from modelplane_runtime.http.app import RuntimeApp, create_app, runtime_of
 from modelplane_runtime.logs import configure_logging
+from modelplane_runtime.server.lifecycle import (
+    EXIT_STARTUP_FAILURE,
+    EXIT_USAGE,
+    announce_ready,
+    bind_socket,
+    lifecycle,
+    public_url,
+)
 from modelplane_runtime.serving import Runtime
 from modelplane_runtime.settings import RuntimeSettings, SettingsError
 
 logger = logging.getLogger("modelplane.server")
-lifecycle = logging.getLogger("modelplane.lifecycle")
-"""Ready, draining and stopped events: logged whatever the log level (scripts parse them)."""
-
-EXIT_STARTUP_FAILURE: Final = 3
-EXIT_USAGE: Final = 2
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
-
-
-def public_url(host: str, port: int, scheme: str = "http") -> str:
-    """A URL a local client can use for a server bound to ``host``:``port``."""
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port}"
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening-ready TCP socket on ``host``:``port`` (0 picks a free port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
-
-
-def announce_ready(url: str, **extra: object) -> None:
-    """The one ``"event": "ready"`` log line (tests and scripts parse its url and port)."""
-    port = int(url.rsplit(":", 1)[1])
-    lifecycle.info(
-        "serving at %s", url, extra={"event": "ready", "url": url, "port": port, **extra}
-    )
 
 
 class _Server(uvicorn.Server):
@@ -164,7 +135,7 @@ def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = No
         if settings.workers > 1:
             from modelplane_runtime.server.workers import supervise
 
-            return supervise(settings, sock, url, on_ready)
+            return supervise(settings, sock, url, on_ready, run_server)
         return run_server(settings, sock, url, on_ready)
     finally:
         sock.close()
@@ -190,7 +161,7 @@ def run_server(
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http=connection_class(app.hot) if settings.http_direct else "httptools",
+        http=http_protocol(app, settings),
         ws="none",
         lifespan="on",
         log_config=None,
@@ -227,3 +198,31 @@ def _exit_if_stuck() -> None:
         logger.error("exiting with threads still busy: %s", ", ".join(stuck))
         logging.shutdown()
         os._exit(0)
+
+
+def http_protocol(
+    app: RuntimeApp,
+    settings: RuntimeSettings,
+    missing_internals: Callable[[], list[str]] | None = None,
+) -> type[asyncio.Protocol] | str:
+    """The protocol uvicorn serves HTTP with: the direct path's, unless it is off or unsafe.
+
+    ``missing_internals`` (fence.missing_internals by default) lists what the direct path
+    needs from uvicorn and this uvicorn lacks; then every request goes through uvicorn's
+    plain httptools protocol and ASGI, with a warning, rather than failing under load.
+    """
+    if not settings.http_direct:
+        return "httptools"
+    from modelplane_runtime.http.direct import fence
+
+    missing = (missing_internals or fence.missing_internals)()
+    if missing:
+        logger.warning(
+            "uvicorn %s lacks what the direct HTTP path uses (%s): serving every request "
+            "through ASGI", uvicorn.__version__, ", ".join(missing),
+            extra={"uvicorn": uvicorn.__version__, "missing": missing},
+        )
+        return "httptools"
+    from modelplane_runtime.http.direct.connection import connection_class
+
+    return connection_class(app.hot)

@@ -28,6 +28,7 @@ from types import FrameType
 from typing import Any, Final
 
 from modelplane_runtime.metrics import MULTIPROCESS_ENV
+from modelplane_runtime.server.lifecycle import EXIT_STARTUP_FAILURE, announce_ready
 from modelplane_runtime.settings import RuntimeSettings
 
 logger = logging.getLogger("modelplane.workers")
@@ -38,22 +39,29 @@ _STOP_GRACE_S: Final = 15.0
 """Beyond the drain timeout, how long a worker may take to close its model and exit."""
 
 
+RunServer = Callable[..., int]
+"""process.run_server: ``(settings, sock, url, on_ready, *, announce) -> exit code``."""
+
+
 def supervise(
     settings: RuntimeSettings,
     sock: socket.socket,
     url: str,
     on_ready: Callable[[str], None] | None,
+    run: RunServer,
 ) -> int:
-    """Run ``settings.workers`` workers on ``sock`` until SIGTERM/SIGINT; the exit code."""
-    from modelplane_runtime.server.process import EXIT_STARTUP_FAILURE, announce_ready
+    """Run ``settings.workers`` workers on ``sock`` until SIGTERM/SIGINT; the exit code.
 
+    ``run`` serves in each worker (a module-level function: spawned workers import it).
+    """
     folder = tempfile.mkdtemp(prefix="modelplane-metrics-")
     os.environ[MULTIPROCESS_ENV] = folder  # inherited by the spawned workers only
     context = multiprocessing.get_context("spawn")
     ready: multiprocessing.Queue[int] = context.Queue()
     workers = [
         context.Process(
-            target=_worker, args=(settings, sock, index, ready), name=f"modelplane-worker-{index}"
+            target=_worker, args=(settings, sock, index, ready, run),
+            name=f"modelplane-worker-{index}",
         )
         for index in range(settings.workers)
     ]
@@ -142,13 +150,14 @@ def _join(workers: Sequence[BaseProcess], settings: RuntimeSettings) -> list[int
     return [worker.exitcode for worker in workers]
 
 
-def _worker(settings: RuntimeSettings, sock: socket.socket, index: int, ready: Any) -> None:
+def _worker(
+    settings: RuntimeSettings, sock: socket.socket, index: int, ready: Any, run: RunServer
+) -> None:
     """One worker process: serve on the shared socket; report readiness to the supervisor."""
     # Terminal signals go to the supervisor, which forwards one SIGTERM: a second signal
     # would make uvicorn skip the drain.
     os.setpgrp()
     from modelplane_runtime.logs import configure_logging
-    from modelplane_runtime.server.process import run_server
 
     configure_logging(settings.log_level)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -157,4 +166,4 @@ def _worker(settings: RuntimeSettings, sock: socket.socket, index: int, ready: A
         logger.info("worker %d ready", index, extra={"worker": index, "pid": os.getpid()})
         ready.put(index)
 
-    sys.exit(run_server(settings, sock, "", report, announce=False))
+    sys.exit(run(settings, sock, "", report, announce=False))

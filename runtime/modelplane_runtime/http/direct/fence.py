@@ -71,7 +71,7 @@ def missing_internals(config: Any = None) -> list[str]:
     missing += [f"HttpToolsProtocol.{name}" for name in METHODS
                 if not callable(getattr(protocol_class, name, None))]
     try:
-        flow = FlowControl(_Transport())
+        flow = FlowControl(_Transport())  # type: ignore[arg-type]
     except Exception as exc:
         return [*missing, f"FlowControl(): {type(exc).__name__}: {exc}"]
     missing += [f"FlowControl.{name}" for name in FLOW if not hasattr(flow, name)]
