@@ -56,6 +56,13 @@ BatchObserver = Callable[[int, float], None]
 
 _sequence = itertools.count()
 
+AT_ONCE = "at_once"
+GATHERED = "gathered"
+WINDOW_EXPIRED = "window_expired"
+DISPATCH_REASONS = (AT_ONCE, GATHERED, WINDOW_EXPIRED)
+"""Why a batch went when it did: nothing to wait for; the requests a gather window waited
+for arrived (or filled the batch); the window ran out first."""
+
 
 class Waiter(Protocol):
     """Who gets a request's outputs: an ``asyncio.Future``, or any object with its three
@@ -119,10 +126,14 @@ class Batcher:
         self._timer: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._window_expired = False
+        self._reason = AT_ONCE
         self.model_calls = 0
         """Model calls made (merged calls, lone calls and retries)."""
         self.merged_calls = 0
         """Calls that carried more than one request."""
+        self.dispatches: dict[str, int] = dict.fromkeys(DISPATCH_REASONS, 0)
+        """Batches sent to the model, by why they went when they did (see DISPATCH_REASONS)."""
 
     async def submit(
         self, signature: str, inputs: Arrays, rows: int, *, mergeable: bool = True
@@ -207,8 +218,18 @@ class Batcher:
             if self._timer is None:
                 self._timer = loop.call_at(self._gather_until, self._gather_done, loop)
             return
+        if self._window_expired or 0 < self._gather_until <= loop.time():
+            self._reason = WINDOW_EXPIRED
+        else:
+            self._reason = GATHERED if self._gather_until > 0 else AT_ONCE
+        self._window_expired = False
         self._scheduled = True
         loop.call_soon(self._dispatch, loop)
+
+    @property
+    def gathering_for(self) -> int:
+        """How many requests an open gather window waits for (0: no window open)."""
+        return self._gather_count if self._gather_until > 0 else 0
 
     def _gathering(self, loop: asyncio.AbstractEventLoop) -> bool:
         return (
@@ -221,6 +242,7 @@ class Batcher:
     def _gather_done(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
         self._gather_until = 0.0
+        self._window_expired = bool(self._queued)
         self._kick(loop)
 
     def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -232,6 +254,7 @@ class Batcher:
             return
         self._busy = True
         self._idle.clear()
+        self.dispatches[self._reason] += 1
         self._gather_until = 0.0
         if self._timer is not None:
             self._timer.cancel()

@@ -4,7 +4,7 @@ and, for the same checks, with ``MODELPLANE_HTTP_DIRECT=false`` (every request v
 Keep-alive, pipelining, HTTP/1.0, chunked bodies, ``Expect: 100-continue``, the timeout,
 error answers and a client that never reads. The gated-model cases (disconnects, SIGTERM,
 the keep-alive timer) are in test_protocol_gated.py, bearer tokens in
-test_protocol_auth.py; all use the raw-socket helpers in test_protocol_wire.py.
+test_protocol_auth.py; all use the raw-socket helpers in tests/fixtures/wire.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from tests.fixtures.models import demo_predict
 from tests.fixtures.polling import eventually
 from tests.fixtures.runtime_server import RuntimeServer, launch_runtime, metric_value
-from tests.integration.runtime.test_protocol_wire import (
+from tests.fixtures.wire import (
     INFER,
     PREDICT,
     ROWS,
