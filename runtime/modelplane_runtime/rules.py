@@ -109,8 +109,8 @@ def declared_length(raw: bytes | str, limit: int) -> int:
     """A declared body length: 400 when it is not a number, 413 when over ``limit``."""
     declared = _number(raw)
     if declared is None:
-        if raw and len(raw) > _MAX_DIGITS and raw.isascii() and raw.strip().isdigit():
-            raise PayloadTooLarge(f"the body is {raw!r} bytes; the limit is {limit}")
+        if len(raw) > _MAX_DIGITS and raw.isascii() and raw.strip().isdigit():
+            raise too_large(limit)  # more digits than any real length has
         raise InvalidInput("invalid Content-Length header")
     if declared > limit:
         raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")

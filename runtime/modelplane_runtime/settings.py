@@ -63,7 +63,7 @@ class RuntimeSettings(BaseSettings):
     """On SIGTERM, how long in-flight requests may take before the process exits anyway."""
     http_direct: bool = True
     """Answer predict, infer and the health probes straight from the HTTP protocol, in one
-    write (protocol.py); false sends every request through ASGI (to compare or diagnose)."""
+    write (http/direct/); false sends every request through ASGI (to compare or diagnose)."""
 
     processing: str = ""
     """Pre/post-processing config as JSON (modelplane.yaml's schema); wins over the file."""

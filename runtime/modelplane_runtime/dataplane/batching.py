@@ -66,7 +66,7 @@ for arrived (or filled the batch); the window ran out first."""
 
 class Waiter(Protocol):
     """Who gets a request's outputs: an ``asyncio.Future``, or any object with its three
-    methods that are used here (protocol.py's HTTP cycle is one, so an answer is written
+    methods that are used here (the direct HTTP path's request is one, so an answer is written
     straight from the batch's completion, with no future or scheduled callback between).
     ``done()`` true means withdrawn (cancelled, timed out, client gone) until dispatched."""
 

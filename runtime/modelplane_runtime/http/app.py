@@ -120,9 +120,9 @@ def create_app(
 
 
 class RuntimeApp(FastAPI):
-    """FastAPI, with the hot routes (predict, infer, health) served before it (router.py).
+    """FastAPI, with the hot routes (predict, infer, health) served before it (hotpath.py).
 
-    Under ``modelplane serve`` most hot requests never get here: protocol.py answers them
+    Under ``modelplane serve`` most hot requests never get here: direct/connection.py answers them
     below ASGI.
     """
 

@@ -11,7 +11,7 @@ false at once, the listening socket closes, in-flight requests finish, and the p
 
 HTTPS when ``MODELPLANE_TLS_CERT_FILE`` and ``MODELPLANE_TLS_KEY_FILE`` are both set; a bad
 TLS or token-folder setting fails start-up (exit 2) before the socket is bound. With
-``--workers N`` the processes are supervised by workers.py.
+``--workers N`` the processes are supervised by server/workers.py.
 """
 
 from __future__ import annotations

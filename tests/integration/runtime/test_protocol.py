@@ -1,4 +1,4 @@
-"""The runtime's HTTP/1.1 wire behaviour over raw sockets, on the direct path (protocol.py)
+"""The runtime's HTTP/1.1 wire behaviour over raw sockets, on the direct path (http/direct/)
 and, for the same checks, with ``MODELPLANE_HTTP_DIRECT=false`` (every request via ASGI).
 
 Keep-alive, pipelining, HTTP/1.0, chunked bodies, ``Expect: 100-continue``, the timeout,
@@ -335,7 +335,7 @@ def test_client_that_never_reads_does_not_stall_the_server(server: RuntimeServer
 
 
 KEEP_ALIVE_S = 5.0  # uvicorn's default timeout_keep_alive, which the runtime keeps
-SWEEP_S = 1.0  # the direct path closes idle connections on a one-second sweep (wire.py)
+SWEEP_S = 1.0  # the direct path closes idle connections on a one-second sweep (http/direct/wire.py)
 
 
 def test_idle_keep_alive_connection_is_closed_after_the_timeout(server: RuntimeServer) -> None:

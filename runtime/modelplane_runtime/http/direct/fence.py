@@ -49,11 +49,12 @@ FLOW: Final = ("write_paused", "drain", "pause_reading", "resume_reading")
 PARSER: Final = ("get_method", "get_http_version", "should_keep_alive", "should_upgrade")
 
 
-def missing_internals(config: Any = None) -> list[str]:
+def missing_internals(config: Any = None, protocol_class: type | None = None) -> list[str]:
     """The uvicorn internals the direct path uses that this uvicorn lacks (empty: all there).
 
     ``config`` is a loaded ``uvicorn.Config`` (one with a trivial app is made otherwise):
     a protocol instance is built from it, off any running loop, to see its attributes.
+    ``protocol_class`` replaces uvicorn's ``HttpToolsProtocol`` (to test the check).
     """
     try:
         from uvicorn import Config
@@ -65,7 +66,8 @@ def missing_internals(config: Any = None) -> list[str]:
     missing = []
     if not isinstance(getattr(httptools_impl, "STATUS_LINE", None), dict):
         missing.append("httptools_impl.STATUS_LINE")
-    protocol_class = getattr(httptools_impl, "HttpToolsProtocol", None)
+    if protocol_class is None:
+        protocol_class = getattr(httptools_impl, "HttpToolsProtocol", None)
     if protocol_class is None:
         return [*missing, "httptools_impl.HttpToolsProtocol"]
     missing += [f"HttpToolsProtocol.{name}" for name in METHODS
