@@ -155,8 +155,9 @@ async def test_one_ticker_serves_sweeps_of_different_periods() -> None:
 
     ticker.register(sweep_fast, 0.01)
     ticker.register(sweep_slow, 0.05)
+    woken = loop.time()
     ticker.wake(sweep_fast, loop)
     ticker.wake(sweep_slow, loop)
     await eventually_async(lambda: len(fast) >= 10 and slow, timeout=5, what="both sweeps")
     assert len(slow) == 1  # it had nothing left to watch: not swept again
-    assert slow[0] - fast[0] >= 0.04  # not before its own period
+    assert slow[0] - woken >= 0.049  # not before its own period (the ticker allows 1 ms)

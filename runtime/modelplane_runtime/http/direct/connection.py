@@ -26,6 +26,7 @@ exercise each over real sockets, on both paths.
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -33,6 +34,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from modelplane_runtime import rules
 from modelplane_runtime.http.direct.request import DirectRequest
 from modelplane_runtime.http.direct.wire import Heads, KeepAlive, Routes
+from modelplane_runtime.http.hotpath import JSON_HEADER as _JSON
 from modelplane_runtime.http.hotpath import HotPath, match, read_head
 
 
@@ -45,25 +47,81 @@ class DirectConnection(HttpToolsProtocol):
     idle_sweeper: ClassVar[KeepAlive]
     idle_since: float | None = None
     """Loop time the connection went idle with keep-alive (None while a request is on)."""
+    head_since: float | None = None
+    """Loop time a request's first byte arrived, until its headers are complete."""
+    header_bytes = 0
+    refusal: tuple[int, str] | None = None
+    """Why the parser was stopped: answered in place of uvicorn's plain-text 400."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # A client that connects and never sends is closed after the keep-alive timeout,
+        # as an idle keep-alive connection is (uvicorn would hold it for good).
+        self.idle_sweeper.watch(self)
 
     def on_message_begin(self) -> None:
         # uvicorn builds the ASGI scope here; only requests left to ASGI need it (below).
         # A request is under way: not idle, even if the previous answer was written during
         # this same read (which made the connection look idle to the keep-alive sweep).
         self.idle_since = None
+        self.head_since = self.loop.time()
+        self.header_bytes = 0
         self.url = b""
         self.expect_100_continue = False
         self.headers = []
+
+    def on_url(self, url: bytes) -> None:
+        if len(self.url) + len(url) > rules.MAX_URL_BYTES:
+            self._stop(414, f"the request target is over {rules.MAX_URL_BYTES} bytes")
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value)
+        if self.header_bytes > rules.MAX_HEADER_BYTES:
+            self._stop(431, f"the request headers are over {rules.MAX_HEADER_BYTES} bytes")
+        super().on_header(name, value)
+
+    def _stop(self, status: int, message: str) -> None:
+        """Stop parsing this connection; ``send_400_response`` answers ``status``."""
+        self.refusal = (status, message)
+        raise ValueError(message)  # httptools turns a callback's error into a parser error
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's answer to a request the parser refused, as JSON like every other error,
+        # and after the answers still owed to requests that came before it on the wire.
+        status, message = self.refusal or (400, "invalid HTTP request")
+        self.refusal = None
+        self.head_since = None
+        body = rules.error_body(message)
+        head = self.heads.get(status, (_JSON,), self.server_state.default_headers)
+        self.bad_request = b"%scontent-length: %d\r\nconnection: close\r\n\r\n%s" % (
+            head, len(body), body,
+        )
+        self.flow.pause_reading()
+        if self.cycle is None or self.cycle.response_complete:
+            self._refuse_now()
+
+    bad_request: bytes | None = None
+    """The answer to a request the parser refused, held until earlier ones are answered."""
+
+    def _refuse_now(self) -> None:
+        answer, self.bad_request = self.bad_request, None
+        if answer is not None and not self.transport.is_closing():
+            self.transport.write(answer)
+            self.transport.close()
 
     def on_response_complete(self) -> None:
         # uvicorn's, with the keep-alive timer replaced by KeepAlive's sweep.
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.flow.resume_reading()
+        if self.bad_request is None:
+            self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
+        elif self.bad_request is not None:
+            self._refuse_now()  # every request before the refused one is answered
         else:
             self.idle_sweeper.watch(self)
 
@@ -72,6 +130,7 @@ class DirectConnection(HttpToolsProtocol):
         self.idle_since = None  # data arrived, or the connection is gone
 
     def on_headers_complete(self) -> None:
+        self.head_since = None
         cycle = self._hot_cycle()
         if cycle is None:
             url, expect, headers = self.url, self.expect_100_continue, self.headers
@@ -149,7 +208,10 @@ def _within(length: bytes, limit: int) -> bool:
 def connection_class(hot: HotPath) -> type[DirectConnection]:
     """The protocol class uvicorn should use for an app whose hot routes ``hot`` serves."""
     shared = {
-        "hot": hot, "heads": Heads(), "routes": Routes(), "idle_sweeper": KeepAlive(hot.ticker)
+        "hot": hot,
+        "heads": Heads(),
+        "routes": Routes(),
+        "idle_sweeper": KeepAlive(hot.ticker, hot.runtime.settings.headers_timeout_s),
     }
     return type("DirectConnection", (DirectConnection,), shared)
 

@@ -9,16 +9,25 @@ departure answers it first).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from modelplane_runtime import rules
-from modelplane_runtime.http.hotpath import CLIENT_GONE, Answer, Headers, HotRoute, RequestHead
-from modelplane_runtime.http.messages import decode_content
+from modelplane_runtime.codecs.decoded import Decoded, Outputs
+from modelplane_runtime.errors import ShuttingDown
+from modelplane_runtime.http.decoder import OFF_LOOP_BYTES
+from modelplane_runtime.http.hotpath import (
+    CLIENT_GONE,
+    Answer,
+    Headers,
+    HotRoute,
+    RequestHead,
+)
 from modelplane_runtime.logs import REQUEST_ID
-from modelplane_runtime.serving import Decoded, Outputs
+from modelplane_runtime.rules import SHUTTING_DOWN
 
 if TYPE_CHECKING:
     from modelplane_runtime.http.direct.connection import DirectConnection
@@ -170,15 +179,32 @@ class DirectRequest:
             return
         chunks = self.chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.chunks = []
         hot = self.connection.hot
+        if len(body) >= OFF_LOOP_BYTES:
+            hot.decode_later(self.route, self.number, self.head, body).add_done_callback(
+                self._decoded
+            )
+            return
         try:
-            encoding = self.head.encoding
-            if encoding is not None:
-                body = decode_content(body, encoding.decode("latin-1"), self.limit)
-            self.decoded = hot.decode(self.route, self.number, self.head, body)
-            hot.submit(self.route, self.number, self.decoded, self)
+            self._queue(hot.decode_body(self.route, self.number, self.head, body))
         except Exception as exc:
             self._answer(*self._failure(exc))
+
+    def _decoded(self, decoding: asyncio.Future[Decoded]) -> None:
+        """The decoder process is done with the body (the loop runs this)."""
+        if self.answered:  # timed out, or the client left, while it was decoded
+            return
+        try:
+            self._queue(decoding.result())
+        except asyncio.CancelledError:  # the server is closing
+            self._answer(*self._failure(ShuttingDown(SHUTTING_DOWN)))
+        except Exception as exc:
+            self._answer(*self._failure(exc))
+
+    def _queue(self, decoded: Decoded) -> None:
+        self.decoded = decoded
+        self.connection.hot.submit(self.route, self.number, decoded, self)
 
     # The batcher's Waiter: called on the loop when the batch is done; must not raise.
 
