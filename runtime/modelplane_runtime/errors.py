@@ -74,5 +74,12 @@ class RequestTimeout(ModelplaneError):
     grpc_code = "DEADLINE_EXCEEDED"
 
 
+def too_many_rows(count: int, max_rows: int) -> InvalidInput:
+    """More rows (the batch dimension) than ``max_rows_per_request`` allows."""
+    return InvalidInput(
+        f"the request has {count} rows; at most {max_rows} are accepted per request"
+    )
+
+
 class ModelLoadError(Exception):
     """A model could not be loaded; raised at start-up, never to a client."""

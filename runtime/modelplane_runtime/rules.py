@@ -133,6 +133,14 @@ def header_length(raw: bytes | str | None) -> int | None:
     return value
 
 
+# Request heads.
+
+MAX_URL_BYTES: Final = 8192
+"""Longest request target accepted (414 beyond): nginx's default header buffer size."""
+MAX_HEADER_BYTES: Final = 64 * 1024
+"""Most bytes of header names and values in one request (431 beyond)."""
+
+
 # Versions named in a request.
 
 def version_number(raw: str | None) -> int | None:

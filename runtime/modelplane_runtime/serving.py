@@ -1,22 +1,17 @@
 """The serving state every front door shares: settings, the data plane, metrics, draining.
 
-Also what a front door hands the data plane for one inference request (``Decoded``), so
-the HTTP routes and the gRPC services stay thin adapters over the same data plane and
-batcher. No web framework here: the HTTP and gRPC layers import this, never the reverse.
+No web framework here: the HTTP and gRPC layers import this, never the reverse.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Final
 
 from modelplane_runtime.metrics import Metrics
 from modelplane_runtime.settings import RuntimeSettings
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from modelplane_runtime.auth import TokenStore
     from modelplane_runtime.dataplane.plane import DataPlane
 
@@ -37,6 +32,8 @@ class Runtime:
     """Names of the served models, known once the data plane has loaded."""
     auth: TokenStore | None = None
     """Accepted bearer tokens; ``None`` serves without authentication."""
+    startup_error: str = ""
+    """Why the model could not be loaded at start-up, when the cause was the model's."""
 
     @property
     def ready(self) -> bool:
@@ -46,18 +43,3 @@ class Runtime:
     def metric_model(self, name: str) -> str:
         """The ``model`` label for a request naming ``name``."""
         return name if name in self.served else UNKNOWN_MODEL
-
-
-Outputs = dict[str, "np.ndarray"]
-
-
-class Decoded(NamedTuple):
-    """A request body decoded for the model: what to run, and how to answer with it."""
-
-    signature: str
-    """The signature the request names (the server's default when it names none)."""
-    inputs: dict[str, np.ndarray]
-    strict_dtypes: bool
-    """v2 requests declare datatypes, which must match; v1 values are cast as TF Serving does."""
-    encode: Callable[[Outputs], tuple[bytes, int | None]]
-    """The response body and, for v2 binary outputs, the length of its JSON header."""

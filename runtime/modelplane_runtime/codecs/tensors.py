@@ -31,6 +31,8 @@ _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 def parse_json(body: bytes) -> Any:
     """Parse a request body; NaN and Infinity tokens are accepted as TF Serving does."""
+    if not body.strip():
+        raise InvalidInput("malformed JSON: the body is empty")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -84,7 +86,15 @@ def to_array(value: Any, dtype: np.dtype[Any], where: str) -> np.ndarray:
         info = np.iinfo(dtype)
         if inferred.min() < info.min or inferred.max() > info.max:
             raise InvalidInput(f"{where}: a value does not fit in {dtype.name}")
-    return inferred.astype(dtype, copy=False)
+    if dtype.kind != "f" or inferred.dtype == dtype:
+        return inferred.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        cast = inferred.astype(dtype)
+    # 1e300 sent for a float32 input would become inf: refuse it, as TF Serving does. The
+    # NaN and Infinity tokens stay accepted (one finiteness pass when all is well).
+    if not np.isfinite(cast).all() and (np.isfinite(inferred) & ~np.isfinite(cast)).any():
+        raise InvalidInput(f"{where}: a value is out of range for {dtype.name}")
+    return cast
 
 
 def _describe(array: np.ndarray) -> str:
@@ -113,7 +123,10 @@ def _to_string_array(value: Any, where: str) -> np.ndarray:
 
 def _to_bytes(item: Any, where: str) -> bytes:
     if isinstance(item, str):
-        return item.encode()
+        try:
+            return item.encode()
+        except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape
+            raise InvalidInput(f"{where}: a string is not valid Unicode text") from None
     if isinstance(item, dict):
         encoded = item.get("b64")
         if len(item) == 1 and isinstance(encoded, str):

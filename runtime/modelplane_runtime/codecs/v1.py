@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import orjson
 
+from modelplane_runtime.codecs.decoded import Decoded, Outputs, SignatureLookup
 from modelplane_runtime.codecs.tensors import (
     dumps,
     json_ready,
@@ -23,7 +25,7 @@ from modelplane_runtime.codecs.tensors import (
     strings_to_json,
     to_array,
 )
-from modelplane_runtime.errors import InvalidInput
+from modelplane_runtime.errors import InvalidInput, too_many_rows
 from modelplane_runtime.signature import SignatureSpec, TensorSpec, VersionStatus, numpy_dtype
 
 _BYTES_SUFFIX = "_bytes"
@@ -58,7 +60,7 @@ class PredictBody:
 def parse_predict(body: bytes) -> PredictBody:
     """Parse a ``:predict`` body; the tensors are decoded later, once the signature is known."""
     if not body:
-        raise InvalidInput("JSON Parse error: The document is empty")
+        raise InvalidInput("malformed JSON: the body is empty")
     document = parse_json(body)
     if not isinstance(document, dict):
         raise InvalidInput("the request body must be a JSON object")
@@ -248,3 +250,18 @@ def _tensor_info(tensor: TensorSpec) -> dict[str, Any]:
         },
         "name": tensor.name,
     }
+
+
+def decode_request(body: bytes, signatures: SignatureLookup, max_rows: int) -> Decoded:
+    """A ``:predict`` body decoded for the signature it names (4xx errors raise here)."""
+    parsed = parse_predict(body)
+    if not parsed.columnar and len(parsed.payload) > max_rows:
+        # Refused before a million tiny rows become arrays (the row form's count is known).
+        raise too_many_rows(len(parsed.payload), max_rows)
+    spec = signatures(parsed.signature_name)
+    inputs = decode_inputs(parsed, spec)
+    return Decoded(spec.name, inputs, False, partial(_encode, parsed.columnar))
+
+
+def _encode(columnar: bool, outputs: Outputs) -> tuple[bytes, None]:
+    return encode_predictions(outputs, columnar), None

@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,7 +165,32 @@ def _savedmodel_call(tf: Any, function: Any) -> Call:
     return call
 
 
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _not_a_keras_file(path: Path) -> str:
+    """Why ``path`` cannot be a Keras file, or "" (checked by its first bytes).
+
+    Keras reports a ``.keras`` file that is not a zip archive as "File not found", which
+    sends users looking for a path problem; a ``.keras`` file is a zip archive and an
+    ``.h5`` file starts with the HDF5 signature.
+    """
+    try:
+        with path.open("rb") as file:
+            start = file.read(len(_HDF5_SIGNATURE))
+    except OSError as exc:
+        return f"cannot read the file: {exc.strerror}"
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        return "not a valid .keras file (a .keras model is a zip archive; this file is not)"
+    if path.suffix == ".h5" and start != _HDF5_SIGNATURE:
+        return "not a valid .h5 file (it does not start with the HDF5 signature)"
+    return ""
+
+
 def _load_keras(source: VersionSource) -> LoadedModel:
+    problem = _not_a_keras_file(source.path)
+    if problem:
+        raise ModelLoadError(f"version {source.version} ({source.path}): {problem}")
     tf = import_tensorflow()
     import keras
 

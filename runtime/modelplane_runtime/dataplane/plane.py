@@ -34,7 +34,12 @@ from modelplane_runtime.dataplane.processing import (
 from modelplane_runtime.dataplane.repository import Repository, VersionSource, open_repository
 from modelplane_runtime.dataplane.validation import validate_inputs
 from modelplane_runtime.settings import RuntimeSettings
-from modelplane_runtime.signature import SignatureSpec, VersionStatus
+from modelplane_runtime.signature import (
+    SignatureChoice,
+    SignatureSpec,
+    VersionStatus,
+    pick_signature,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +108,15 @@ class DataPlane:
         self._versions = {s.version: _Version(s.version, s) for s in repository.versions}
         for version in self._versions.values():
             await self._load_version(version)
+        failed = [v for v in self._versions.values() if v.state == END]
         if not any(v.state == AVAILABLE for v in self._versions.values()):
-            reasons = "; ".join(v.error for v in self._versions.values())
+            # One message with every reason: the caller reports it in one line.
+            reasons = "; ".join(v.error for v in failed)
             raise errors.ModelLoadError(f"model '{self._name}': no version loaded: {reasons}")
+        for version in failed:
+            log.error(
+                "model %s version %d failed to load: %s", self._name, version.number, version.error
+            )
 
     async def _load_version(self, version: _Version) -> None:
         version.state = LOADING
@@ -116,7 +127,6 @@ class DataPlane:
             )
         except errors.ModelLoadError as exc:
             version.state, version.error = END, str(exc)
-            log.error("model %s version %d failed to load: %s", self._name, version.number, exc)
             return
         seconds = time.perf_counter() - start
         version.model = model
@@ -219,16 +229,14 @@ class DataPlane:
     ) -> SignatureSpec:
         """One signature; ``None`` or ``""`` means the default (``settings.signature_name``)."""
         signatures = self._available(name, version).signatures
-        wanted = signature_name or self._settings.signature_name
-        if wanted in signatures:
-            return signatures[wanted]
-        if not signature_name and len(signatures) == 1:
-            return next(iter(signatures.values()))  # a model with one, differently named
-        known = ", ".join(sorted(signatures))
-        raise errors.InvalidInput(
-            f"signature '{wanted}' not found in model '{name}' version {version} "
-            f"(signatures: {known})"
+        return pick_signature(
+            signatures, signature_name, self._settings.signature_name, name, version
         )
+
+    def signature_choice(self, name: str, version: int) -> SignatureChoice:
+        """``signature`` for one version, as a picklable callable (see SignatureChoice)."""
+        signatures = self._available(name, version).signatures
+        return SignatureChoice(dict(signatures), self._settings.signature_name, name, version)
 
     # Inference.
 

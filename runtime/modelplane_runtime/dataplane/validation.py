@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from modelplane_runtime.errors import InvalidInput
+from modelplane_runtime.errors import InvalidInput, too_many_rows
 from modelplane_runtime.signature import DTYPES, SignatureSpec, TensorSpec, numpy_dtype
 
 Arrays = dict[str, np.ndarray]
@@ -131,9 +131,7 @@ def validate_inputs(
         raise InvalidInput(f"inputs disagree on the batch size (rows): {detail}")
     count = sizes.pop() if sizes else 1
     if count > max_rows:
-        raise InvalidInput(
-            f"the request has {count} rows; at most {max_rows} are accepted per request"
-        )
+        raise too_many_rows(count, max_rows)
     return arrays, count
 
 

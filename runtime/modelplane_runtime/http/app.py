@@ -21,11 +21,11 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from modelplane_runtime import __version__, contract
 from modelplane_runtime.auth import TokenStore
-from modelplane_runtime.errors import ModelplaneError
+from modelplane_runtime.errors import ModelLoadError, ModelplaneError
 from modelplane_runtime.http import v1, v2
 from modelplane_runtime.http.hotpath import HotPath, match
 from modelplane_runtime.http.messages import JSON
@@ -62,13 +62,21 @@ def create_app(
         # Raises AuthConfigError (a clear start-up failure) for a missing or empty folder.
         auth = TokenStore(settings.auth_tokens_dir)
     runtime = Runtime(settings=settings, dataplane=dataplane, metrics=metrics, auth=auth)
+    ids = RequestIds()
+    hot = HotPath(runtime, ids, Ticker())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             await runtime.dataplane.load()
-        except Exception as exc:
+        except ModelLoadError as exc:
+            # The model the user pointed at (its path, format or files): one clear line.
+            # The traceback would be noise; RuntimeApp keeps Starlette from printing it.
             logger.error("model load failed: %s", exc, extra={"path": str(settings.model_path)})
+            runtime.startup_error = str(exc)
+            raise
+        except Exception:
+            logger.exception("model load failed", extra={"path": str(settings.model_path)})
             raise
         runtime.served = frozenset(runtime.dataplane.model_names())
         # TensorFlow leaves millions of long-lived objects; without this, each full
@@ -86,10 +94,10 @@ def create_app(
                 await asyncio.wait_for(runtime.dataplane.close(), CLOSE_TIMEOUT_S)
             except TimeoutError:
                 logger.error("the model did not close within %ss", CLOSE_TIMEOUT_S)
+            hot.close()
 
-    ids = RequestIds()
     app = RuntimeApp(
-        HotPath(runtime, ids, Ticker()),
+        hot,
         title="Modelplane runtime",
         version=__version__,
         lifespan=lifespan,
@@ -137,7 +145,21 @@ class RuntimeApp(FastAPI):
             if route is not None:
                 await self.hot(route, scope, receive, send)
                 return
+        elif scope["type"] == "lifespan":
+            send = self._quiet_user_errors(send)
         await super().__call__(scope, receive, send)
+
+    def _quiet_user_errors(self, send: Send) -> Send:
+        """``send`` for the lifespan, without the traceback Starlette attaches to a failed
+        start-up when the cause was the user's model (already logged in one line)."""
+        runtime = self.hot.runtime
+
+        async def quiet(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and runtime.startup_error:
+                message = {**message, "message": ""}
+            await send(message)
+
+        return quiet
 
 
 class HotEndpoint:

@@ -20,23 +20,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import Final, NamedTuple
 
 from starlette.types import Receive, Scope, Send
 
 from modelplane_runtime import contract, rules
+from modelplane_runtime.codecs.decoded import Decoded, Outputs
 from modelplane_runtime.dataplane.batching import Waiter
 from modelplane_runtime.http import v1, v2
-from modelplane_runtime.http.messages import CHALLENGE, decode_content, log_request_line
+from modelplane_runtime.http.decoder import OFF_LOOP_BYTES, Decoder, decode_body
+from modelplane_runtime.http.messages import CHALLENGE, log_request_line
 from modelplane_runtime.logs import REQUEST_ID, RequestIds
 from modelplane_runtime.rules import Deadlines, Ticker
-from modelplane_runtime.serving import Decoded, Outputs, Runtime
+from modelplane_runtime.serving import Runtime
 
 _V1_PREFIX: Final = "/v1/models/"
 _V1_SUFFIX: Final = ":predict"
 _V2_PREFIX: Final = "/v2/models/"
 _V2_SUFFIX: Final = "/infer"
-_JSON: Final = (b"content-type", b"application/json")
+JSON_HEADER: Final = (b"content-type", b"application/json")
+_JSON: Final = JSON_HEADER
 _BINARY: Final = (b"content-type", b"application/octet-stream")
 CLIENT_GONE: Final = 499
 """Status recorded (never sent) when the client disconnects before its answer (nginx's)."""
@@ -140,6 +144,11 @@ class HotPath:
         self.ids = ids
         self.ticker = ticker
         self.deadlines = Deadlines(runtime.settings.request_timeout_s, ticker)
+        self.decoder = Decoder()
+
+    def close(self) -> None:
+        """Stop the decoder process (bodies still being decoded are abandoned)."""
+        self.decoder.close()
 
     # The steps.
 
@@ -166,12 +175,27 @@ class HotPath:
             return v1.resolve(self.runtime, route.name, route.version, route.label)
         return v2.resolve(self.runtime, route.name, route.version)
 
-    def decode(self, route: HotRoute, number: int, head: RequestHead, body: bytes) -> Decoded:
-        """Decode the body for the model (4xx errors raise here)."""
-        if route.kind == "predict":
-            return v1.decode(self.runtime, route.name, number, body)
-        length = rules.header_length(head.header_length)
-        return v2.decode(self.runtime, route.name, number, body, length)
+    def decode_body(
+        self, route: HotRoute, number: int, head: RequestHead, body: bytes
+    ) -> Decoded:
+        """Decompress and decode a body for the model here (4xx errors raise here)."""
+        settings = self.runtime.settings
+        return decode_body(
+            route.kind, body, head.encoding, head.header_length,
+            partial(self.runtime.dataplane.signature, route.name, number), route.name, number,
+            settings.max_rows_per_request, settings.max_body_bytes,
+        )
+
+    def decode_later(
+        self, route: HotRoute, number: int, head: RequestHead, body: bytes
+    ) -> asyncio.Future[Decoded]:
+        """``decode_body`` in the decoder process, for bodies of OFF_LOOP_BYTES or more."""
+        settings = self.runtime.settings
+        return self.decoder.submit(
+            route.kind, body, head.encoding, head.header_length,
+            self.runtime.dataplane.signature_choice(route.name, number), route.name, number,
+            settings.max_rows_per_request, settings.max_body_bytes,
+        )
 
     def submit(self, route: HotRoute, number: int, decoded: Decoded, waiter: Waiter) -> None:
         """Queue a decoded request for the model; ``waiter`` gets the outputs or the error."""
@@ -253,8 +277,11 @@ class HotPath:
             if head.length is not None:
                 rules.declared_length(head.length, limit)
             number = self.resolve(route)
-            body = await _reader(receive, limit, head.encoding)()
-            decoded = self.decode(route, number, head, body)
+            body = await _read(receive, limit)
+            if len(body) >= OFF_LOOP_BYTES:
+                decoded = await self.decode_later(route, number, head, body)
+            else:
+                decoded = self.decode_body(route, number, head, body)
             future = self.runtime.dataplane.submit(
                 route.name, number, decoded.signature, decoded.inputs,
                 strict_dtypes=decoded.strict_dtypes,
@@ -299,34 +326,30 @@ async def _disconnect(receive: Receive) -> None:
         pass
 
 
-def _reader(receive: Receive, limit: int, encoding: bytes | None) -> BodyReader:
-    async def read() -> bytes:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise ClientGone
-        body: bytes = message.get("body", b"")
-        if message.get("more_body", False):
-            chunks = [body]
-            received = len(body)
-            while True:
-                if received > limit:
-                    raise rules.too_large(limit)
-                message = await receive()
-                if message["type"] != "http.request":
-                    raise ClientGone
-                chunk = message.get("body", b"")
-                chunks.append(chunk)
-                received += len(chunk)
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(chunks)
-        if len(body) > limit:
-            raise rules.too_large(limit)
-        if encoding is None:
-            return body
-        return decode_content(body, encoding.decode("latin-1"), limit)
-
-    return read
+async def _read(receive: Receive, limit: int) -> bytes:
+    """The whole request body (413 past ``limit``; ClientGone if the client leaves)."""
+    message = await receive()
+    if message["type"] != "http.request":
+        raise ClientGone
+    body: bytes = message.get("body", b"")
+    if message.get("more_body", False):
+        chunks = [body]
+        received = len(body)
+        while True:
+            if received > limit:
+                raise rules.too_large(limit)
+            message = await receive()
+            if message["type"] != "http.request":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            received += len(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+    if len(body) > limit:
+        raise rules.too_large(limit)
+    return body
 
 
 async def _send(

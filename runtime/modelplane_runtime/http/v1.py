@@ -7,6 +7,7 @@ as in TF Serving's URLs).
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -16,7 +17,7 @@ from modelplane_runtime.codecs import v1 as codec_v1
 from modelplane_runtime.errors import ModelNotFound
 from modelplane_runtime.http.messages import json_response
 from modelplane_runtime.rules import version_number
-from modelplane_runtime.serving import Decoded, Outputs, Runtime
+from modelplane_runtime.serving import Runtime
 
 _SELECTORS = ("", "/versions/{version}", "/labels/{label}")
 
@@ -34,6 +35,10 @@ def routes(runtime: Runtime, predict: ASGIApp) -> list[Route]:
 
     async def status(request: Request) -> Response:
         params = request.path_params
+        if any(str(value).endswith(":predict") for value in params.values()):
+            # ``{name}`` also matches "NAME:predict": a GET there is a wrong method, not an
+            # unknown model (the POST route is the one it meant).
+            raise HTTPException(405, headers={"Allow": "POST"})
         name: str = params["name"]
         versions = dataplane.versions(name)
         if "version" in params or "label" in params:
@@ -64,16 +69,3 @@ def routes(runtime: Runtime, predict: ASGIApp) -> list[Route]:
 def resolve(runtime: Runtime, name: str, version: str | None, label: str | None) -> int:
     """The version a predict URL names (404 for an unknown model, version or label)."""
     return runtime.dataplane.resolve(name, version_number(version), label)
-
-
-def decode(runtime: Runtime, name: str, number: int, body: bytes) -> Decoded:
-    """A ``:predict`` body for version ``number``, decoded (4xx errors raise here)."""
-    parsed = codec_v1.parse_predict(body)
-    spec = runtime.dataplane.signature(name, number, parsed.signature_name)
-    inputs = codec_v1.decode_inputs(parsed, spec)
-    columnar = parsed.columnar
-
-    def encode(outputs: Outputs) -> tuple[bytes, None]:
-        return codec_v1.encode_predictions(outputs, columnar), None
-
-    return Decoded(spec.name, inputs, False, encode)

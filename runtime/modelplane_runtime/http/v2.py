@@ -16,7 +16,7 @@ from modelplane_runtime.codecs import v2 as codec_v2
 from modelplane_runtime.errors import ModelNotReady
 from modelplane_runtime.http.messages import json_response
 from modelplane_runtime.rules import version_number
-from modelplane_runtime.serving import Decoded, Outputs, Runtime
+from modelplane_runtime.serving import Runtime
 
 SERVER_NAME = "modelplane"
 EXTENSIONS = ("binary_tensor_data",)
@@ -79,18 +79,3 @@ def routes(runtime: Runtime, infer: ASGIApp) -> list[Route]:
 def resolve(runtime: Runtime, name: str, version: str | None) -> int:
     """The version an infer URL names (404 for an unknown model or version)."""
     return runtime.dataplane.resolve(name, version_number(version))
-
-
-def decode(
-    runtime: Runtime, name: str, number: int, body: bytes, header_length: int | None
-) -> Decoded:
-    """An ``/infer`` body for version ``number``, decoded and checked (4xx errors raise here)."""
-    decoded = codec_v2.decode_infer(body, header_length)
-    spec = runtime.dataplane.signature(name, number, decoded.signature_name)
-    codec_v2.check_inputs(decoded, spec)
-    version = str(number)
-
-    def encode(outputs: Outputs) -> tuple[bytes, int | None]:
-        return codec_v2.encode_infer(name, version, decoded, outputs)
-
-    return Decoded(spec.name, decoded.inputs, True, encode)

@@ -42,9 +42,16 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def announce_ready(url: str, **extra: object) -> None:
-    """The one ``"event": "ready"`` log line (tests and scripts parse its url and port)."""
+def announce_ready(url: str, sock: socket.socket, **extra: object) -> None:
+    """The one ``"event": "ready"`` log line (tests and scripts parse its url and port).
+
+    It names the address actually bound (``0.0.0.0:8080`` takes every interface) beside
+    the URL a local client can use.
+    """
     port = int(url.rsplit(":", 1)[1])
+    host, bound_port = sock.getsockname()[:2]
+    listening = f"[{host}]:{bound_port}" if ":" in str(host) else f"{host}:{bound_port}"
     lifecycle.info(
-        "serving at %s", url, extra={"event": "ready", "url": url, "port": port, **extra}
+        "serving at %s (listening on %s)", url, listening,
+        extra={"event": "ready", "url": url, "port": port, "listening": listening, **extra},
     )

@@ -31,6 +31,7 @@ import uvicorn
 
 from modelplane_runtime import contract
 from modelplane_runtime.auth import AuthConfigError, TokenStore
+from modelplane_runtime.errors import ModelLoadError
 from modelplane_runtime.http.app import RuntimeApp, create_app, runtime_of
 from modelplane_runtime.logs import configure_logging
 from modelplane_runtime.server.lifecycle import (
@@ -64,8 +65,8 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started and not self.should_exit:
-            if self.announce:
-                announce_ready(self.url)
+            if self.announce and sockets:
+                announce_ready(self.url, sockets[0])
             if self.on_ready is not None:
                 self.on_ready(self.url)
 
@@ -132,6 +133,16 @@ def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = No
     host, port = sock.getsockname()[:2]
     url = public_url(str(host), int(port), "https" if tls else "http")
     try:
+        # The path's layout, before any worker or TensorFlow starts: a missing, empty or
+        # model-less path is the user's to fix, said in one line (no traceback).
+        from modelplane_runtime.dataplane.repository import open_repository
+
+        open_repository(settings)
+    except ModelLoadError as exc:
+        logger.error("%s", exc, extra={"path": str(settings.model_path)})
+        sock.close()
+        return EXIT_STARTUP_FAILURE
+    try:
         if settings.workers > 1:
             from modelplane_runtime.server.workers import supervise
 
@@ -172,15 +183,35 @@ def run_server(
         timeout_graceful_shutdown=settings.drain_timeout_s,  # type: ignore[arg-type]
         **tls_options(settings),  # type: ignore[arg-type]
     )
-    server = _Server(config, runtime_of(app), url, on_ready, announce=announce)
+    runtime = runtime_of(app)
+    server = _Server(config, runtime, url, on_ready, announce=announce)
+    quiet = _AlreadyReported(runtime)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(quiet)
     try:
         server.run(sockets=[sock])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else EXIT_STARTUP_FAILURE
-        logger.error("the runtime did not start (exit code %d)", code)
+        if not runtime.startup_error:
+            logger.error("the runtime did not start (exit code %d)", code)
         return code
+    finally:
+        uvicorn_log.removeFilter(quiet)
     _exit_if_stuck()
     return 0
+
+
+class _AlreadyReported(logging.Filter):
+    """Drops uvicorn's "Application startup failed" once the cause was logged in one line."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__()
+        self.runtime = runtime
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self.runtime.startup_error and record.getMessage().startswith(
+            "Application startup failed"
+        ))
 
 
 def _exit_if_stuck() -> None:

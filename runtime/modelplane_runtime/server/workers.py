@@ -87,7 +87,7 @@ def supervise(
                 _join(workers, settings)
                 return EXIT_STARTUP_FAILURE
         else:
-            announce_ready(url, workers=len(workers))
+            announce_ready(url, sock, workers=len(workers))
             if on_ready is not None:
                 on_ready(url)
         failed = _watch(workers, lambda: stopping)

@@ -95,7 +95,7 @@ CASES = [
     ("bad-version", "GET", "/v1/models/demo/versions/one", None, {}, 400, "version"),
     ("unknown-label", "GET", "/v1/models/demo/labels/canary/metadata", None, {}, 404, "canary"),
     ("unknown-route", "GET", "/v1/modelz", None, {}, 404, "route"),
-    ("wrong-method", "GET", V1, None, {}, 404, "demo:predict"),
+    ("wrong-method", "GET", V1, None, {}, 405, "not allowed"),
     ("wrong-method-v2", "GET", V2, None, {}, 405, "not allowed"),
     ("v2-malformed-json", "POST", V2, b"{nope", {}, 400, "malformed JSON"),
     ("v2-unknown-datatype", "POST", V2, _v2({"datatype": "FLOAT"}), {}, 400, "datatype"),

@@ -14,8 +14,12 @@ import asyncio
 from typing import Any, Final
 
 METHODS: Final = (
+    "connection_made",
+    "data_received",
+    "send_400_response",
     "on_message_begin",
     "on_url",
+    "on_header",
     "on_headers_complete",
     "on_body",
     "on_message_complete",

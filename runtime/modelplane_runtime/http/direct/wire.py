@@ -40,7 +40,9 @@ class Heads:
 
 
 class KeepAlive:
-    """Closes connections idle past uvicorn's ``timeout_keep_alive``, on the loop's ticker.
+    """Closes connections idle past uvicorn's ``timeout_keep_alive`` (from their start, or
+    since their last answer), and those whose request headers take longer than
+    the ``headers_timeout_s`` setting to arrive, on the loop's ticker.
 
     uvicorn arms a timer when each answer completes and cancels it when the next request
     arrives: ~3 us per request on uvloop. Here a connection only notes when it went idle;
@@ -50,8 +52,9 @@ class KeepAlive:
 
     TICK_S: Final = 1.0
 
-    def __init__(self, ticker: Ticker) -> None:
+    def __init__(self, ticker: Ticker, headers_timeout_s: float) -> None:
         self._ticker = ticker
+        self._headers_timeout_s = headers_timeout_s
         self._connections: set[Any] = set()
         ticker.register(self._sweep, self.TICK_S)
 
@@ -65,18 +68,26 @@ class KeepAlive:
         connections = self._connections
         for connection in list(connections):
             since = getattr(connection, "idle_since", None)
+            head = getattr(connection, "head_since", None)
             if since is not None and now - since >= connection.timeout_keep_alive:
                 connection.idle_since = None
-                if not connection.transport.is_closing():
-                    connection.transport.close()
+            elif head is not None and now - head >= self._headers_timeout_s:
+                connection.head_since = None  # headers trickling in for too long
+            else:
+                continue
+            if not connection.transport.is_closing():
+                connection.transport.close()
         return bool(connections)
 
 
 class Routes:
     """``hotpath.match`` by method and URL, remembered: the same few URLs repeat.
 
-    Bounded: past ``size`` distinct URLs (a scan, say) it starts over.
+    Bounded: past ``size`` distinct URLs (a scan, say) it starts over, and only URLs up to
+    ``MAX_REMEMBERED`` bytes are kept, so a flood of long URLs cannot grow it.
     """
+
+    MAX_REMEMBERED: Final = 256
 
     def __init__(self, size: int = 1024) -> None:
         self.size = size
@@ -89,7 +100,9 @@ class Routes:
     def remember(
         self, key: tuple[bytes, bytes], known: tuple[HotRoute | None, str, str]
     ) -> tuple[HotRoute | None, str, str]:
-        """Remember ``known`` for ``key``; returns it."""
+        """Remember ``known`` for ``key`` (if its URL is short); returns it."""
+        if len(key[1]) > self.MAX_REMEMBERED:
+            return known
         if len(self._known) >= self.size:
             self._known.clear()
         self._known[key] = known
