@@ -117,7 +117,7 @@ class Exchange:
         while idle:
             upstream = idle.pop()
             transport = upstream.transport
-            if transport is not None and not transport.is_closing():
+            if transport is not None and upstream.reusable and not transport.is_closing():
                 replica.busy += 1
                 self.attach(upstream)
                 return

@@ -67,6 +67,8 @@ class Upstream(asyncio.Protocol):
             exchange = self.exchange
             if exchange is not None:
                 exchange.upstream_failed(f"invalid answer from {self.replica.key}: {exc}")
+            elif self.transport is not None:  # bytes after a complete answer: not HTTP
+                self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The connection closed: end an answer delimited by the close, tell the exchange

@@ -11,12 +11,17 @@ without TensorFlow, and is cheap enough to simulate thousands of requests a seco
 
 ``--replica PORT:MEAN_MS:SLOTS[:NAME]``; port 0 picks a free one; the ports bound are
 written to ``--port-file`` as JSON (a list, in order) once every replica listens.
+
+``/echo...`` answers at once with what arrived: method, target, the header fields in
+order as (name, value) pairs, and the body (base64), so tests can see what a proxy sent.
+``/status/NNN`` answers status NNN at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import random
 import signal
@@ -79,6 +84,8 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.url = b""
         self.keep_alive = True
+        self.fields: list[list[str]] = []
+        self.body = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -92,6 +99,14 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.url = b""
+        self.fields = []
+        self.body = bytearray()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append([name.decode("latin-1"), value.decode("latin-1")])
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -100,6 +115,15 @@ class Connection(asyncio.Protocol):
         self.keep_alive = self.parser.should_keep_alive()
         if self.url == _READY:
             self.answer(200, b'{"ready":true}')
+        elif self.url.startswith(b"/echo"):
+            self.answer(200, json.dumps({
+                "replica": self.replica.name, "method": self.parser.get_method().decode(),
+                "target": self.url.decode("latin-1"), "fields": self.fields,
+                "body": base64.b64encode(bytes(self.body)).decode(),
+            }).encode())
+        elif self.url.startswith(b"/status/"):
+            status = int(self.url.rsplit(b"/", 1)[1])
+            self.answer(status, b"" if status in (204, 304) else b'{"error":"as asked"}')
         else:
             self.replica.arrive(self)
 
