@@ -35,7 +35,7 @@ class Exchange:
     __slots__ = (
         "answering", "attempts", "balancer", "buffered", "chunked_out", "close", "cursor",
         "deadline", "done", "front", "head", "held", "is_head", "keep_alive", "out", "out_bytes",
-        "picked", "pieces", "pinned", "refused", "replayable", "replica", "request_done",
+        "parked", "picked", "pieces", "pinned", "refused", "replayable", "replica", "request_done",
         "request_id", "started", "status", "track", "tried", "until_close", "upstream",
         "waiting",
     )
@@ -69,6 +69,8 @@ class Exchange:
         self.waiting = False
         self.refused = False
         """The replica answered 503 and the request goes elsewhere: its answer is dropped."""
+        self.parked = False
+        """Refused before the client finished sending: goes elsewhere once it has."""
         self.answering = False
         self.until_close = False
         self.chunked_out = False
@@ -171,6 +173,9 @@ class Exchange:
     def request_complete(self) -> None:
         """The client finished sending the request."""
         self.request_done = True
+        if self.parked and not self.done:
+            self.parked = False
+            self._retry("refused", budgeted=False)
 
     # ---- the answer side -------------------------------------------------------------
 
@@ -227,7 +232,7 @@ class Exchange:
             self.refused = False
             replica.answered(503)
             balancer.fleet.refused(replica)
-            self._retry("refused", budgeted=False)  # budget taken in _may_replay
+            self._after_refusal()
             return
         if self.done:
             return
@@ -249,9 +254,18 @@ class Exchange:
             self.front.transport.write(headers.LAST_CHUNK)
         self._finish(close=self.close or not self.request_done)
 
+    def _after_refusal(self) -> None:
+        # The runtime refuses at the head (draining), often before the body is in: then
+        # the body keeps arriving into ``pieces`` and the retry waits for its end.
+        self.replica = None
+        if self.request_done:
+            self._retry("refused", budgeted=False)  # the budget was taken in _may_replay
+        else:
+            self.parked = True
+
     def _may_replay(self) -> bool:
         return (
-            self.request_done and self.replayable
+            self.replayable
             and self.attempts < self.balancer.settings.max_attempts
             and self.balancer.take_retry()
         )
@@ -275,7 +289,7 @@ class Exchange:
         if self.refused:
             self.refused = False
             self.balancer.fleet.refused(replica)
-            self._retry("refused", budgeted=False)
+            self._after_refusal()
             return
         replica.answered(502)
         self.balancer.fleet.failed(replica, f"connection lost: {exc or 'closed'}")
