@@ -29,8 +29,8 @@ class RetryBudget:
 
     def withdraw(self, now: float) -> bool:
         """True (and a token spent) when a retry may be made now."""
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= 1.0 - 1e-9:  # 5 x 0.2 is 0.9999999999999999 in floats
+            self._tokens = max(0.0, self._tokens - 1.0)
             return True
         elapsed = now - self._stamp
         self._stamp = now
