@@ -108,14 +108,15 @@ async def run(targets: list[Target], informed: bool, rate: float, seconds: float
             client.send(next_at)
         sent += 1
     deadline = time.perf_counter() + 30
-    while len(results) + len(errors) < sent and time.perf_counter() < deadline:
+    while len(results) + len(errors) < sent and time.perf_counter() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     results.sort()
 
     def pct(p: float) -> float:
         return results[min(len(results) - 1, int(p * len(results)))] * 1000 if results else 0.0
 
-    return {"sent": sent, "ok": len(results), "errors": sent - len(results), "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
+    return {"sent": sent, "ok": len(results), "errors": sent - len(results),
+            "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
             "max_ms": results[-1] * 1000 if results else 0.0}
 
 

@@ -284,7 +284,7 @@ def report(rows: list[dict[str, object]]) -> str:
     if lr and lc:
         ratios.append(f"slow replica: least-request p99 / nginx least_conn p99 = {lr / lc:.2f} "
                       "(target <= 1.0)")
-    return "\n".join(lines + [""] + ratios)
+    return "\n".join([*lines, "", *ratios])
 
 
 def main() -> None:

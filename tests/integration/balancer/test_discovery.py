@@ -55,7 +55,6 @@ def _model_deployment(namespace: str, strategy: str, canary_percent: int | None)
 @pytest.fixture
 def sims(balancer_log_dir: Path) -> Iterator[list[SimReplicas]]:
     """One instant replica on each of 127.0.0.2, .3 and .4, all on one port (as pods are)."""
-    first = None
     with launch_replicas(balancer_log_dir, ["0:0:64:a"], host="127.0.0.2") as first:
         port = first.ports[0]
         with launch_replicas(balancer_log_dir, [f"{port}:0:64:b"], host="127.0.0.3") as second, \

@@ -11,7 +11,7 @@ def test_addresses() -> None:
     assert parse_address("[::1]:9000").key == "[::1]:9000"
     assert parse_address("model-0.svc:80").host == "model-0.svc"
     for bad in ("nohost", "host:0", "host:99999", ":80", "a b:1"):
-        with pytest.raises(ValueError, match="HOST:PORT|range"):
+        with pytest.raises(ValueError, match=r"HOST:PORT|range"):
             parse_address(bad)
 
 
