@@ -21,6 +21,7 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", dest="model_name", help="name to serve the model under")
     parser.add_argument("--host", help="address to bind (default 0.0.0.0)")
     parser.add_argument("--port", type=int, help="port (default 8080; 0 picks a free one)")
+    parser.add_argument("--grpc-port", type=int, help="gRPC port (default 8081; 0 = off)")
     parser.add_argument("--workers", type=int, help="server processes (default 1)")
     parser.add_argument("--format", dest="model_format", choices=["auto", "savedmodel", "keras"])
     parser.add_argument("--version", dest="model_version", type=int, help="serve only this version")
@@ -38,10 +39,9 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
 
 
 _SERVER_FIELDS = (
-    "model_name", "host", "port", "workers", "model_format", "model_version", "model_versions",
-    "model_labels", "max_batch_size", "max_latency_ms", "max_body_bytes", "max_rows_per_request",
-    "request_timeout_s",
-    "drain_timeout_s", "log_level",
+    "model_name", "host", "port", "grpc_port", "workers", "model_format", "model_version",
+    "model_versions", "model_labels", "max_batch_size", "max_latency_ms", "max_body_bytes",
+    "max_rows_per_request", "request_timeout_s", "drain_timeout_s", "log_level",
 )
 
 
@@ -94,7 +94,7 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modelplane {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="serve a model repository over HTTP (v1 and v2)")
+    serve = sub.add_parser("serve", help="serve a model repository over HTTP and gRPC")
     serve.add_argument("path", help="model repository, SavedModel folder, or .keras/.h5 file")
     _add_server_flags(serve)
     serve.set_defaults(func=_cmd_serve)

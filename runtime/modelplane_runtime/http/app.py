@@ -88,6 +88,8 @@ def create_app(
         try:
             yield
         finally:
+            for finishing in runtime.before_close:
+                await finishing()
             try:
                 # Bounded: a model call that never returns must not keep the process alive
                 # past its drain (the server exits anyway; see server.serve).
