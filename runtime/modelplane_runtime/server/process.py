@@ -110,7 +110,7 @@ class _Server(uvicorn.Server):
         """Wait for the gRPC drain (the data plane closes after it)."""
         if self._grpc_stopping is None and self.grpc is not None:
             self._grpc_stopping = asyncio.ensure_future(
-                self.grpc.stop(self.config.timeout_graceful_shutdown)
+                self.grpc.stop(self.runtime.settings.drain_timeout_s)
             )
         if self._grpc_stopping is not None:
             await self._grpc_stopping
@@ -124,7 +124,7 @@ class _Server(uvicorn.Server):
             # Both front doors drain at once; the lifespan (which closes the data plane)
             # waits for gRPC's calls through runtime.before_close.
             self._grpc_stopping = asyncio.ensure_future(
-                self.grpc.stop(self.config.timeout_graceful_shutdown)
+                self.grpc.stop(self.runtime.settings.drain_timeout_s)
             )
         await super().shutdown(sockets=sockets)
         lifecycle.info("stopped", extra={"event": "stopped"})
