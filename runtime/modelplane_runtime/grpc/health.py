@@ -7,7 +7,9 @@ draining pod out of its Services at once; ``liveness`` says SERVING while the pr
 serves at all (a liveness probe must not kill a pod that is loading or draining). Any
 other name is NOT_FOUND for Check and SERVICE_UNKNOWN for Watch, as the health protocol
 says. Readiness is read from the runtime on every call, so Check never lags the drain;
-watchers are woken by ``changed()`` (and look again every second regardless).
+watchers are woken by ``changed()`` (and look again every second regardless), and their
+streams end once they have said NOT_SERVING for the drain, so that an open Watch never
+keeps a draining server waiting for its grace period.
 """
 
 from __future__ import annotations
@@ -59,12 +61,15 @@ class Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     async def Watch(
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        """The status now, then each change, until the client goes away."""
+        """The status now, then each change, until the client goes away or the drain
+        begins (after saying NOT_SERVING: an open watch must not hold the drain up)."""
         last = None
         while True:
             status = self.status(request.service)
             if status != last:
                 last = status
                 yield _Status(status=status)
+            if self.runtime.draining:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), _RECHECK_S)
