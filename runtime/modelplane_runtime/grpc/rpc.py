@@ -41,6 +41,9 @@ PROTOCOL: Final = "grpc"
 OK: Final = "OK"
 CANCELLED: Final = "CANCELLED"
 DEADLINE_EXCEEDED: Final = "DEADLINE_EXCEEDED"
+DEADLINE_SLACK_S: Final = 0.1
+"""A cancel this close to the call's deadline is counted as the deadline passing: the
+client's timer started before the server's, so it usually fires (and cancels) first."""
 
 _access = logging.getLogger("modelplane.grpc")
 
@@ -104,7 +107,11 @@ class Calls:
             if not deadlines.expired(task):
                 # The client cancelled, or its deadline passed (grpc answers it itself).
                 remaining = context.time_remaining()
-                code = DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else CANCELLED
+                code = (
+                    DEADLINE_EXCEEDED
+                    if remaining is not None and remaining <= DEADLINE_SLACK_S
+                    else CANCELLED
+                )
                 raise
             task.uncancel()
             answered = rules.failure(rules.timed_out(runtime.settings.request_timeout_s), log=False)

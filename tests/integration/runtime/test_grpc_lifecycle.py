@@ -49,10 +49,13 @@ def gated_request(gate: Path) -> service_pb2.ModelInferRequest:
     return request
 
 
-async def _in_flight(url: str) -> float:
+async def _metrics(url: str) -> str:
     async with httpx.AsyncClient(base_url=url, timeout=10) as probe:
-        text = (await probe.get("/metrics")).text
-    return metric_value(text, "modelplane_requests_in_flight", model="gated")
+        return (await probe.get("/metrics")).text
+
+
+async def _in_flight(url: str) -> float:
+    return metric_value(await _metrics(url), "modelplane_requests_in_flight", model="gated")
 
 
 def test_health_check_as_kubernetes_probes_it(demo_server: RuntimeServer) -> None:
@@ -91,24 +94,28 @@ async def test_client_deadline_withdraws_the_queued_request(
     gated_server: RuntimeServer, tmp_path: Path
 ) -> None:
     gate = tmp_path / "gate"
-    text = httpx.get(gated_server.url + "/metrics").text
+    text = await _metrics(gated_server.url)
     calls_before = metric_value(text, "modelplane_batch_size_count", model="gated")
     rows_before = metric_value(text, "modelplane_batch_size_sum", model="gated")
     async with grpc.aio.insecure_channel(gated_server.grpc_target) as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
         holder = asyncio.ensure_future(stub.ModelInfer(gated_request(gate), timeout=60))
 
-        async def one_in_flight() -> bool:
-            return await _in_flight(gated_server.url) == 1
+        async def in_flight(count: int) -> bool:
+            return await _in_flight(gated_server.url) == count
 
-        await eventually_async(one_in_flight, timeout=30, what="the first call in the model")
-        # Queued behind the held call: its deadline passes while it waits.
+        await eventually_async(lambda: in_flight(1), timeout=30, what="the first call")
+        # Queued behind the held call (the server has it: two in flight), its deadline
+        # passes while it waits; the server then lets go of it (one in flight again).
+        late = asyncio.ensure_future(stub.ModelInfer(gated_request(gate), timeout=1.5))
+        await eventually_async(lambda: in_flight(2), timeout=30, what="the second call queued")
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.ModelInfer(gated_request(gate), timeout=0.5)
+            await late
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        await eventually_async(lambda: in_flight(1), timeout=30, what="the late call withdrawn")
         gate.touch()
         await holder
-    text = httpx.get(gated_server.url + "/metrics").text
+    text = await _metrics(gated_server.url)
     # Only the held call ran: the expired one left the queue without reaching the model.
     assert metric_value(text, "modelplane_batch_size_count", model="gated") == calls_before + 1
     assert metric_value(text, "modelplane_batch_size_sum", model="gated") == rows_before + 1

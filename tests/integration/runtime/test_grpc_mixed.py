@@ -16,12 +16,12 @@ import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tensorflow as tf  # noqa: E402
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tests.fixtures.models import demo_predict  # noqa: E402
-from tests.fixtures.polling import eventually_async  # noqa: E402
-from tests.fixtures.runtime_server import (  # noqa: E402
+from tests.fixtures.models import demo_predict
+from tests.fixtures.polling import eventually_async
+from tests.fixtures.runtime_server import (
     RuntimeServer,
     grpc_args,
     launch_runtime,
@@ -39,15 +39,16 @@ def gated_server(gated_model_dir: Path, runtime_log_dir: Path) -> Iterator[Runti
         yield server
 
 
-def _metrics(server: RuntimeServer) -> str:
-    return httpx.get(server.url + "/metrics", timeout=10).text
+async def _metrics(server: RuntimeServer) -> str:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as probe:
+        return (await probe.get("/metrics")).text
 
 
 async def test_http_and_grpc_requests_merge_into_one_model_call(
     gated_server: RuntimeServer, tmp_path: Path
 ) -> None:
     gate = str(tmp_path / "gate").encode()
-    before = _metrics(gated_server)
+    before = await _metrics(gated_server)
     calls_before = metric_value(before, "modelplane_batch_size_count", model="gated")
     rows_before = metric_value(before, "modelplane_batch_size_sum", model="gated")
     async with httpx.AsyncClient(base_url=gated_server.url, timeout=60) as http, \
@@ -75,7 +76,7 @@ async def test_http_and_grpc_requests_merge_into_one_model_call(
         holder = http_call()  # its call holds the model until the gate opens
 
         async def in_flight(count: int) -> bool:
-            text = _metrics(gated_server)
+            text = await _metrics(gated_server)
             return metric_value(text, "modelplane_requests_in_flight", model="gated") == count
 
         await eventually_async(lambda: in_flight(1), timeout=30, what="the holding call")
@@ -83,7 +84,7 @@ async def test_http_and_grpc_requests_merge_into_one_model_call(
         await eventually_async(lambda: in_flight(1 + 3 * EACH), timeout=30, what="all queued")
         (tmp_path / "gate").touch()
         answers = await asyncio.gather(holder, *queued)
-    after = _metrics(gated_server)
+    after = await _metrics(gated_server)
     # Two model calls: the holder alone, then every queued request of all three protocols
     # in one call of 3 * EACH rows (HTTP alone could not make it larger than EACH).
     assert metric_value(after, "modelplane_batch_size_count", model="gated") == calls_before + 2
@@ -101,7 +102,7 @@ async def test_http_and_grpc_requests_merge_into_one_model_call(
 async def test_mixed_load_answers_equal_the_model(demo_server: RuntimeServer) -> None:
     rows = np.random.default_rng(11).normal(size=(96, 8)).astype(np.float32)
     expected = demo_predict(rows)
-    before = _metrics(demo_server)
+    before = await _metrics(demo_server)
     async with httpx.AsyncClient(base_url=demo_server.url, timeout=60) as http, \
             grpc.aio.insecure_channel(demo_server.grpc_target) as channel:
         tfs = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -128,7 +129,7 @@ async def test_mixed_load_answers_equal_the_model(demo_server: RuntimeServer) ->
 
         got = await asyncio.gather(*[one(i) for i in range(len(rows))])
     np.testing.assert_allclose(np.concatenate(got), expected, rtol=1e-5, atol=1e-6)
-    after = _metrics(demo_server)
+    after = await _metrics(demo_server)
     served = {
         protocol: metric_value(after, "modelplane_requests_total", model="demo", protocol=protocol)
         - metric_value(before, "modelplane_requests_total", model="demo", protocol=protocol)

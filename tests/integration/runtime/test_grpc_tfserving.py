@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tensorflow as tf  # noqa: E402
-from tensorflow.core.example import example_pb2, feature_pb2  # noqa: E402
-from tensorflow_serving.apis import (  # noqa: E402
+import tensorflow as tf
+from tensorflow.core.example import example_pb2, feature_pb2
+from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -30,8 +30,8 @@ from tensorflow_serving.apis import (  # noqa: E402
     regression_pb2,
 )
 
-from tests.fixtures.models import call_saved_model, example_reference  # noqa: E402
-from tests.fixtures.runtime_server import (  # noqa: E402
+from tests.fixtures.models import call_saved_model, example_reference
+from tests.fixtures.runtime_server import (
     RuntimeServer,
     grpc_args,
     launch_runtime,
@@ -42,7 +42,9 @@ Code = grpc.StatusCode
 
 
 @pytest.fixture(scope="module")
-def two_io(two_io_server: RuntimeServer) -> Iterator[prediction_service_pb2_grpc.PredictionServiceStub]:
+def two_io(
+    two_io_server: RuntimeServer,
+) -> Iterator[prediction_service_pb2_grpc.PredictionServiceStub]:
     with grpc.insecure_channel(two_io_server.grpc_target) as channel:
         yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
