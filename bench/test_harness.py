@@ -71,11 +71,14 @@ def test_a_floor_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
     assert "floor" in done.stdout
 
 
-H2LOAD_OUTPUT = """finished in 2.00s, 4511.19 req/s, 418.66KB/s
-requests: 9022 total, 9022 started, 9022 done, 9020 succeeded, 2 failed, 0 errored, 0 timeout
-status codes: 9020 2xx, 0 3xx, 0 4xx, 2 5xx
-traffic: 837.27KB (857362) total, 52.94KB (54212) headers (space savings 93.59%), 405.99KB (415742) data
-"""
+H2LOAD_OUTPUT = (
+    "finished in 2.00s, 4511.19 req/s, 418.66KB/s\n"
+    "requests: 9022 total, 9022 started, 9022 done, 9020 succeeded, 2 failed, 0 errored, "
+    "0 timeout\n"
+    "status codes: 9020 2xx, 0 3xx, 0 4xx, 2 5xx\n"
+    "traffic: 837.27KB (857362) total, 52.94KB (54212) headers (space savings 93.59%), "
+    "405.99KB (415742) data\n"
+)
 
 
 def test_h2load_output_and_log_are_read(tmp_path: Path) -> None:
