@@ -7,6 +7,7 @@ Classify, Regress, MultiInference, and every error code a client can cause.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from tensorflow_serving.apis import (
 )
 
 from tests.fixtures.models import call_saved_model, example_reference
+from tests.fixtures.polling import eventually
 from tests.fixtures.runtime_server import (
     RuntimeServer,
     grpc_args,
@@ -249,13 +251,26 @@ def test_predict_errors(two_io: Any, change: dict[str, Any], code: Any, words: s
     assert words in (error.details() or "")
 
 
-def test_errors_are_counted_with_their_code(two_io_server: RuntimeServer, two_io: Any) -> None:
+def test_errors_are_counted_and_logged_with_the_request_id(
+    two_io_server: RuntimeServer, two_io: Any
+) -> None:
     before = two_io_server.client().get("/metrics").text
-    _error(two_io.Predict, _request("two_io", a=tf.make_tensor_proto(A)))
+    request_id = f"grpc-{time.monotonic_ns()}"
+    with pytest.raises(grpc.RpcError) as caught:
+        two_io.Predict(_request("two_io", a=tf.make_tensor_proto(A)), timeout=30,
+                       metadata=(("x-request-id", request_id),))
+    assert caught.value.code() == Code.INVALID_ARGUMENT
+    assert ("x-request-id", request_id) in tuple(caught.value.trailing_metadata() or ())
     after = two_io_server.client().get("/metrics").text
     labels = {"model": "two_io", "protocol": "grpc", "code": "INVALID_ARGUMENT"}
     counted = metric_value(after, "modelplane_requests_total", **labels)
     assert counted == metric_value(before, "modelplane_requests_total", **labels) + 1
+
+    def logged() -> list[dict[str, object]]:
+        return [e for e in two_io_server.log_events() if e.get("request_id") == request_id]
+
+    (entry,) = eventually(logged, timeout=20, what="the error's log line")
+    assert "missing input 'b'" in str(entry["message"])
 
 
 def test_row_and_message_limits(demo_model_dir: Path, runtime_log_dir: Path) -> None:
