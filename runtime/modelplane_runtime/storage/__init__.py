@@ -26,6 +26,7 @@ from modelplane_runtime.storage.uri import (
     FileURI,
     HttpURI,
     ModelURI,
+    ObjectURI,
     PvcURI,
     parse_uri,
     redact_url,
@@ -49,6 +50,10 @@ def _build(uri: ModelURI, work: Path, settings: StorageSettings) -> Path:
         from modelplane_runtime.storage.http import fetch_http
 
         return fetch_http(uri, work, settings)
+    if isinstance(uri, ObjectURI):
+        from modelplane_runtime.storage.objectstore import fetch_object_store
+
+        return fetch_object_store(uri, work, settings)
     from modelplane_runtime.storage.demo import build_demo
 
     assert isinstance(uri, DemoURI)
@@ -62,7 +67,8 @@ def fetch(uri: str, dest: Path, *, settings: StorageSettings | None = None) -> N
     """
     parsed = parse_uri(uri)
     settings = settings if settings is not None else load_storage_settings()
-    shown = redact_url(uri) if isinstance(parsed, HttpURI) else uri
+    shown = (redact_url(uri) if isinstance(parsed, HttpURI)
+             else parsed.display if isinstance(parsed, ObjectURI) else uri)
     started = time.monotonic()
     try:
         install(Path(dest), lambda work: _build(parsed, work, settings))
