@@ -26,6 +26,7 @@ from typing import Any, Final
 import google.auth
 import google.auth.exceptions
 import requests
+import urllib3
 from google.api_core import exceptions as api
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
@@ -233,8 +234,9 @@ def explain(
             f"{prefix}cannot reach {endpoint}: {_reason(exc)}; check the endpoint and that "
             "the pod may connect to it"
         )
-    if isinstance(exc, (requests.exceptions.RequestException, OSError)):
-        return TransientError(f"{prefix}{_reason(exc)}")
+    if isinstance(exc, (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
+                        OSError)):
+        return TransientError(f"{prefix}connection to {endpoint} lost: {_reason(exc)}")
     return StorageError(f"{prefix}{type(exc).__name__}: {_reason(exc)}")
 
 

@@ -104,6 +104,11 @@ def backoff(settings: StorageSettings, failures: int) -> float:
     return float(delay * random.uniform(0.5, 1.0))
 
 
+def gave_up(attempts: int) -> str:
+    """``gave up after N attempts``, in the one wording every message uses."""
+    return f"gave up after {attempts} attempt{'' if attempts == 1 else 's'}"
+
+
 def with_retries(
     call: Callable[[], T],
     settings: StorageSettings,
@@ -118,7 +123,7 @@ def with_retries(
             return call()
         except TransientError as exc:
             if attempt == attempts:
-                raise StorageError(f"{exc.message} (gave up after {attempts} attempts)") from None
+                raise StorageError(f"{exc.message} ({gave_up(attempts)})") from None
             delay = backoff(settings, attempt)
             if on_retry is not None:
                 on_retry(exc.message, attempt, delay)

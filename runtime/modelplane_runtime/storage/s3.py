@@ -32,6 +32,8 @@ from botocore.exceptions import (
     ClientError,
     NoCredentialsError,
     PartialCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
@@ -44,7 +46,8 @@ from modelplane_runtime.storage.uri import ENV_ANONYMOUS, ObjectURI
 
 log = logging.getLogger("modelplane.storage")
 
-_CHUNK: Final = 1024 * 1024
+_CHUNK: Final = 64 * 1024
+"""Read size: a cut connection loses at most this much (urllib3 waits to fill a read)."""
 _MD5_ETAG: Final = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 _CHAIN_METHODS: Final = {
     "env": "AWS_ACCESS_KEY_ID in the environment",
@@ -283,6 +286,13 @@ def explain(
         return TransientError(
             f"{prefix}cannot reach {endpoint}{named}: {_reason(exc)}; check the endpoint "
             "and that the pod may connect to it"
+        )
+    if isinstance(exc, ReadTimeoutError):
+        return TransientError(f"{prefix}{endpoint} sent nothing for too long (read timeout)")
+    if isinstance(exc, ResponseStreamingError):
+        inner = exc.kwargs.get("error")
+        return TransientError(
+            f"{prefix}connection to {endpoint} lost mid-download: {_reason(inner or exc)}"
         )
     if isinstance(exc, (BotoCoreError, OSError)) or "urllib3" in type(exc).__module__:
         return TransientError(f"{prefix}{_reason(exc)}")

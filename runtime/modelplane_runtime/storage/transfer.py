@@ -33,7 +33,13 @@ from typing import Final
 from modelplane_runtime.storage.errors import StorageError
 from modelplane_runtime.storage.integrity import verify
 from modelplane_runtime.storage.progress import Progress
-from modelplane_runtime.storage.remote import RemoteObject, Store, TransientError, backoff
+from modelplane_runtime.storage.remote import (
+    RemoteObject,
+    Store,
+    TransientError,
+    backoff,
+    gave_up,
+)
 from modelplane_runtime.storage.settings import StorageSettings
 
 log = logging.getLogger("modelplane.storage")
@@ -174,11 +180,9 @@ class Downloader:
                     )
             except TransientError as exc:
                 stalled = 1 if position > before else stalled + 1
-                limit = self.settings.retries + 1
-                if stalled >= limit + 1 or attempts >= limit * _MAX_ATTEMPTS_PER_RETRY:
-                    raise StorageError(
-                        f"{exc.message} (gave up after {attempts} attempts)"
-                    ) from None
+                retries = self.settings.retries
+                if stalled > retries or attempts >= (retries + 1) * _MAX_ATTEMPTS_PER_RETRY:
+                    raise StorageError(f"{exc.message} ({gave_up(attempts)})") from None
                 delay = backoff(self.settings, stalled)
                 log.warning("%s; retrying from byte %d in %.1fs", exc.message, position, delay,
                             extra={"event": "fetch_retry", "attempt": attempts,
