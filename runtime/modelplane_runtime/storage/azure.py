@@ -232,7 +232,8 @@ def explain(
 ) -> StorageError | TransientError:
     """A one-line error for ``exc`` that says what to do; never the credentials."""
     prefix = f"{action}: "
-    code = getattr(exc, "error_code", None) or ""
+    code = str(getattr(getattr(exc, "error_code", None), "value", None)
+               or getattr(exc, "error_code", None) or "")
     status = getattr(exc, "status_code", None)
     if isinstance(exc, ResourceModifiedError) or code == "ConditionNotMet":
         return StorageError(f"{prefix}the blob changed while it was being downloaded")
@@ -257,8 +258,9 @@ def explain(
         )
     if isinstance(exc, HttpResponseError) and status == 403:
         return StorageError(
-            f"{prefix}access denied ({code or 'HTTP 403'}; used {source}): grant the "
-            "'Storage Blob Data Reader' role on the container, or a SAS with read and list"
+            f"{prefix}access denied ({code or 'HTTP 403'}; used {source}): check the key, SAS "
+            "or connection string of the credentials Secret, or grant the 'Storage Blob Data "
+            "Reader' role on the container (a SAS needs read and list)"
         )
     if isinstance(exc, HttpResponseError) and (status in _TRANSIENT_STATUS or status is None):
         return TransientError(f"{prefix}{code or f'HTTP {status}'} from {endpoint}")

@@ -81,7 +81,12 @@ def resolve(store: Store, uri: ObjectURI, settings: StorageSettings) -> Listing:
     if objects:
         return Listing(objects, prefix, single=False)
     if uri.key:
-        found = with_retries(lambda: store.stat(uri.key), settings, on_retry=_retry_log)
+        try:
+            found = with_retries(lambda: store.stat(uri.key), settings, on_retry=_retry_log)
+        except StorageError:
+            if denied is not None:
+                raise denied from None  # the listing's error says more (what to grant)
+            raise
         if found is not None:
             return Listing([found], uri.key[: uri.key.rfind("/") + 1], single=True)
     if denied is not None:
