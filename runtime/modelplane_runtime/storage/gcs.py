@@ -19,8 +19,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Final
 
 import google.auth
@@ -45,10 +45,7 @@ _TRANSIENT: Final = (
     api.TooManyRequests, api.InternalServerError, api.BadGateway, api.ServiceUnavailable,
     api.GatewayTimeout,
 )
-# google-auth's loaders are untyped; typed here once.
-_load_dict: Any = google.auth.load_credentials_from_dict
-_load_file: Any = google.auth.load_credentials_from_file
-_anonymous: Any = AnonymousCredentials
+_anonymous: Any = AnonymousCredentials  # untyped
 
 
 class _Sink:
@@ -131,6 +128,39 @@ class GcsStore:
         return explain(exc, action, self.uri, self.endpoint, self.credential_source, listing)
 
 
+def _from_info(info: Any) -> tuple[Any, str | None]:
+    """Credentials from a key file's JSON, by its declared type.
+
+    google-auth's generic loaders are deprecated because they accept any configuration;
+    naming the accepted types here is the validation its documentation asks for.
+    """
+    kind = info.get("type") if isinstance(info, dict) else None
+    if kind == "service_account":
+        from google.oauth2 import service_account
+
+        from_info: Any = service_account.Credentials.from_service_account_info
+        return from_info(info, scopes=READ_ONLY), info.get("project_id")
+    if kind == "authorized_user":
+        from google.oauth2 import credentials as user
+
+        from_user: Any = user.Credentials.from_authorized_user_info
+        return from_user(info, scopes=READ_ONLY), None
+    if kind == "external_account":
+        source = info.get("credential_source", {})
+        if "environment_id" in source:
+            from google.auth import aws as external
+        elif "executable" in source:
+            from google.auth import pluggable as external  # type: ignore[no-redef]
+        else:
+            from google.auth import identity_pool as external  # type: ignore[no-redef]
+        loader: Any = external.Credentials.from_info
+        return loader(info, scopes=READ_ONLY), None
+    raise ValueError(
+        f"its type is {kind!r}; use a service account key (service_account), a workload "
+        "identity federation configuration (external_account) or authorized_user"
+    )
+
+
 def _credentials(
     credentials: Credentials, settings: StorageSettings, emulator: str | None
 ) -> tuple[Any, str | None, str]:
@@ -138,21 +168,24 @@ def _credentials(
     key = credentials.get("GOOGLE_APPLICATION_CREDENTIALS")
     if key:
         origin = credentials.origin("GOOGLE_APPLICATION_CREDENTIALS")
+        text = key
+        if not key.lstrip().startswith("{"):
+            try:
+                text = Path(key).read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise StorageError(
+                    f"{origin} names {key}, which does not exist (mount the key file there, "
+                    "or put the JSON itself in the variable)"
+                ) from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise StorageError(f"{origin}: cannot read {key}: {exc}") from None
         try:
-            if key.lstrip().startswith("{"):
-                try:
-                    info = json.loads(key)
-                except ValueError:
-                    raise StorageError(f"{origin} holds text that is not valid JSON") from None
-                found, project = _load_dict(info, scopes=READ_ONLY)
-            else:
-                if not os.path.isfile(key):
-                    raise StorageError(
-                        f"{origin} names {key}, which does not exist (mount the key file "
-                        "there, or put the JSON itself in the variable)"
-                    )
-                found, project = _load_file(key, scopes=READ_ONLY)
-        except google.auth.exceptions.GoogleAuthError as exc:
+            info = json.loads(text)
+        except ValueError:
+            raise StorageError(f"{origin} holds text that is not valid JSON") from None
+        try:
+            found, project = _from_info(info)
+        except (ValueError, KeyError, google.auth.exceptions.GoogleAuthError) as exc:
             message = credentials.scrub(str(exc))
             raise StorageError(f"{origin} is not a usable credentials file: {message}") from None
         return found, project, f"{_describe(found)} ({origin})"

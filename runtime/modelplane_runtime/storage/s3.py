@@ -160,8 +160,9 @@ class S3Store:
             try:
                 for chunk in body.iter_chunks(_CHUNK):
                     write(chunk)
-            finally:
-                body.close()
+            except BaseException:
+                body.close()  # a half-read connection cannot go back to the pool
+                raise
         except (StorageError, TransientError):
             raise
         except Exception as exc:
