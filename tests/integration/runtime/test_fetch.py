@@ -531,7 +531,7 @@ def test_cli_fetch_succeeds(server: ModelServer, model_dir: Path, tmp_path: Path
     ("route", "uri_suffix", "message"),
     [
         ("/missing.tar.gz", "/missing.tar.gz", "HTTP 404 Not Found"),
-        (None, "s3://bucket/m", "'s3://' is not supported yet"),
+        (None, "s3://Bad_Bucket/m", "'Bad_Bucket' is not a valid bucket name"),
         (None, "ftp://host/m", "'ftp://' is unknown"),
     ],
 )
@@ -546,9 +546,9 @@ def test_cli_fetch_failure_exits_non_zero_with_the_message(
 
 
 def test_cli_fetch_failure_is_one_line_on_stderr(tmp_path: Path) -> None:
-    done = run_cli("s3://bucket/m", str(tmp_path / "models"))
+    done = run_cli("gs://x/m", str(tmp_path / "models"))
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "modelplane: model URI scheme 's3://' is not supported yet; use file://, pvc:// or "
-        "http(s):// (for example a presigned URL to an archive)"
+        "modelplane: model URI 'gs://x/m': 'x' is not a valid bucket name (3-63 lower-case "
+        "letters, digits, '-', '.' and '_')"
     ]
