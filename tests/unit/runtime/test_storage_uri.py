@@ -145,8 +145,8 @@ def test_credential_variables_contract() -> None:
         CREDENTIAL_VARIABLES["gs"])
     assert {"AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_KEY",
             "AZURE_STORAGE_SAS_TOKEN"} <= set(CREDENTIAL_VARIABLES["az"])
-    assert PATH_VARIABLES <= every
-    assert SECRET_VARIABLES <= every
+    assert every >= PATH_VARIABLES
+    assert every >= SECRET_VARIABLES
     assert ENV_CREDENTIALS_DIR == "MODELPLANE_STORAGE_CREDENTIALS_DIR"
     assert ENV_ANONYMOUS == "MODELPLANE_STORAGE_ANONYMOUS"
 
