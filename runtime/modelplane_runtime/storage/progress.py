@@ -82,6 +82,12 @@ class Progress:
         with self._lock:
             self._bytes += count
 
+    def restart(self) -> None:
+        """Forget the bytes counted so far (a download starting over from zero)."""
+        with self._lock:
+            self._bytes = 0
+            self._last = (self._clock(), 0)
+
     def file_done(self) -> None:
         """One more file is complete and checked."""
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import logging
 import os
 import shutil
 import ssl
@@ -166,6 +167,18 @@ def test_tar_gz_archive_is_fetched_and_unpacked(
     fetch(url, dest, settings=settings())
     assert files(dest) == files(model_dir)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["models"]
+
+
+def test_download_reports_its_size_and_rate(
+    server: ModelServer, model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = tar_gz(model_dir)
+    url = server.route("/m.tar.gz", Reply(500), Reply(body=body))
+    with caplog.at_level(logging.INFO, logger="modelplane.storage"):
+        fetch(url, tmp_path / "models", settings=settings())
+    (done,) = [r for r in caplog.records if getattr(r, "event", None) == "fetch_done"]
+    assert (done.bytes, done.total_bytes, done.files) == (len(body), len(body), 1)
+    assert done.bytes_per_second > 0
 
 
 def test_zip_archive_is_fetched_and_unpacked(

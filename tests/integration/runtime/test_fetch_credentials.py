@@ -224,6 +224,32 @@ def test_s3_public_bucket_without_credentials_sends_unsigned_requests(
     assert b"get /" in sent and b"authorization:" not in sent
 
 
+def test_s3_irsa_web_identity_token(
+    s3_server: StoreServer, tmp_path: Path, cutting_proxy: Any, clean_cloud_env: dict[str, str]
+) -> None:
+    # What EKS injects for IRSA: a role and a projected service account token. botocore
+    # trades the token at STS (moto's, through the proxy) for temporary keys that sign the
+    # S3 requests. Signature checks stay off here: moto's STS cannot take the unsigned
+    # AssumeRoleWithWebIdentity call while they are on.
+    bucket = s3_server.make_bucket()
+    put_model(s3_server, bucket)
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.c2ln")
+    proxy: CuttingProxy = cutting_proxy(s3_server.port)
+    env = fetch_env({
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/model-reader",
+        "AWS_WEB_IDENTITY_TOKEN_FILE": str(token),
+    })
+    run = run_fetch(f"s3://{bucket}/m", tmp_path / "models", env, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert files(tmp_path / "models") == MODEL
+    assert "credentials: the AWS default chain (a web identity token (IRSA))" in run.stderr
+    sent = bytes(proxy.sent)
+    assert b"Action=AssumeRoleWithWebIdentity" in sent
+    assert b"Credential=ASIA" in sent  # S3 requests signed with STS's temporary keys
+
+
 # --- GCS -----------------------------------------------------------------------------------
 
 
