@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from modelplane_runtime.storage import StorageError, StorageSettings, fetch
 
-from tests.fixtures.object_stores import CuttingProxy, StoreServer
+from tests.fixtures.object_stores import StoreServer
 from tests.fixtures.ports import free_port
+from tests.fixtures.tcp_proxy import CuttingProxy
 
 FAST: dict[str, Any] = {"backoff_s": 0.01, "max_backoff_s": 0.05, "timeout_s": 5.0,
                         "part_size_bytes": 64 * 1024}

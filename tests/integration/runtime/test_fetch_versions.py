@@ -11,7 +11,8 @@ import pytest
 from modelplane_runtime.storage import StorageError, StorageSettings
 from modelplane_runtime.storage.versions import RemoteRepository, evict_version
 
-from tests.fixtures.object_stores import CuttingProxy, StoreServer
+from tests.fixtures.object_stores import StoreServer
+from tests.fixtures.tcp_proxy import CuttingProxy
 
 FAST: dict[str, Any] = {"backoff_s": 0.01, "max_backoff_s": 0.05, "timeout_s": 5.0,
                         "part_size_bytes": 64 * 1024}
