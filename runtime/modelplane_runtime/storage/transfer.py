@@ -71,22 +71,33 @@ class _File:
     parts_left: int
     lock: threading.Lock = field(default_factory=threading.Lock)
     fd: int | None = None
+    failed: OSError | None = None
 
     def open(self) -> int:
         with self.lock:
+            if self.failed is not None:
+                raise self.failed  # every part of the file reports the same cause
             if self.fd is None:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                fd = os.open(self.job.path, flags, 0o644)
-                os.fchmod(fd, 0o644)  # exact mode whatever the umask: the runtime reads it
                 try:
-                    if self.job.obj.size:
-                        os.posix_fallocate(fd, 0, self.job.obj.size)
+                    self.fd = self._create()
                 except OSError as exc:
-                    if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
-                        os.close(fd)
-                        raise
-                self.fd = fd
+                    self.failed = exc
+                    raise
             return self.fd
+
+    def _create(self) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.job.path, flags, 0o644)
+        try:
+            os.fchmod(fd, 0o644)  # exact mode whatever the umask: the runtime reads it
+            if self.job.obj.size:
+                os.posix_fallocate(fd, 0, self.job.obj.size)
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+                return fd  # a filesystem without fallocate: space is found as it is written
+            os.close(fd)
+            raise
+        return fd
 
     def part_done(self) -> bool:
         """Count one finished part; True for the last one (the file is then closed)."""

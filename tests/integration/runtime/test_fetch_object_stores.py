@@ -11,8 +11,11 @@ import io
 import json
 import logging
 import os
+import shutil
+import subprocess
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +329,42 @@ def test_progress_lines_while_downloading(
     done = [line for line in lines if line.get("event") == "fetch_done"]
     assert len(done) == 1 and done[0]["bytes"] == len(blob) and done[0]["files"] == 1
     assert files(tmp_path / "models") == {"1/variables.data": blob}
+
+
+# --- a volume too small -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_volume(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs, like a small emptyDir (needs root and mount rights, else skipped)."""
+    mount_point = tmp_path / "mnt" / "models"
+    mount_point.mkdir(parents=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and the mount command")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True, timeout=30)
+
+
+def test_a_volume_too_small_fails_at_once_and_keeps_the_old_model(
+    s3_server: StoreServer, tiny_volume: Path, monkeypatch: pytest.MonkeyPatch,
+    clean_cloud_env: dict[str, str], cutting_proxy: Any,
+) -> None:
+    bucket = s3_server.make_bucket()
+    s3_server.upload(bucket, "m/1/variables.data", os.urandom(3 * 1024 * 1024))
+    (tiny_volume / "1").mkdir()
+    (tiny_volume / "1" / "saved_model.pb").write_bytes(b"old model")
+    proxy: CuttingProxy = cutting_proxy(s3_server.port)
+    use(monkeypatch, s3_server.env(proxy.port))
+    with pytest.raises(StorageError) as caught:
+        fetch(s3_server.uri(bucket, "m"), tiny_volume, settings=settings())
+    assert "failed: no space left on that volume" in str(caught.value)
+    assert files(tiny_volume) == {"1/saved_model.pb": b"old model"}
+    assert sorted(p.name for p in tiny_volume.iterdir()) == ["1"]
+    # The space is reserved before the download: no part of the object was requested.
+    assert not [line for line in proxy.request_lines() if "variables.data" in line]
