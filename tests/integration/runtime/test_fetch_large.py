@@ -44,7 +44,7 @@ def test_200_mib_object_streams_with_bounded_memory(
     bucket = store.make_bucket()
     store.upload(bucket, "big/1/variables/variables.data-00000-of-00001", source)
     store.upload(bucket, "small/1/saved_model.pb", os.urandom(MiB))
-    env = fetch_env(store.env() | {"MODELPLANE_STORAGE_PROGRESS_S": "1"})
+    env = fetch_env(store.env() | {"MODELPLANE_STORAGE_PROGRESS_S": "0.2"})
 
     small = run_fetch(store.uri(bucket, "small"), tmp_path / "small", env, tmp_path)
     assert small.returncode == 0, small.stderr
