@@ -105,7 +105,7 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     fetch = sub.add_parser("fetch", help="download a model to a folder (storage initializer)")
-    fetch.add_argument("uri", help="file://, pvc://, http(s):// archive, or demo://")
+    fetch.add_argument("uri", help="file://, pvc://, http(s)://, s3://, gs://, az://, or demo://")
     fetch.add_argument("dest", help="destination folder")
     fetch.set_defaults(func=_cmd_fetch)
 
