@@ -28,6 +28,10 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         "--versions", dest="model_versions", help="version policy: latest, latest:N, all, or 1,3"
     )
     parser.add_argument("--labels", dest="model_labels", help="version labels: stable=1,canary=2")
+    parser.add_argument(
+        "--poll-seconds", type=float,
+        help="look for new version folders this often and serve them (0 = off)",
+    )
     parser.add_argument("--max-batch-size", type=int, help="rows per model call (1 = no batching)")
     parser.add_argument("--max-latency-ms", type=float, help="longest wait to fill a batch")
     parser.add_argument("--max-body-bytes", type=int, help="largest request body")
@@ -39,7 +43,8 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
 
 _SERVER_FIELDS = (
     "model_name", "host", "port", "workers", "model_format", "model_version", "model_versions",
-    "model_labels", "max_batch_size", "max_latency_ms", "max_body_bytes", "max_rows_per_request",
+    "model_labels", "poll_seconds", "max_batch_size", "max_latency_ms", "max_body_bytes",
+    "max_rows_per_request",
     "request_timeout_s",
     "drain_timeout_s", "log_level",
 )

@@ -38,6 +38,9 @@ class RuntimeSettings(BaseSettings):
     """Version policy as TF Serving names it: `latest`, `latest:N`, `all`, or a list `1,3`."""
     model_labels: str = ""
     """Version labels, e.g. `stable=1,canary=2`; each must name a served version."""
+    poll_seconds: float = Field(default=0.0, ge=0)
+    """Look for new and removed version folders this often, and serve them without a
+    restart (0: read the repository at start only)."""
     signature_name: str = "serving_default"
     """Signature used when a request names none."""
 

@@ -9,6 +9,7 @@ validation errors are rewritten to the same shape.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
 import logging
@@ -56,7 +57,7 @@ def create_app(
     if dataplane is None:
         from modelplane_runtime.dataplane.plane import DataPlane
 
-        dataplane = DataPlane(settings, observer=metrics)
+        dataplane = DataPlane(settings, observer=metrics, on_change=_refreeze)
     auth = None
     if settings.auth_tokens_dir is not None:
         # Raises AuthConfigError (a clear start-up failure) for a missing or empty folder.
@@ -85,9 +86,16 @@ def create_app(
         gc.collect()
         gc.freeze()
         logger.info("models loaded", extra={"models": sorted(runtime.served)})
+        polling = None
+        if settings.poll_seconds > 0:
+            polling = asyncio.create_task(runtime.dataplane.poll(settings.poll_seconds))
         try:
             yield
         finally:
+            if polling is not None:
+                polling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await polling
             try:
                 # Bounded: a model call that never returns must not keep the process alive
                 # past its drain (the server exits anyway; see server.serve).
@@ -174,6 +182,17 @@ class HotEndpoint:
         if route is None:  # cannot happen: match parses these routes' paths exactly
             raise RuntimeError(f"no hot route for {scope['method']} {scope['path']}")
         await self.hot(route, scope, receive, send)
+
+
+def _refreeze() -> None:
+    """After versions changed while serving: collect the unloaded ones, freeze the new ones.
+
+    One full collection per version change (the frozen objects are walked once), so a
+    retired model's cycles are freed and the new model's objects are not rescanned.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _without_native_telemetry() -> dict[str, Any]:
