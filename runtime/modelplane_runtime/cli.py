@@ -59,8 +59,15 @@ def _settings_from(args: argparse.Namespace, **extra: object) -> object:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from modelplane_runtime.server.process import serve
+    from modelplane_runtime.storage.uri import is_object_store_uri
 
-    settings = _settings_from(args, model_path=Path(args.path))
+    if is_object_store_uri(args.path):
+        # Served from a local copy that follows the remote repository (mirror.py).
+        from modelplane_runtime.mirror import cache_folder
+
+        settings = _settings_from(args, model_uri=args.path, model_path=cache_folder(args.path))
+    else:
+        settings = _settings_from(args, model_path=Path(args.path))
     return serve(settings)  # type: ignore[arg-type]
 
 

@@ -84,12 +84,15 @@ class DataPlane:
         observer: InferenceObserver | None = None,
         cpus: int | None = None,
         on_change: Callable[[], None] | None = None,
+        before_scan: Callable[[], None] | None = None,
     ) -> None:
-        """``on_change`` runs after versions were loaded or unloaded while serving."""
+        """``on_change`` runs after versions were loaded or unloaded while serving;
+        ``before_scan`` (in a worker thread) before each look at the repository (mirror.py)."""
         self._settings = settings
         self._cpus = available_cpus() if cpus is None else cpus
         self._observer = observer
         self._on_change = on_change
+        self._before_scan = before_scan
         self._name = settings.served_name
         self._versions: dict[int, ServedVersion] = {}
         self._labels: dict[str, int] = {}
@@ -99,6 +102,7 @@ class DataPlane:
         self._seen: dict[int, Fingerprint] = {}  # each version's files at the last poll
         self._changing = asyncio.Lock()  # one refresh, load or unload at a time
         self._unloaded = False  # unloaded through the repository API: polls load nothing
+        self._scan_problem = ""  # why the last look at the repository failed, if it did
 
     # Lifecycle.
 
@@ -108,6 +112,8 @@ class DataPlane:
         if self._settings.processing.strip():
             override = parse_config(self._settings.processing, contract.ENV_PROCESSING)
         self._override = override
+        if self._before_scan is not None:
+            await asyncio.to_thread(self._before_scan)
         repository = await asyncio.to_thread(open_repository, self._settings)
         self._labels = dict(repository.labels)
         self._versions = {s.version: ServedVersion(s.version, s) for s in repository.versions}
@@ -208,16 +214,22 @@ class DataPlane:
 
     async def _refresh(self, settled_only: bool) -> None:
         base = self._settings.model_path
+        if self._before_scan is not None:
+            await asyncio.to_thread(self._before_scan)
         try:
             found = await asyncio.to_thread(scan, base, self._settings.model_format)
         except errors.ModelLoadError as exc:
-            # Gone or empty for a moment (a volume remounting, a sync tool): keep serving.
-            log.warning("model %s: %s; still serving what is loaded", self._name, exc)
+            # Gone or empty (a volume remounting, every version deleted): keep serving.
+            # Said once, not at every poll.
+            if str(exc) != self._scan_problem:
+                log.warning("model %s: %s; still serving what is loaded", self._name, exc)
+            self._scan_problem = str(exc)
+            self._looked()
             return
+        self._scan_problem = ""
         sources = {v: s for v, s in found.items() if isinstance(s, VersionSource)}
         prints = await asyncio.to_thread(fingerprints, sources)
-        if self._observer is not None:
-            self._observer.observe_poll(self._name)
+        self._looked()
         settled = {v for v, p in prints.items() if not settled_only or self._seen.get(v) == p}
         self._seen = prints
         plan = plan_changes(
@@ -296,6 +308,11 @@ class DataPlane:
         )
         if self._observer is not None:
             self._observer.observe_load_failure(self._name, version.number)
+
+    def _looked(self) -> None:
+        # Counted once a look is complete: whatever changes after it, the next one sees.
+        if self._observer is not None:
+            self._observer.observe_poll(self._name)
 
     def _changed(self) -> None:
         if self._on_change is not None:

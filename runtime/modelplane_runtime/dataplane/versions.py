@@ -33,7 +33,7 @@ from modelplane_runtime.dataplane.processing import (
     build_processor,
     read_config,
 )
-from modelplane_runtime.dataplane.repository import VersionSource, select_versions
+from modelplane_runtime.dataplane.repository import VersionSource, wanted_versions
 from modelplane_runtime.errors import ModelLoadError
 from modelplane_runtime.signature import SignatureSpec
 
@@ -123,14 +123,7 @@ def plan_changes(
     rather than an error.
     """
     usable = sorted(v for v, s in found.items() if isinstance(s, VersionSource) and v in settled)
-    text = policy.strip().lower()
-    if pinned is not None:
-        desired = [pinned] if pinned in usable else []
-    elif text in ("", "all") or text.startswith("latest"):
-        desired = select_versions(usable, policy) if usable else []
-    else:
-        listed = {int(part) for part in text.split(",") if part.strip().isdigit()}
-        desired = sorted(listed & set(usable), reverse=True)
+    desired = wanted_versions(usable, policy, pinned)
     load = []
     for number in sorted(desired):
         served = current.get(number)

@@ -57,7 +57,15 @@ def create_app(
     if dataplane is None:
         from modelplane_runtime.dataplane.plane import DataPlane
 
-        dataplane = DataPlane(settings, observer=metrics, on_change=_refreeze)
+        mirror = None
+        if settings.model_uri:
+            from modelplane_runtime.mirror import Mirror
+
+            mirror = Mirror(settings)
+        dataplane = DataPlane(
+            settings, observer=metrics, on_change=_refreeze,
+            before_scan=mirror.sync if mirror is not None else None,
+        )
     auth = None
     if settings.auth_tokens_dir is not None:
         # Raises AuthConfigError (a clear start-up failure) for a missing or empty folder.

@@ -179,6 +179,17 @@ class ObjectURI:
 ModelURI = FileURI | PvcURI | HttpURI | ObjectURI | DemoURI
 
 
+def is_object_store_uri(text: str) -> bool:
+    """True for an s3://, gs:// or az:// URI, or Azure Blob's https:// form."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return False
+    if scheme.lower() in OBJECT_STORE_SCHEMES:
+        return True
+    host = rest.split("/", 1)[0].split("?", 1)[0].lower()
+    return scheme.lower() == "https" and host.endswith(AZURE_BLOB_SUFFIXES)
+
+
 def redact_url(url: str) -> str:
     """``scheme://host/path`` of ``url``: no user info, no query string, no fragment."""
     try:

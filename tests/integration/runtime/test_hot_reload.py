@@ -21,8 +21,14 @@ import numpy as np
 import pytest
 
 from tests.fixtures.models import build_two_io_model
+from tests.fixtures.object_stores import StoreServer, clean_env
 from tests.fixtures.polling import eventually
-from tests.fixtures.runtime_server import RuntimeServer, launch_runtime, metric_value
+from tests.fixtures.runtime_server import (
+    RuntimeServer,
+    launch_runtime,
+    metric_value,
+    serve_command,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -174,3 +180,37 @@ def test_the_repository_extension_lists_unloads_and_loads(server: RuntimeServer)
         assert client.get("/v2/health/ready").status_code == 200
         reply = client.post("/v1/models/twoio:predict", json=PREDICT)
         assert reply.json()["predictions"][0][0] == 3.0
+
+
+def test_a_repository_in_s3_is_followed_the_same_way(
+    s3_server: StoreServer, staged: Path, runtime_log_dir: Path, tmp_path: Path
+) -> None:
+    # `modelplane serve s3://...`: a local copy that follows the bucket (mirror.py).
+    bucket = s3_server.make_bucket()
+    s3_server.upload_folder(bucket, "twoio/1", staged / "1")
+    env = {**clean_env(), **s3_server.env(), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    command = [*serve_command(Path("unused")), "--name", "twoio", "--poll-seconds", str(POLL_S)]
+    command[command.index("unused")] = s3_server.uri(bucket, "twoio")
+    with launch_runtime(Path("unused"), runtime_log_dir, command=command, env=env) as server, \
+            Load(server.url, clients=2) as load:
+        eventually(lambda: load.latest_factor() == 1.0, what="answers from version 1")
+        s3_server.upload_folder(bucket, "twoio/2", staged / "2")
+        eventually(lambda: load.latest_factor() == 2.0, timeout=60, what="answers from v2")
+        eventually(lambda: set(_status(server)) == {2}, timeout=60, what="version 1 unloaded")
+        # Version 2 deleted from the bucket: version 1 is the latest again (as TF Serving).
+        for key in _keys(staged / "2", "twoio/2"):
+            s3_server.delete(bucket, key)
+        eventually(lambda: load.latest_factor() == 1.0, timeout=60, what="back to version 1")
+        # Version 1 deleted too: the last working version keeps serving from memory.
+        for key in _keys(staged / "1", "twoio/1"):
+            s3_server.delete(bucket, key)
+        _wait_polls(server, 3)
+        assert load.latest_factor() == 1.0
+        assert set(_status(server)) == {1}
+    assert set(load.statuses) == {200}, load.statuses
+    assert not list((tmp_path / "cache").rglob("saved_model.pb")), "copies of deleted versions"
+
+
+def _keys(folder: Path, prefix: str) -> list[str]:
+    return [f"{prefix}/{p.relative_to(folder).as_posix()}" for p in folder.rglob("*")
+            if p.is_file()]
