@@ -29,6 +29,10 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         "--versions", dest="model_versions", help="version policy: latest, latest:N, all, or 1,3"
     )
     parser.add_argument("--labels", dest="model_labels", help="version labels: stable=1,canary=2")
+    parser.add_argument(
+        "--poll-seconds", type=float,
+        help="look for new version folders this often and serve them (0 = off)",
+    )
     parser.add_argument("--max-batch-size", type=int, help="rows per model call (1 = no batching)")
     parser.add_argument("--max-latency-ms", type=float, help="longest wait to fill a batch")
     parser.add_argument("--max-body-bytes", type=int, help="largest request body")
@@ -40,8 +44,8 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
 
 _SERVER_FIELDS = (
     "model_name", "host", "port", "grpc_port", "workers", "model_format", "model_version",
-    "model_versions", "model_labels", "max_batch_size", "max_latency_ms", "max_body_bytes",
-    "max_rows_per_request", "request_timeout_s", "drain_timeout_s", "log_level",
+    "model_versions", "model_labels", "poll_seconds", "max_batch_size", "max_latency_ms",
+    "max_body_bytes", "max_rows_per_request", "request_timeout_s", "drain_timeout_s", "log_level",
 )
 
 
@@ -54,8 +58,15 @@ def _settings_from(args: argparse.Namespace, **extra: object) -> object:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from modelplane_runtime.server.process import serve
+    from modelplane_runtime.storage.uri import is_object_store_uri
 
-    settings = _settings_from(args, model_path=Path(args.path))
+    if is_object_store_uri(args.path):
+        # Served from a local copy that follows the remote repository (mirror.py).
+        from modelplane_runtime.mirror import cache_folder
+
+        settings = _settings_from(args, model_uri=args.path, model_path=cache_folder(args.path))
+    else:
+        settings = _settings_from(args, model_path=Path(args.path))
     return serve(settings)  # type: ignore[arg-type]
 
 
@@ -105,7 +116,7 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     fetch = sub.add_parser("fetch", help="download a model to a folder (storage initializer)")
-    fetch.add_argument("uri", help="file://, pvc://, http(s):// archive, or demo://")
+    fetch.add_argument("uri", help="file://, pvc://, http(s)://, s3://, gs://, az://, or demo://")
     fetch.add_argument("dest", help="destination folder")
     fetch.set_defaults(func=_cmd_fetch)
 

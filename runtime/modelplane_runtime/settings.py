@@ -38,6 +38,12 @@ class RuntimeSettings(BaseSettings):
     """Version policy as TF Serving names it: `latest`, `latest:N`, `all`, or a list `1,3`."""
     model_labels: str = ""
     """Version labels, e.g. `stable=1,canary=2`; each must name a served version."""
+    model_uri: str = ""
+    """A remote repository (s3://, gs://, az:// or Azure https://) that ``model_path``
+    follows: with ``poll_seconds``, new versions there are copied in and served."""
+    poll_seconds: float = Field(default=0.0, ge=0)
+    """Look for new and removed version folders this often, and serve them without a
+    restart (0: read the repository at start only)."""
     signature_name: str = "serving_default"
     """Signature used when a request names none."""
 
@@ -93,6 +99,8 @@ class RuntimeSettings(BaseSettings):
         """The model name used in URLs."""
         if self.model_name:
             return self.model_name
+        if self.model_uri:  # the repository's last path segment, as for a local folder
+            return self.model_uri.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "model"
         stem = self.model_path.name
         for suffix in (".keras", ".h5"):
             stem = stem.removesuffix(suffix)

@@ -21,7 +21,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from modelplane_runtime import __version__, rules
 from modelplane_runtime.codecs.v2 import PLATFORM, SERVER_NAME
 from modelplane_runtime.codecs.v2proto import parameter, read_inputs, write_outputs
-from modelplane_runtime.dataplane.plane import AVAILABLE
+from modelplane_runtime.dataplane.versions import AVAILABLE
 from modelplane_runtime.errors import InvalidInput, ModelplaneError
 from modelplane_runtime.grpc.rpc import Calls
 from modelplane_runtime.serving import Runtime
