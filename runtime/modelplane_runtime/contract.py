@@ -55,6 +55,11 @@ METRICS_PATH: Final = "/metrics"
 METRIC_REQUESTS: Final = "modelplane_requests_total"
 """Counter; labels: model, protocol (v1|v2|grpc), code (HTTP status; for grpc the gRPC code
 name, e.g. OK, INVALID_ARGUMENT)."""
+GRPC_SERVER_ERROR_CODES: Final = (
+    "UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+)
+"""The gRPC ``code`` labels that count as server errors, as a 5xx does for HTTP (the codes
+grpc-gateway maps to 5xx statuses); the others are the client's (INVALID_ARGUMENT, ...)."""
 METRIC_REQUEST_LATENCY: Final = "modelplane_request_duration_seconds"
 """Histogram of whole-request latency; labels: model, protocol."""
 METRIC_INFERENCE_LATENCY: Final = "modelplane_inference_duration_seconds"
