@@ -26,8 +26,8 @@ from modelplane_operator.spec import (
     SINGULAR,
     VERSION,
     ModelDeploymentSpec,
-    ModelDeploymentStatus,
 )
+from modelplane_operator.status_schema import ModelDeploymentStatus
 
 CRD_PATH = Path("manifests/crd/modelplane.io_modeldeployments.yaml")
 """Where ``modelplane crd --write`` puts the CRD, relative to the repository root."""

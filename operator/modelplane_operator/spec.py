@@ -1,4 +1,4 @@
-"""The ModelDeployment resource: one pydantic model of its spec and status, and validation.
+"""The ModelDeployment resource: one pydantic model of its spec, and validation.
 
 This module is the single source of truth for the resource. The CRD's OpenAPI schema is
 generated from these models (see crd.py), the builders read the parsed spec, and
@@ -29,6 +29,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from modelplane_operator.messages import InvalidSpec as InvalidSpec  # raised by validate_spec
+from modelplane_operator.messages import _FieldError, _loc, _message, _path
 from modelplane_operator.quantity import QUANTITY, canonical_quantity
 
 GROUP = "modelplane.io"
@@ -51,25 +53,6 @@ _DNS1123_SUBDOMAIN = re.compile(
 )
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
-
-class InvalidSpec(ValueError):
-    """A ModelDeployment is invalid; ``field`` is the path as written (``spec.replicas``)."""
-
-    def __init__(self, field: str, message: str, more: list[tuple[str, str]] | None = None):
-        self.field = field
-        self.message = message
-        self.problems: list[tuple[str, str]] = [(field, message), *(more or [])]
-        """Every problem found, first one first; the condition message lists them all."""
-        super().__init__("; ".join(f"{f}: {m}" for f, m in self.problems))
-
-
-class _FieldError(ValueError):
-    """Raised inside a model validator to blame one sub-field rather than the whole object."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        self.message = message
-        super().__init__(message)
 
 
 def _quantity(value: Any) -> Any:
@@ -443,130 +426,7 @@ class ModelDeploymentSpec(_Model):
         return 1 if self.replicas is None else self.replicas
 
 
-# ---- status ---------------------------------------------------------------------------
-
-
-class Condition(_Model):
-    """A status condition (the shape of metav1.Condition)."""
-
-    type: str
-    """Ready, Progressing or Degraded."""
-    status: Literal["True", "False", "Unknown"]
-    """True, False or Unknown."""
-    reason: str = ""
-    """CamelCase reason, e.g. InvalidSpec, ModelLoadFailed, Unschedulable."""
-    message: str = ""
-    """Human-readable detail."""
-    last_transition_time: str | None = None
-    """RFC 3339 time the status last changed."""
-    observed_generation: int | None = None
-    """metadata.generation this condition was computed from."""
-
-
-class Load(_Model):
-    """Live load aggregated from the ready replicas' /metrics."""
-
-    requests_per_second: float = 0.0
-    """Requests per second across replicas (rate between two scrapes)."""
-    in_flight: float = 0.0
-    """Requests being served right now across replicas."""
-    latency_p50_ms: float | None = None
-    """Median request latency over the last scrape interval."""
-    latency_p99_ms: float | None = None
-    """99th percentile request latency over the last scrape interval."""
-    error_rate: float = 0.0
-    """Share of requests answered with 5xx over the last scrape interval."""
-    updated_at: str | None = None
-    """RFC 3339 time of the scrape."""
-
-
-class PodStatus(_Model):
-    """One replica, for `kubectl describe`."""
-
-    name: str
-    """Pod name."""
-    ready: bool = False
-    """Pod Ready condition."""
-    restarts: int = 0
-    """Restarts of the runtime container."""
-    phase: str | None = None
-    """Pod phase."""
-    track: Literal["stable", "canary"] = "stable"
-    """Which model the pod serves."""
-    node: str | None = None
-    """Node the pod runs on."""
-    message: str | None = None
-    """Why the pod is not ready, when known."""
-
-
-class ModelDeploymentStatus(_Model):
-    """Observed state, written by the operator."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    conditions: list[Condition] = Field(default_factory=list)
-    """Ready, Progressing, Degraded."""
-    replicas: int = 0
-    """Pods that exist (read by the scale subresource)."""
-    ready_replicas: int = 0
-    """Pods that are ready."""
-    updated_replicas: int = 0
-    """Pods running the current pod template."""
-    ready: str = ""
-    """Ready over desired, e.g. 2/3 (the READY column)."""
-    selector: str = ""
-    """Label selector of the pods (read by the scale subresource)."""
-    url: str = ""
-    """In-cluster URL of the Service."""
-    observed_generation: int | None = None
-    """metadata.generation the status reflects."""
-    model_version: str | None = None
-    """Model version being served."""
-    load: Load | None = None
-    """Live load."""
-    pods: list[PodStatus] = Field(default_factory=list)
-    """Per-replica health (first few replicas)."""
-
-
 # ---- validation -----------------------------------------------------------------------
-
-
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = "spec"
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _PLAIN_KEY.match(part):
-            out += f".{part}"
-        else:  # a map key such as a node label: quoted, so its dots read as one key
-            out += f'["{part}"]'
-    return out
-
-
-def _message(error: Any) -> tuple[str, str]:
-    """(extra path, message) for one pydantic error dict."""
-    kind = error["type"]
-    if kind == "missing":
-        return "", "required"
-    if kind == "extra_forbidden":
-        return "", "unknown field"
-    if kind == "value_error":
-        cause = error.get("ctx", {}).get("error")
-        if isinstance(cause, _FieldError):
-            sep = "" if cause.field.startswith("[") else "."
-            return sep + cause.field, cause.message
-        return "", str(cause) if cause is not None else error["msg"]
-    msg: str = error["msg"]
-    return "", msg[:1].lower() + msg[1:]
-
-
-def _loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    # Pydantic puts union branch and tagged names in loc (e.g. 'function-after[...]');
-    # keep only parts that name fields or list indices.
-    return tuple(p for p in loc if isinstance(p, int) or not any(c in p for c in "[]( "))
 
 
 def validate_spec(raw: Any) -> ModelDeploymentSpec:

@@ -9,10 +9,10 @@ from modelplane_operator.quantity import canonical_quantity
 from modelplane_operator.spec import (
     InvalidSpec,
     ModelDeploymentSpec,
-    ModelDeploymentStatus,
     validate_name,
     validate_spec,
 )
+from modelplane_operator.status_schema import ModelDeploymentStatus
 
 from .cases import SPECS
 

@@ -1,0 +1,69 @@
+"""InvalidSpec and its messages: pydantic's errors as field paths a user wrote.
+
+The message of an ``InvalidSpec`` ends up in the ``Ready`` condition and an Event, so it
+names the field as it appears in YAML (``spec.autoscaling.maxReplicas``), not pydantic's
+location tuple.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+
+class InvalidSpec(ValueError):
+    """A ModelDeployment is invalid; ``field`` is the path as written (``spec.replicas``)."""
+
+    def __init__(self, field: str, message: str, more: list[tuple[str, str]] | None = None):
+        self.field = field
+        self.message = message
+        self.problems: list[tuple[str, str]] = [(field, message), *(more or [])]
+        """Every problem found, first one first; the condition message lists them all."""
+        super().__init__("; ".join(f"{f}: {m}" for f, m in self.problems))
+
+
+class _FieldError(ValueError):
+    """Raised inside a model validator to blame one sub-field rather than the whole object."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(message)
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = "spec"
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            out += f".{part}"
+        else:  # a map key such as a node label: quoted, so its dots read as one key
+            out += f'["{part}"]'
+    return out
+
+
+def _message(error: Any) -> tuple[str, str]:
+    """(extra path, message) for one pydantic error dict."""
+    kind = error["type"]
+    if kind == "missing":
+        return "", "required"
+    if kind == "extra_forbidden":
+        return "", "unknown field"
+    if kind == "value_error":
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, _FieldError):
+            sep = "" if cause.field.startswith("[") else "."
+            return sep + cause.field, cause.message
+        return "", str(cause) if cause is not None else error["msg"]
+    msg: str = error["msg"]
+    return "", msg[:1].lower() + msg[1:]
+
+
+def _loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # Pydantic puts union branch and tagged names in loc (e.g. 'function-after[...]');
+    # keep only parts that name fields or list indices.
+    return tuple(p for p in loc if isinstance(p, int) or not any(c in p for c in "[]( "))
