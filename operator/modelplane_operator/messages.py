@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pydantic import ValidationError
+
 
 class InvalidSpec(ValueError):
     """A ModelDeployment is invalid; ``field`` is the path as written (``spec.replicas``)."""
@@ -22,7 +24,7 @@ class InvalidSpec(ValueError):
         super().__init__("; ".join(f"{f}: {m}" for f, m in self.problems))
 
 
-class _FieldError(ValueError):
+class FieldError(ValueError):
     """Raised inside a model validator to blame one sub-field rather than the whole object."""
 
     def __init__(self, field: str, message: str):
@@ -34,8 +36,9 @@ class _FieldError(ValueError):
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = "spec"
+def field_path(loc: tuple[int | str, ...], root: str = "spec") -> str:
+    """A location as YAML spells it: ``spec.scheduling.nodeSelector["kubernetes.io/os"]``."""
+    out = root
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
@@ -55,7 +58,7 @@ def _message(error: Any) -> tuple[str, str]:
         return "", "unknown field"
     if kind == "value_error":
         cause = error.get("ctx", {}).get("error")
-        if isinstance(cause, _FieldError):
+        if isinstance(cause, FieldError):
             sep = "" if cause.field.startswith("[") else "."
             return sep + cause.field, cause.message
         return "", str(cause) if cause is not None else error["msg"]
@@ -67,3 +70,12 @@ def _loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     # Pydantic puts union branch and tagged names in loc (e.g. 'function-after[...]');
     # keep only parts that name fields or list indices.
     return tuple(p for p in loc if isinstance(p, int) or not any(c in p for c in "[]( "))
+
+
+def problems(error: ValidationError) -> list[tuple[str, str]]:
+    """(field path, message) for every problem pydantic found, in its order."""
+    found = []
+    for item in error.errors():
+        extra, message = _message(item)
+        found.append((field_path(_loc(item["loc"])) + extra, message))
+    return found

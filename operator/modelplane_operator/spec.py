@@ -29,8 +29,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from modelplane_operator.messages import FieldError, problems
 from modelplane_operator.messages import InvalidSpec as InvalidSpec  # raised by validate_spec
-from modelplane_operator.messages import _FieldError, _loc, _message, _path
 from modelplane_operator.quantity import QUANTITY, canonical_quantity
 
 GROUP = "modelplane.io"
@@ -87,7 +87,7 @@ def _secret_name(value: str) -> str:
     return value
 
 
-class _Model(BaseModel):
+class ResourceModel(BaseModel):
     """Base of every spec/status model: camelCase aliases, unknown fields rejected."""
 
     model_config = ConfigDict(
@@ -99,7 +99,7 @@ class _Model(BaseModel):
     )
 
 
-class ModelSource(_Model):
+class ModelSource(ResourceModel):
     """Where a model lives and how to load it."""
 
     uri: str = Field(min_length=1)
@@ -157,7 +157,7 @@ class ModelSource(_Model):
         return rest.split("/", 1)[1].strip("/") if "/" in rest else ""
 
 
-class Autoscaling(_Model):
+class Autoscaling(ResourceModel):
     """HorizontalPodAutoscaler bounds and targets; present means the HPA owns the replica count."""
 
     min_replicas: int = Field(default=1, ge=1, le=1000)
@@ -176,13 +176,13 @@ class Autoscaling(_Model):
     @model_validator(mode="after")
     def _bounds(self) -> Autoscaling:
         if self.max_replicas < self.min_replicas:
-            raise _FieldError(
+            raise FieldError(
                 "maxReplicas", f"must be >= minReplicas ({self.min_replicas})"
             )
         return self
 
 
-class Resources(_Model):
+class Resources(ResourceModel):
     """Compute per replica; requests equal limits (Guaranteed QoS: steady latency)."""
 
     cpu: Quantity = "1"
@@ -205,7 +205,7 @@ _AFFINITY_KEYS = frozenset({"nodeAffinity", "podAffinity", "podAntiAffinity"})
 _ENV_KEYS = frozenset({"name", "value", "valueFrom"})
 
 
-class Scheduling(_Model):
+class Scheduling(ResourceModel):
     """Where replicas may run; passed through to the pod spec unchanged."""
 
     node_selector: dict[str, str] = Field(default_factory=dict)
@@ -223,12 +223,12 @@ class Scheduling(_Model):
         for i, item in enumerate(items):
             unknown = sorted(set(item) - _TOLERATION_KEYS)
             if unknown:
-                raise _FieldError(f"[{i}]", f"unknown toleration field {unknown[0]!r}")
+                raise FieldError(f"[{i}]", f"unknown toleration field {unknown[0]!r}")
             if item.get("operator", "Equal") not in ("Equal", "Exists"):
-                raise _FieldError(f"[{i}].operator", "must be Equal or Exists")
+                raise FieldError(f"[{i}].operator", "must be Equal or Exists")
             effect = item.get("effect", "")
             if effect not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute"):
-                raise _FieldError(
+                raise FieldError(
                     f"[{i}].effect", "must be NoSchedule, PreferNoSchedule or NoExecute"
                 )
         return items
@@ -238,7 +238,7 @@ class Scheduling(_Model):
     def _check_affinity(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         for key in sorted(value or {}):
             if key not in _AFFINITY_KEYS:
-                raise _FieldError(
+                raise FieldError(
                     key, "unknown affinity field (nodeAffinity, podAffinity, podAntiAffinity)"
                 )
         return value
@@ -251,7 +251,7 @@ class Scheduling(_Model):
         return value
 
 
-class Batching(_Model):
+class Batching(ResourceModel):
     """Dynamic batching: concurrent requests merged into one model call."""
 
     max_batch_size: int = Field(default=32, ge=1, le=65536)
@@ -267,7 +267,7 @@ DType = Literal[
 """TensorFlow dtype names the runtime accepts (modelplane_runtime.signature.DTYPES)."""
 
 
-class InputProcessing(_Model):
+class InputProcessing(ResourceModel):
     """Preprocessing of one model input (the runtime's modelplane.yaml ``inputs`` entry)."""
 
     dtype: DType | None = None
@@ -297,7 +297,7 @@ class InputProcessing(_Model):
         return value
 
 
-class OutputProcessing(_Model):
+class OutputProcessing(ResourceModel):
     """Postprocessing of one model output (the runtime's modelplane.yaml ``outputs`` entry)."""
 
     labels: list[str] | None = Field(default=None, min_length=1)
@@ -310,7 +310,7 @@ class OutputProcessing(_Model):
     """Keep the raw output beside the derived ones."""
 
 
-class Runtime(_Model):
+class Runtime(ResourceModel):
     """The inference runtime in each replica."""
 
     image: str | None = None
@@ -337,15 +337,15 @@ class Runtime(_Model):
         for i, item in enumerate(items):
             name = item.get("name")
             if not isinstance(name, str) or not _ENV_NAME.match(name):
-                raise _FieldError(f"[{i}].name", "must be a valid environment variable name")
+                raise FieldError(f"[{i}].name", "must be a valid environment variable name")
             if name in seen:
-                raise _FieldError(f"[{i}].name", f"duplicate variable {name!r}")
+                raise FieldError(f"[{i}].name", f"duplicate variable {name!r}")
             seen.add(name)
             unknown = sorted(set(item) - _ENV_KEYS)
             if unknown:
-                raise _FieldError(f"[{i}]", f"unknown env field {unknown[0]!r}")
+                raise FieldError(f"[{i}]", f"unknown env field {unknown[0]!r}")
             if "value" in item and not isinstance(item["value"], str):
-                raise _FieldError(f"[{i}].value", "must be a string (quote numbers in YAML)")
+                raise FieldError(f"[{i}].value", "must be a string (quote numbers in YAML)")
         return items
 
     @field_validator("image")
@@ -356,7 +356,7 @@ class Runtime(_Model):
         return value
 
 
-class Canary(_Model):
+class Canary(ResourceModel):
     """A second model served beside the main one and given a share of the traffic."""
 
     model: ModelSource
@@ -365,14 +365,14 @@ class Canary(_Model):
     """Share of requests for the canary, approximated by its share of ready replicas."""
 
 
-class Routing(_Model):
+class Routing(ResourceModel):
     """How requests are spread over replicas."""
 
     strategy: Literal["round-robin", "random", "weighted", "least-request"] = "round-robin"
     """Balancing strategy, published on the Service for a gateway or mesh to apply."""
 
 
-class Auth(_Model):
+class Auth(ResourceModel):
     """Bearer-token authentication of inference requests."""
 
     secret_name: str
@@ -384,7 +384,7 @@ class Auth(_Model):
         return _secret_name(value)
 
 
-class Tls(_Model):
+class Tls(ResourceModel):
     """Serve HTTPS with a certificate from a Secret."""
 
     secret_name: str
@@ -396,7 +396,7 @@ class Tls(_Model):
         return _secret_name(value)
 
 
-class ModelDeploymentSpec(_Model):
+class ModelDeploymentSpec(ResourceModel):
     """Desired state of a ModelDeployment."""
 
     model: ModelSource
@@ -436,12 +436,8 @@ def validate_spec(raw: Any) -> ModelDeploymentSpec:
     try:
         return ModelDeploymentSpec.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            extra, message = _message(error)
-            problems.append((_path(_loc(error["loc"])) + extra, message))
-        first, *more = problems
-        raise InvalidSpec(first[0], first[1], more) from None
+        (field, message), *more = problems(exc)
+        raise InvalidSpec(field, message, more) from None
 
 
 def validate_name(name: str) -> None:

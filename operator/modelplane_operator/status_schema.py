@@ -10,10 +10,10 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from modelplane_operator.spec import _Model
+from modelplane_operator.spec import ResourceModel
 
 
-class Condition(_Model):
+class Condition(ResourceModel):
     """A status condition (the shape of metav1.Condition)."""
 
     type: str
@@ -30,7 +30,7 @@ class Condition(_Model):
     """metadata.generation this condition was computed from."""
 
 
-class Load(_Model):
+class Load(ResourceModel):
     """Live load aggregated from the ready replicas' /metrics."""
 
     requests_per_second: float = 0.0
@@ -47,7 +47,7 @@ class Load(_Model):
     """RFC 3339 time of the scrape."""
 
 
-class PodStatus(_Model):
+class PodStatus(ResourceModel):
     """One replica, for `kubectl describe`."""
 
     name: str
@@ -66,7 +66,7 @@ class PodStatus(_Model):
     """Why the pod is not ready, when known."""
 
 
-class ModelDeploymentStatus(_Model):
+class ModelDeploymentStatus(ResourceModel):
     """Observed state, written by the operator."""
 
     model_config = ConfigDict(extra="ignore")
