@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_RUNTIME_IMAGE = "ghcr.io/modelplane/runtime:0.1.0"
-"""Runtime image ``render`` uses when neither the spec nor --runtime-image names one."""
+from modelplane_operator.builders.defaults import DEFAULT_RUNTIME_IMAGE
+
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 """ownerReference uid of a file that has none (the API server sets the real one)."""
 

@@ -12,10 +12,10 @@ from modelplane_runtime import contract
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from modelplane_operator.builders.defaults import DEFAULT_RUNTIME_IMAGE
+
 ENV_PREFIX = "MODELPLANE_OPERATOR_"
 LogLevel = Literal["error", "warning", "info", "debug"]
-
-DEFAULT_RUNTIME_IMAGE = "ghcr.io/modelplane/runtime:0.1.0"
 
 
 class SettingsError(ValueError):
