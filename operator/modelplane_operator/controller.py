@@ -22,9 +22,9 @@ from typing import Any
 import aiohttp
 
 from modelplane_operator.apply import Applier, apply_patch, with_last_applied
-from modelplane_operator.builders.labels import MANAGED_BY, SELECTOR_LABEL, selector_string
+from modelplane_operator.builders.labels import SELECTOR_LABEL, managed_selector, selector_string
 from modelplane_operator.builders.owner import Owner
-from modelplane_operator.builders.render import RenderDefaults, render_spec
+from modelplane_operator.builders.render import CHILD_KINDS, RenderDefaults, render_spec
 from modelplane_operator.builders.service import service_url
 from modelplane_operator.cache import Cache, Key, child_key, key_of, owner_of
 from modelplane_operator.events import EventPoster, transitions
@@ -52,14 +52,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
-MANAGED_LABEL = "app.kubernetes.io/managed-by"
-CHILD_KINDS = (
-    ("apps/v1", "Deployment"),
-    ("v1", "Service"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("policy/v1", "PodDisruptionBudget"),
-)
-"""Kinds of children rendered (builders/render.py), as the cache and the watches know them."""
 REFRESH_DELAY_S = 0.05
 """Events for one object arriving within this window share one status refresh."""
 
@@ -200,7 +192,7 @@ class Controller:
 
     def watchers(self, namespaces: tuple[str, ...]) -> list[Watcher]:
         """LIST+WATCH streams feeding the cache: every child kind and the runtime Pods."""
-        kinds = [(api_version, kind, f"{MANAGED_LABEL}={MANAGED_BY}", self.child_event)
+        kinds = [(api_version, kind, managed_selector(), self.child_event)
                  for api_version, kind in CHILD_KINDS]
         kinds.append(("v1", "Pod", SELECTOR_LABEL, self.pod_event))
         return [

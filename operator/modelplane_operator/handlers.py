@@ -19,7 +19,8 @@ from typing import Any
 import aiohttp
 import kopf
 
-from modelplane_operator.controller import CHILD_KINDS, Controller, SpecRejected
+from modelplane_operator.builders.render import CHILD_KINDS
+from modelplane_operator.controller import Controller, SpecRejected
 from modelplane_operator.kube import ApiError, resource_tuple
 from modelplane_operator.spec import GROUP, PLURAL, VERSION
 
