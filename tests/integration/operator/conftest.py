@@ -4,14 +4,14 @@
   subprocess with KUBECONFIG pointing at the emulator; returns an ``OperatorProcess``
   (its metrics, health, logs; stopped with SIGTERM at the end of the test).
 - ``operator``: one running operator watching the test's own namespace.
-- ``eventually``: poll a function until it returns a truthy value, with a deadline.
+
+Waiting is ``tests.fixtures.polling.eventually``; stopping, ``tests.fixtures.processes``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.kube import KubeApi, Kubectl
 from tests.fixtures.polling import eventually
+from tests.fixtures.processes import stop_process
 
 TEST_IMAGE = "registry.example.test/modelplane/runtime:9.9.9"
 """The operator's default runtime image in these tests (so the test sees it came from there)."""
@@ -69,15 +70,8 @@ class OperatorProcess:
                                              for k, v in labels.items()))
 
     def stop(self) -> int:
-        """SIGTERM, and wait for a clean exit."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            raise AssertionError(f"operator ignored SIGTERM; logs:\n{self.logs()}") from None
+        """SIGTERM, and wait for a clean exit (a kill and a failure after 30 s)."""
+        return stop_process(self.process, logs=self.logs, what="the operator")
 
 
 @pytest.fixture

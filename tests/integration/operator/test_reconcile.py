@@ -13,12 +13,8 @@ import kmock
 import yaml
 
 from tests.fixtures.kube import KubeApi, Kubectl
-from tests.integration.operator.conftest import (
-    TEST_IMAGE,
-    Cluster,
-    OperatorProcess,
-    eventually,
-)
+from tests.fixtures.polling import eventually
+from tests.integration.operator.conftest import TEST_IMAGE, Cluster, OperatorProcess
 
 SAMPLES = Path(__file__).resolve().parents[3] / "manifests" / "samples"
 CHILD_KINDS = ("deployments", "services", "poddisruptionbudgets", "horizontalpodautoscalers")
