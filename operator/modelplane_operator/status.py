@@ -27,6 +27,7 @@ MAX_REPLICA_STATUSES = 10
 """A short per-replica list: enough for ``kubectl describe``, small enough for 500 objects."""
 
 INVALID_SPEC = "InvalidSpec"
+CHILD_REJECTED = "ChildRejected"
 MODEL_LOAD_FAILED = "ModelLoadFailed"
 UNSCHEDULABLE = "Unschedulable"
 CRASH_LOOP = "CrashLoopBackOff"
@@ -248,6 +249,27 @@ def invalid_status(
             cond("Ready", False, INVALID_SPEC, message),
             cond("Progressing", False, INVALID_SPEC, "the spec must be fixed first"),
             cond("Degraded", True, INVALID_SPEC, message),
+        ],
+    }
+
+
+def rejected_status(
+    status: Mapping[str, Any], *, message: str, generation: int, previous: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """``status`` with the conditions of a child the API server refused (``message`` names
+    it and quotes the server); the counts still describe the children that exist."""
+    def cond(kind: str, value: bool, reason: str, text: str) -> dict[str, Any]:
+        return condition(kind, value, reason, text, generation=generation,
+                         previous=previous.get("conditions") or [], now=now)
+
+    return {
+        **status,
+        "conditions": [
+            cond("Ready", False, CHILD_REJECTED, message),
+            cond("Progressing", False, CHILD_REJECTED,
+                 "retried slowly until the spec or the cluster's policy changes"),
+            cond("Degraded", True, CHILD_REJECTED, message),
         ],
     }
 
