@@ -2,7 +2,9 @@
 
 The message of an ``InvalidSpec`` ends up in the ``Ready`` condition and an Event, so it
 names the field as it appears in YAML (``spec.autoscaling.maxReplicas``), not pydantic's
-location tuple.
+location tuple. It is bounded: the first ``MAX_PROBLEMS`` problems, each cut to
+``MAX_PROBLEM_CHARS``, and a count of the rest (5,000 bad list items once made a 564 KB
+message, and the API server refused the status write that carried it).
 """
 
 from __future__ import annotations
@@ -12,6 +14,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
+MAX_PROBLEMS = 10
+"""Problems spelled out in the message; the rest are counted."""
+MAX_PROBLEM_CHARS = 300
+
+
+def _cut(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def summary(problems: list[tuple[str, str]]) -> str:
+    """The message for a list of (field, problem): the first few, and how many more."""
+    shown = "; ".join(_cut(f"{field}: {message}") for field, message in problems[:MAX_PROBLEMS])
+    rest = len(problems) - MAX_PROBLEMS
+    return shown + (f"; and {rest} more problem{'s' if rest > 1 else ''}" if rest > 0 else "")
+
 
 class InvalidSpec(ValueError):
     """A ModelDeployment is invalid; ``field`` is the path as written (``spec.replicas``)."""
@@ -20,8 +37,8 @@ class InvalidSpec(ValueError):
         self.field = field
         self.message = message
         self.problems: list[tuple[str, str]] = [(field, message), *(more or [])]
-        """Every problem found, first one first; the condition message lists them all."""
-        super().__init__("; ".join(f"{f}: {m}" for f, m in self.problems))
+        """Every problem found, first one first; the message lists the first few."""
+        super().__init__(summary(self.problems))
 
 
 class FieldError(ValueError):

@@ -9,11 +9,19 @@ user wrote it (``spec.autoscaling.maxReplicas``), because that message ends up i
 Fields are snake_case in Python and camelCase in YAML. Defaults live here only: the CRD
 carries no ``default`` keys, so the API server stores what the user wrote and the operator
 decides what an absent field means (``replicas`` must stay absent under autoscaling).
+
+Types are strict, as in the CRD schema: ``"3"`` or ``true`` is no integer. Every field is
+bounded (lengths, counts, ranges) and the bounds are in the generated schema too, so on a
+real cluster the API server refuses a hostile object before the operator sees it; the
+checks here cover what a schema cannot say (label keys, cross-field rules) and clusters
+running an older CRD.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -31,7 +39,15 @@ from pydantic.alias_generators import to_camel
 
 from modelplane_operator.messages import FieldError, problems
 from modelplane_operator.messages import InvalidSpec as InvalidSpec  # raised by validate_spec
-from modelplane_operator.quantity import QUANTITY, canonical_quantity
+from modelplane_operator.passthrough import (
+    LABEL_VALUE_PATTERN,
+    MAX_LABEL_VALUE,
+    Affinity,
+    EnvVar,
+    Toleration,
+    label_key_problem,
+)
+from modelplane_operator.quantity import MAX_LENGTH, PATTERN, canonical_quantity, quantity_value
 
 GROUP = "modelplane.io"
 VERSION = "v1alpha1"
@@ -51,34 +67,48 @@ _DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+MAX_CPU = Decimal(4096)
+"""Most CPU cores per replica: above any node built (the largest have about 2,000)."""
+MAX_MEMORY = Decimal(64 * 2**40)
+"""Most memory per replica, 64Ti: above any node built (the largest have 32 TiB)."""
+MAX_PROCESSING_BYTES = 64 * 1024
+"""Largest pre/post-processing config: it reaches the runtime as one environment variable,
+and Linux refuses a process any single environment string over 128 KiB (MAX_ARG_STRLEN)."""
+MAX_NAME = 256
+"""Longest model input/output or signature name."""
 
 
+def _quantity(maximum: Decimal, unit: str) -> Any:
+    def check(value: Any) -> Any:
+        # Integers and strings, as the CRD's int-or-string: a float is refused there too.
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError("must be a quantity such as 500m, 2 or 4Gi (a string or integer)")
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError("must not be negative")
+            if value > maximum:
+                raise ValueError(f"must be at most {maximum} {unit}")
+            return canonical_quantity(str(value))
+        if quantity_value(value) > maximum:  # ValueError for a malformed one
+            raise ValueError(f"must be at most {maximum} {unit}")
+        return canonical_quantity(value)
+    return check
 
-def _quantity(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("must be a Kubernetes quantity such as 500m, 2 or 4Gi")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("must not be negative")
-        value = repr(value)
-    if not isinstance(value, str) or not QUANTITY.match(value):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 2 or 4Gi")
-    return canonical_quantity(value)
+
+def _quantity_schema(maximum: Decimal) -> dict[str, Any]:
+    return {"x-kubernetes-int-or-string": True, "maxLength": MAX_LENGTH, "pattern": PATTERN,
+            "maximum": int(maximum)}
 
 
-Quantity = Annotated[
-    str,
-    BeforeValidator(_quantity),
-    WithJsonSchema({"x-kubernetes-int-or-string": True}),
-]
-"""A Kubernetes resource quantity (``500m``, ``2``, ``4Gi``); numbers are accepted too."""
-
-KubeObject = Annotated[
-    dict[str, Any],
-    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
-]
-"""A Kubernetes API object passed through unchanged (affinity, a toleration, an env var)."""
+CpuQuantity = Annotated[str, BeforeValidator(_quantity(MAX_CPU, "cores")),
+                        WithJsonSchema(_quantity_schema(MAX_CPU))]
+"""CPU cores as a Kubernetes quantity (``500m``, ``2``)."""
+MemoryQuantity = Annotated[str, BeforeValidator(_quantity(MAX_MEMORY, "bytes (64Ti)")),
+                           WithJsonSchema(_quantity_schema(MAX_MEMORY))]
+"""Bytes as a Kubernetes quantity (``512Mi``, ``4Gi``)."""
+LabelValue = Annotated[str, Field(max_length=MAX_LABEL_VALUE, pattern=LABEL_VALUE_PATTERN)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 
 
 def _secret_name(value: str) -> str:
@@ -96,19 +126,21 @@ class ResourceModel(BaseModel):
         use_attribute_docstrings=True,
         extra="forbid",
         frozen=True,
+        strict=True,
+        allow_inf_nan=False,
     )
 
 
 class ModelSource(ResourceModel):
     """Where a model lives and how to load it."""
 
-    uri: str = Field(min_length=1)
+    uri: str = Field(min_length=1, max_length=4096)
     """file://PATH, pvc://CLAIM/PATH, http(s)://ARCHIVE (tar.gz or zip), s3://, gs://, or demo://."""
     format: Literal["auto", "savedmodel", "keras"] = "auto"
     """savedmodel, keras, or auto (detected from the files)."""
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=2**63 - 1)
     """Serve only this version of a versioned repository (default: the newest)."""
-    credentials_secret: str | None = None
+    credentials_secret: str | None = Field(default=None, max_length=253)
     """Secret whose keys become environment variables of the model fetcher (e.g. AWS_*)."""
 
     @field_validator("uri")
@@ -168,9 +200,10 @@ class Autoscaling(ResourceModel):
         default=None, ge=1, le=1000, alias="targetCPUUtilization"
     )
     """Average CPU use as a percentage of the CPU request (default 80 when no target is set)."""
-    target_in_flight_per_replica: float | None = Field(default=None, gt=0)
+    target_in_flight_per_replica: float | None = Field(default=None, gt=0, le=1_000_000)
     """Average in-flight requests per replica (Pods metric modelplane_requests_in_flight)."""
-    target_requests_per_second_per_replica: float | None = Field(default=None, gt=0)
+    target_requests_per_second_per_replica: float | None = Field(default=None, gt=0,
+                                                                  le=1_000_000)
     """Average requests per second per replica (Pods metric modelplane_requests_per_second)."""
 
     @model_validator(mode="after")
@@ -185,9 +218,9 @@ class Autoscaling(ResourceModel):
 class Resources(ResourceModel):
     """Compute per replica; requests equal limits (Guaranteed QoS: steady latency)."""
 
-    cpu: Quantity = "1"
+    cpu: CpuQuantity = "1"
     """CPU request and limit (e.g. 500m, 2)."""
-    memory: Quantity = "2Gi"
+    memory: MemoryQuantity = "2Gi"
     """Memory request and limit (e.g. 4Gi)."""
     gpu: int = Field(default=0, ge=0, le=64)
     """NVIDIA GPUs per replica (nvidia.com/gpu limit; adds the usual GPU toleration)."""
@@ -200,47 +233,25 @@ class Resources(ResourceModel):
         return value
 
 
-_TOLERATION_KEYS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
-_AFFINITY_KEYS = frozenset({"nodeAffinity", "podAffinity", "podAntiAffinity"})
-_ENV_KEYS = frozenset({"name", "value", "valueFrom"})
-
-
 class Scheduling(ResourceModel):
     """Where replicas may run; passed through to the pod spec unchanged."""
 
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, LabelValue] = Field(default_factory=dict, max_length=64)
     """Node labels a node must carry."""
-    tolerations: list[KubeObject] = Field(default_factory=list)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
     """Pod tolerations (core/v1 Toleration)."""
-    affinity: KubeObject | None = None
+    affinity: Affinity | None = None
     """Pod affinity (core/v1 Affinity)."""
-    priority_class_name: str | None = None
+    priority_class_name: str | None = Field(default=None, max_length=253)
     """PriorityClass of the pods."""
 
-    @field_validator("tolerations")
+    @field_validator("node_selector")
     @classmethod
-    def _check_tolerations(cls, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for i, item in enumerate(items):
-            unknown = sorted(set(item) - _TOLERATION_KEYS)
-            if unknown:
-                raise FieldError(f"[{i}]", f"unknown toleration field {unknown[0]!r}")
-            if item.get("operator", "Equal") not in ("Equal", "Exists"):
-                raise FieldError(f"[{i}].operator", "must be Equal or Exists")
-            effect = item.get("effect", "")
-            if effect not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute"):
-                raise FieldError(
-                    f"[{i}].effect", "must be NoSchedule, PreferNoSchedule or NoExecute"
-                )
-        return items
-
-    @field_validator("affinity")
-    @classmethod
-    def _check_affinity(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        for key in sorted(value or {}):
-            if key not in _AFFINITY_KEYS:
-                raise FieldError(
-                    key, "unknown affinity field (nodeAffinity, podAffinity, podAntiAffinity)"
-                )
+    def _check_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            problem = label_key_problem(key)
+            if problem is not None:
+                raise FieldError(f'["{key[:100]}"]', problem)
         return value
 
     @field_validator("priority_class_name")
@@ -272,11 +283,12 @@ class InputProcessing(ResourceModel):
 
     dtype: DType | None = None
     """The dtype clients send; cast to the model input's dtype."""
-    shape: list[int] | None = None
+    shape: list[Annotated[int, Field(ge=-1, le=2**31 - 1)]] | None = Field(default=None,
+                                                                          max_length=32)
     """The non-batch shape clients send (-1 at most once); reshaped to the model's."""
-    mean: list[float] | None = None
+    mean: list[float] | None = Field(default=None, max_length=4096)
     """Subtracted after casting, broadcast over the trailing axes ([0.5] for a scalar)."""
-    std: list[float] | None = None
+    std: list[float] | None = Field(default=None, max_length=4096)
     """Divided by after subtracting the mean; never zero."""
 
     @field_validator("shape")
@@ -300,9 +312,9 @@ class InputProcessing(ResourceModel):
 class OutputProcessing(ResourceModel):
     """Postprocessing of one model output (the runtime's modelplane.yaml ``outputs`` entry)."""
 
-    labels: list[str] | None = Field(default=None, min_length=1)
+    labels: list[Name] | None = Field(default=None, min_length=1, max_length=10_000)
     """Class names, one per class (the output's last dimension); adds <output>_label."""
-    top_k: int | None = Field(default=None, ge=1)
+    top_k: int | None = Field(default=None, ge=1, le=10_000)
     """Add the k best classes per row (<output>_top_k_*)."""
     threshold: float | None = None
     """For a single-score output: class 1 at or above this score, else 0."""
@@ -313,7 +325,7 @@ class OutputProcessing(ResourceModel):
 class Runtime(ResourceModel):
     """The inference runtime in each replica."""
 
-    image: str | None = None
+    image: str | None = Field(default=None, max_length=1024)
     """Runtime image (default: the operator's configured runtime image)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     """Image pull policy (default: Kubernetes' own)."""
@@ -321,32 +333,48 @@ class Runtime(ResourceModel):
     """Dynamic batching (default: the runtime's own defaults)."""
     log_level: Literal["error", "warning", "info", "debug"] = "info"
     """Runtime log level."""
-    signature_name: str | None = Field(default=None, min_length=1)
+    signature_name: Name | None = None
     """Signature used when a request names none, and the one processing applies to."""
-    preprocessing: dict[str, InputProcessing] = Field(default_factory=dict)
+    preprocessing: dict[str, InputProcessing] = Field(default_factory=dict, max_length=64)
     """Preprocessing per model input name (cast, reshape, mean/std scaling)."""
-    postprocessing: dict[str, OutputProcessing] = Field(default_factory=dict)
+    postprocessing: dict[str, OutputProcessing] = Field(default_factory=dict, max_length=64)
     """Postprocessing per model output name (labels, top-k, threshold)."""
-    env: list[KubeObject] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list, max_length=256)
     """Extra container environment variables (core/v1 EnvVar); they win over the operator's."""
 
     @field_validator("env")
     @classmethod
-    def _check_env(cls, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _check_env(cls, items: list[EnvVar]) -> list[EnvVar]:
         seen: set[str] = set()
         for i, item in enumerate(items):
-            name = item.get("name")
-            if not isinstance(name, str) or not _ENV_NAME.match(name):
-                raise FieldError(f"[{i}].name", "must be a valid environment variable name")
-            if name in seen:
-                raise FieldError(f"[{i}].name", f"duplicate variable {name!r}")
-            seen.add(name)
-            unknown = sorted(set(item) - _ENV_KEYS)
-            if unknown:
-                raise FieldError(f"[{i}]", f"unknown env field {unknown[0]!r}")
-            if "value" in item and not isinstance(item["value"], str):
-                raise FieldError(f"[{i}].value", "must be a string (quote numbers in YAML)")
+            if item.name in seen:
+                raise FieldError(f"[{i}].name", f"duplicate variable {item.name!r}")
+            seen.add(item.name)
         return items
+
+    @field_validator("preprocessing", "postprocessing")
+    @classmethod
+    def _check_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not name or len(name) > MAX_NAME:
+                raise FieldError(f'["{name[:100]}"]', f"names have 1 to {MAX_NAME} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _processing_fits(self) -> Runtime:
+        # The builders pass this to the runtime as JSON in one environment variable.
+        config = {
+            "inputs": {k: v.model_dump(exclude_none=True) for k, v in self.preprocessing.items()},
+            "outputs": {k: v.model_dump(exclude_none=True)
+                        for k, v in self.postprocessing.items()},
+        }
+        size = len(json.dumps(config))
+        if size > MAX_PROCESSING_BYTES:
+            raise FieldError("postprocessing" if self.postprocessing else "preprocessing",
+                             f"pre- and postprocessing take {size // 1024} KiB; at most "
+                             f"{MAX_PROCESSING_BYTES // 1024} KiB fit in the runtime's "
+                             "environment")
+        return self
 
     @field_validator("image")
     @classmethod
@@ -375,7 +403,7 @@ class Routing(ResourceModel):
 class Auth(ResourceModel):
     """Bearer-token authentication of inference requests."""
 
-    secret_name: str
+    secret_name: str = Field(max_length=253)
     """Secret whose values are the accepted bearer tokens (one per key)."""
 
     @field_validator("secret_name")
@@ -387,7 +415,7 @@ class Auth(ResourceModel):
 class Tls(ResourceModel):
     """Serve HTTPS with a certificate from a Secret."""
 
-    secret_name: str
+    secret_name: str = Field(max_length=253)
     """A kubernetes.io/tls Secret (keys tls.crt and tls.key)."""
 
     @field_validator("secret_name")

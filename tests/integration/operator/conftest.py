@@ -4,6 +4,7 @@
   subprocess with KUBECONFIG pointing at the emulator; returns an ``OperatorProcess``
   (its metrics, health, logs; stopped with SIGTERM at the end of the test).
 - ``operator``: one running operator watching the test's own namespace.
+- ``fault_proxy``: a fault-injecting proxy in front of the emulator (``through=`` above).
 
 Waiting is ``tests.fixtures.polling.eventually``; stopping, ``tests.fixtures.processes``.
 """
@@ -22,6 +23,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.fixtures.faults import FaultProxy
 from tests.fixtures.kube import KubeApi, Kubectl
 from tests.fixtures.polling import eventually
 from tests.fixtures.processes import stop_process
@@ -80,7 +82,7 @@ def start_operator(kube_api: KubeApi, modelplane_crd: list[dict[str, Any]],
     """Start operator processes for one namespace; all are stopped when the test ends."""
     started: list[OperatorProcess] = []
 
-    def start(namespace: str, **env: str) -> OperatorProcess:
+    def start(namespace: str, through: FaultProxy | None = None, **env: str) -> OperatorProcess:
         log_path = tmp_path / f"operator-{len(started)}.log"
         settings = {
             "MODELPLANE_OPERATOR_HTTP_PORT": "0",
@@ -94,8 +96,11 @@ def start_operator(kube_api: KubeApi, modelplane_crd: list[dict[str, Any]],
         argv = [sys.executable, "-m", "modelplane_runtime.cli", "operator",
                 "--namespace", namespace, "--standalone"]
         with log_path.open("wb") as log:
+            environment = kube_api.env(**settings)
+            if through is not None:  # the operator's API traffic goes through the proxy
+                environment = through.env(environment)
             process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=kube_api.env(**settings),
+                                       stdin=subprocess.DEVNULL, env=environment,
                                        cwd=os.getcwd())
         operator = OperatorProcess(process, log_path)
         started.append(operator)
@@ -106,6 +111,17 @@ def start_operator(kube_api: KubeApi, modelplane_crd: list[dict[str, Any]],
     for operator in started:
         code = operator.stop()
         assert code == 0, f"operator exited with {code}; logs:\n{operator.logs()}"
+
+
+@pytest.fixture
+def fault_proxy(kube_api: KubeApi, tmp_path: Path) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the emulator (tests/fixtures/faults.py); start an
+    operator with ``start_operator(namespace, through=fault_proxy)`` to put it behind."""
+    proxy = FaultProxy(kube_api.url, tmp_path).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
 
 
 @pytest.fixture
