@@ -387,7 +387,9 @@ def test_custom_resources_are_validated_by_their_schema(http: httpx.Client) -> N
             "replicas": {"type": "integer", "minimum": 0, "maximum": 10},
             "port": {"x-kubernetes-int-or-string": True},
             "tags": {"type": "array", "maxItems": 2, "items": {"type": "string",
-                                                               "pattern": "^[a-z]+$"}}}}}}
+                                                               "pattern": "^[a-z]+$"}},
+            "labels": {"type": "object", "maxProperties": 1,
+                       "additionalProperties": {"type": "string"}}}}}}
     crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
            "metadata": {"name": "valids.schema.example.com"},
            "spec": {"group": "schema.example.com", "scope": "Cluster",
@@ -409,6 +411,9 @@ def test_custom_resources_are_validated_by_their_schema(http: httpx.Client) -> N
         ("required", {"replicas": 1}, "spec.size: Required value"),
         ("bounds", {"size": "s", "replicas": 11}, "less than or equal to 10"),
         ("items", {"size": "s", "tags": ["a", "B"]}, "spec.tags[1]: Invalid value"),
+        ("properties", {"size": "s", "labels": {"a": "1", "b": "2"}},
+         "spec.labels: Too many: must have at most 1 items"),
+        ("quantity", {"size": "s", "port": 1.5}, "spec.port: Invalid value"),
     ]:
         resp = post(name, spec)
         assert resp.status_code == 422, (name, resp.text)
