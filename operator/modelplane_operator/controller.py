@@ -64,14 +64,6 @@ class SpecRejected(Exception):
         self.status_patch = status_patch
 
 
-class ChildrenRejected(Exception):
-    """The API server refused a child: ``status_patch`` says which and why."""
-
-    def __init__(self, message: str, status_patch: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.status_patch = status_patch
-
-
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -143,10 +135,20 @@ class Controller:
     async def reconcile(self, md: Mapping[str, Any], trigger: str) -> dict[str, Any]:
         """Converge the children to the spec; returns the status patch (may be empty).
 
-        Raises SpecRejected for an invalid spec (after creating nothing), ChildrenRejected
-        when the API server refused a child, and ApiError when it failed otherwise; the
-        caller decides about retries.
+        Raises SpecRejected for an invalid spec (after creating nothing) and ApiError when
+        the API server failed; the caller decides about retries. Children the API server
+        refused are reported in the status (``ChildRejected``) and retried every
+        ``refused_retry_s`` by the controller itself, so kopf counts the change as handled
+        and the next spec change is handled at once.
         """
+        key = key_of(md)
+        try:
+            await self._converge(md, trigger)
+        except InvalidSpec as exc:
+            raise SpecRejected(str(exc), await self._hand(key, md)) from exc
+        return await self._hand(key, md)
+
+    async def _converge(self, md: Mapping[str, Any], trigger: str) -> None:
         started = time.monotonic()
         key = key_of(md)
         self.cache.put_md(md)
@@ -159,7 +161,7 @@ class Controller:
                 self._observed[key] = generation
                 self.metrics.errors.labels("invalid_spec").inc()
                 self.metrics.reconciles.labels(trigger, "invalid").inc()
-                raise SpecRejected(str(exc), await self._hand(key, md)) from exc
+                raise
             self._invalid.pop(key, None)
             results = await asyncio.gather(
                 *(self._applier.apply(m) for m in manifests), return_exceptions=True
@@ -182,17 +184,34 @@ class Controller:
                 self.metrics.errors.labels("child_rejected").inc()
                 self.metrics.reconciles.labels(trigger, "rejected").inc()
                 log.warning("%s/%s: %s", *key, message)
-                raise ChildrenRejected(message, await self._hand(key, md))
+                self._retry_refused(key, generation)
+                return
             self._rejected.pop(key, None)
-            patch = await self._hand(key, md)
             self.metrics.reconciles.labels(trigger, "ok").inc()
-            return patch
         except ApiError:
             self.metrics.errors.labels("api").inc()
             self.metrics.reconciles.labels(trigger, "error").inc()
             raise
         finally:
             self.metrics.duration.observe(time.monotonic() - started)
+
+    def _retry_refused(self, key: Key, generation: int) -> None:
+        async def retry() -> None:
+            md = self.cache.mds.get(key)
+            if md is None or key not in self._rejected or int(
+                    md.get("metadata", {}).get("generation") or 0) != generation:
+                return  # gone, accepted meanwhile, or changed (kopf handles the change)
+            try:
+                await self._converge(md, "retry")
+            except ApiError as exc:
+                log.warning("retrying the refused children of %s/%s failed: %s", *key, exc)
+                self._retry_refused(key, generation)
+            except InvalidSpec:
+                pass  # the spec changed under us: kopf reconciles the new one
+            await self.status.refresh(key)
+
+        asyncio.get_running_loop().call_later(self.settings.refused_retry_s,
+                                              lambda: self._spawn(retry()))
 
     async def _hand(self, key: Key, md: Mapping[str, Any]) -> dict[str, Any]:
         async with self.status.lock(key):

@@ -5,8 +5,9 @@
 - API conflicts, throttling, server and network errors are ``kopf.TemporaryError`` with a
   growing delay (or the server's ``Retry-After``, when longer); a child the API server
   refuses (422 from validation or admission, 403 from RBAC or quota) sets ``ChildRejected``
-  in the status and is retried slowly, since an administrator can fix the cause without
-  touching the object.
+  in the status and is retried slowly by the controller, since an administrator can fix
+  the cause without touching the object; for kopf the change counts as handled, so the
+  next spec change is handled at once. Other refusals are retried slowly by kopf.
 - Children and Pods are not watched through kopf (see watch.py): they only feed a cache.
 - Bodies are passed on as shallow copies: kopf never mutates a received body in place
   (a new event brings a new object), and the controller treats them as read-only.
@@ -22,7 +23,7 @@ from typing import Any
 import kopf
 
 from modelplane_operator.builders.render import CHILD_KINDS
-from modelplane_operator.controller import ChildrenRejected, Controller, SpecRejected
+from modelplane_operator.controller import Controller, SpecRejected
 from modelplane_operator.kube import ApiError, resource_tuple
 from modelplane_operator.spec import GROUP, PLURAL, VERSION
 
@@ -67,10 +68,6 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
             for key, value in exc.status_patch.items():
                 patch.status[key] = value
             raise InvalidSpecError(str(exc)) from None
-        except ChildrenRejected as exc:
-            for key, value in exc.status_patch.items():
-                patch.status[key] = value
-            raise kopf.TemporaryError(str(exc), delay=SLOW_RETRY_S) from None
         except ApiError as exc:
             delay = retry_delay(retry, exc.retry_after) if exc.transient else SLOW_RETRY_S
             raise kopf.TemporaryError(str(exc), delay=delay) from exc

@@ -52,6 +52,10 @@ class OperatorSettings(BaseSettings):
     """Port of /healthz (liveness) and /metrics (the operator's own metrics); 0 picks one."""
     standalone: bool = False
     """Run without kopf peering (no coordination between operator replicas)."""
+    refused_retry_s: float = Field(default=60.0, gt=0, le=3600)
+    """How often children the API server refused (``ChildRejected``) are tried again while
+    the spec stays the same (a quota or policy may have changed); a spec change retries
+    at once."""
     unhealthy_after_s: float = Field(default=60.0, gt=0, le=3600)
     """``/healthz`` fails once a watch has been failing this long (the liveness probe then
     restarts an operator that can no longer see its children or pods)."""
