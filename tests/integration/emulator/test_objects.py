@@ -420,3 +420,30 @@ def test_custom_resources_are_validated_by_their_schema(http: httpx.Client) -> N
         assert fragment in resp.json()["message"], (name, resp.json()["message"])
     assert http.post(path, json={"apiVersion": "schema.example.com/v1", "kind": "Valid",
                                  "metadata": {"name": "nospec"}}).status_code == 422
+
+
+def test_deeply_nested_objects_are_stored_and_served(http: httpx.Client, kube_namespace: str,
+                                                     widgets_crd: Any) -> None:
+    # The real API server accepts JSON nested thousands of levels deep; orjson stops at
+    # 254, so the emulator must not (a 300-level affinity once reached the operator).
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(300):
+        node["x"] = {}
+        node = node["x"]
+    created(http, wd_path(kube_namespace), widget("deep", kube_namespace, free=deep))
+    stored = http.get(wd_path(kube_namespace, "deep")).json()
+    depth, node = 0, stored["spec"]["free"]
+    while node:
+        depth, node = depth + 1, node["x"]
+    assert depth == 300
+
+
+def test_invalid_answers_name_each_cause(http: httpx.Client, kube_namespace: str) -> None:
+    bad = configmap("x")
+    bad["metadata"]["labels"] = {"bad key!": "v", "ok": "not ok!"}
+    resp = http.post(cm_path(kube_namespace), json=bad)
+    assert resp.status_code == 422
+    causes = resp.json()["details"]["causes"]
+    assert [c["field"] for c in causes] == ["metadata.labels", "metadata.labels"]
+    assert all(c["reason"] == "FieldValueInvalid" and c["message"] for c in causes)

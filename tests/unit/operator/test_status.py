@@ -12,6 +12,7 @@ from modelplane_operator.status import (
     build_status,
     condition_of,
     invalid_status,
+    rejected_status,
     status_patch,
 )
 
@@ -176,6 +177,23 @@ def test_invalid_spec_status_names_the_field() -> None:
     assert "spec.autoscaling.maxReplicas" in ready["message"]
     assert status["observedGeneration"] == 4
     assert reason(status, "Degraded") == ("True", "InvalidSpec")
+
+
+def test_a_rejected_child_keeps_the_counts_and_says_why() -> None:
+    live = status_of([None], [])
+    message = "the API server refused Deployment m: 422 Invalid: quota; applied: Service m"
+    status = rejected_status(live, message=message, generation=3, previous={}, now=NOW)
+    assert {k: status[k] for k in ("ready", "url", "observedGeneration")} == {
+        "ready": "0/2", "url": TARGET.url, "observedGeneration": 3}
+    assert reason(status, "Ready") == ("False", "ChildRejected")
+    assert reason(status, "Degraded") == ("True", "ChildRejected")
+    assert reason(status, "Progressing") == ("False", "ChildRejected")
+    assert condition_of(status, "Ready")["message"] == message  # type: ignore[index]
+    # One Warning per distinct message, none for the same one again.
+    assert transitions(live, status) == [("Warning", "ChildRejected", message)]
+    assert transitions(status, status) == []
+    again = rejected_status(live, message=message + "!", generation=3, previous=status, now=NOW)
+    assert transitions(status, again) == [("Warning", "ChildRejected", message + "!")]
 
 
 # ---- patches: no spurious writes ------------------------------------------------------------
