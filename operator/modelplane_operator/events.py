@@ -1,7 +1,8 @@
 """Kubernetes Events about ModelDeployments, for ``kubectl describe`` and ``kubectl get events``.
 
 kopf 1.45 posts none by default, so the operator posts the ones users act on: an invalid
-spec, condition transitions, and children restored after someone changed or deleted them.
+spec, a child the API server refused, condition transitions, and children restored after
+someone changed or deleted them.
 Posting never blocks or fails a reconcile: an Event that cannot be posted is logged.
 """
 
