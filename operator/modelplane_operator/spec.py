@@ -26,16 +26,13 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from modelplane_operator.messages import FieldError, problems
 from modelplane_operator.messages import InvalidSpec as InvalidSpec  # raised by validate_spec
@@ -47,7 +44,9 @@ from modelplane_operator.passthrough import (
     Toleration,
     label_key_problem,
 )
+from modelplane_operator.processing import InputProcessing, OutputProcessing
 from modelplane_operator.quantity import MAX_LENGTH, PATTERN, canonical_quantity, quantity_value
+from modelplane_operator.resource import MAX_NAME, Name, ResourceModel
 
 GROUP = "modelplane.io"
 VERSION = "v1alpha1"
@@ -75,8 +74,6 @@ MAX_MEMORY = Decimal(64 * 2**40)
 MAX_PROCESSING_BYTES = 64 * 1024
 """Largest pre/post-processing config: it reaches the runtime as one environment variable,
 and Linux refuses a process any single environment string over 128 KiB (MAX_ARG_STRLEN)."""
-MAX_NAME = 256
-"""Longest model input/output or signature name."""
 
 
 def _quantity(maximum: Decimal, unit: str) -> Any:
@@ -108,27 +105,12 @@ MemoryQuantity = Annotated[str, BeforeValidator(_quantity(MAX_MEMORY, "bytes (64
                            WithJsonSchema(_quantity_schema(MAX_MEMORY))]
 """Bytes as a Kubernetes quantity (``512Mi``, ``4Gi``)."""
 LabelValue = Annotated[str, Field(max_length=MAX_LABEL_VALUE, pattern=LABEL_VALUE_PATTERN)]
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 
 
 def _secret_name(value: str) -> str:
     if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
         raise ValueError(f"{value!r} is not a valid Secret name (lowercase DNS subdomain)")
     return value
-
-
-class ResourceModel(BaseModel):
-    """Base of every spec/status model: camelCase aliases, unknown fields rejected."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        use_attribute_docstrings=True,
-        extra="forbid",
-        frozen=True,
-        strict=True,
-        allow_inf_nan=False,
-    )
 
 
 class ModelSource(ResourceModel):
@@ -269,57 +251,6 @@ class Batching(ResourceModel):
     """Most rows per model call; 1 turns batching off."""
     max_latency_ms: float = Field(default=2.0, ge=0, le=10_000)
     """Longest a request waits for others to join its batch."""
-
-
-DType = Literal[
-    "bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
-    "float16", "float32", "float64", "string",
-]
-"""TensorFlow dtype names the runtime accepts (modelplane_runtime.signature.DTYPES)."""
-
-
-class InputProcessing(ResourceModel):
-    """Preprocessing of one model input (the runtime's modelplane.yaml ``inputs`` entry)."""
-
-    dtype: DType | None = None
-    """The dtype clients send; cast to the model input's dtype."""
-    shape: list[Annotated[int, Field(ge=-1, le=2**31 - 1)]] | None = Field(default=None,
-                                                                          max_length=32)
-    """The non-batch shape clients send (-1 at most once); reshaped to the model's."""
-    mean: list[float] | None = Field(default=None, max_length=4096)
-    """Subtracted after casting, broadcast over the trailing axes ([0.5] for a scalar)."""
-    std: list[float] | None = Field(default=None, max_length=4096)
-    """Divided by after subtracting the mean; never zero."""
-
-    @field_validator("shape")
-    @classmethod
-    def _shape(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None:
-            if value.count(-1) > 1:
-                raise ValueError("-1 may appear at most once")
-            if any(d == 0 or d < -1 for d in value):
-                raise ValueError("dimensions must be positive, or -1 once")
-        return value
-
-    @field_validator("std")
-    @classmethod
-    def _nonzero(cls, value: list[float] | None) -> list[float] | None:
-        if value is not None and any(v == 0 for v in value):
-            raise ValueError("standard deviations must not be zero")
-        return value
-
-
-class OutputProcessing(ResourceModel):
-    """Postprocessing of one model output (the runtime's modelplane.yaml ``outputs`` entry)."""
-
-    labels: list[Name] | None = Field(default=None, min_length=1, max_length=10_000)
-    """Class names, one per class (the output's last dimension); adds <output>_label."""
-    top_k: int | None = Field(default=None, ge=1, le=10_000)
-    """Add the k best classes per row (<output>_top_k_*)."""
-    threshold: float | None = None
-    """For a single-score output: class 1 at or above this score, else 0."""
-    keep: bool = True
-    """Keep the raw output beside the derived ones."""
 
 
 class Runtime(ResourceModel):

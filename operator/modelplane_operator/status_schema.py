@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from modelplane_operator.spec import ResourceModel
+from modelplane_operator.resource import ResourceModel
 
 
 class Condition(ResourceModel):
