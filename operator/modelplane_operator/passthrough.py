@@ -18,10 +18,10 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, WithJsonSchema, field_validator, model_validator
 
 from modelplane_operator.messages import FieldError
+from modelplane_operator.resource import ResourceModel
 
 LABEL_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 DNS1123_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
@@ -110,14 +110,9 @@ KubeObject = Annotated[
 """A Kubernetes API object passed through unchanged (a node affinity, an env source)."""
 
 
-class PassThrough(BaseModel):
+class PassThrough(ResourceModel):
     """Base of the Kubernetes types the spec embeds: their own camelCase field names,
     unknown fields rejected, strict types (no "3" or true for an integer)."""
-
-    # The configuration of spec.ResourceModel (which imports this module, hence a copy).
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True,
-                              use_attribute_docstrings=True, extra="forbid", frozen=True,
-                              strict=True, allow_inf_nan=False)
 
     def manifest(self) -> dict[str, Any]:
         """The object as the pod spec takes it (camelCase, unset fields left out)."""
