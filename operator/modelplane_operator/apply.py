@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
@@ -41,6 +41,8 @@ Outcome = Literal["created", "patched", "unchanged"]
 
 CLEANUP_BACKOFF = Backoff(first_s=0.5, max_s=30.0)
 """Between attempts to delete a deleted owner's child."""
+MAX_REJECTION_CHARS = 1000
+"""The ChildRejected message quotes the API server; its answer is cut to this length."""
 
 _IDENTITY = frozenset({"apiVersion", "kind"})
 _META_IDENTITY = frozenset({"name", "namespace"})
@@ -100,6 +102,21 @@ def apply_patch(desired: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str
     if is_subset(fields, live):
         return None
     return deep_merge(removals(last_applied(live), managed_fields(desired), KEEP_PATHS), fields)
+
+
+def _describe(manifest: Mapping[str, Any]) -> str:
+    return f"{manifest['kind']} {manifest['metadata']['name']}"
+
+
+def rejection_message(refused: Sequence[tuple[Mapping[str, Any], ApiError]],
+                      applied: Sequence[Mapping[str, Any]]) -> str:
+    """What the ChildRejected condition says: each refused child and the server's answer,
+    then the children that were applied (so that none is left unexplained)."""
+    parts = [f"the API server refused {_describe(m)}: {exc.status} {exc.reason}: "
+             f"{exc.message[:MAX_REJECTION_CHARS]}" for m, exc in refused]
+    if applied:
+        parts.append("applied: " + ", ".join(_describe(m) for m in applied))
+    return "; ".join(parts)
 
 
 class Applier:

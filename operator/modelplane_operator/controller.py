@@ -19,11 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from modelplane_operator.apply import Applier, apply_patch, with_last_applied
+from modelplane_operator.apply import (
+    Applier,
+    apply_patch,
+    rejection_message,
+    with_last_applied,
+)
 from modelplane_operator.builders.labels import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -38,22 +43,24 @@ from modelplane_operator.cache import Cache, ChildKey, Key, child_key, key_of, o
 from modelplane_operator.events import EventPoster
 from modelplane_operator.kube import ApiError, KubeClient
 from modelplane_operator.metrics import OperatorMetrics
+from modelplane_operator.repair import Repairer
 from modelplane_operator.reporter import StatusReporter
-from modelplane_operator.retry import Backoff
 from modelplane_operator.scrape import LoadTracker, Scraper
 from modelplane_operator.settings import OperatorSettings
 from modelplane_operator.spec import InvalidSpec, ModelDeploymentSpec, validate_spec
-from modelplane_operator.status import Target, build_status, invalid_status, rejected_status
+from modelplane_operator.status import (
+    Target,
+    build_status,
+    desired_replicas,
+    invalid_status,
+    rejected_status,
+)
 from modelplane_operator.watch import Watcher
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
-REPAIR_BACKOFF = Backoff(first_s=0.5, max_s=30.0)
-"""Between attempts to restore a child or to delete a deleted owner's child."""
-MAX_REJECTION_CHARS = 1000
-"""The ChildRejected message quotes the API server; its answer is cut to this length."""
 
 
 class SpecRejected(Exception):
@@ -66,21 +73,6 @@ class SpecRejected(Exception):
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _describe(manifest: Mapping[str, Any]) -> str:
-    return f"{manifest['kind']} {manifest['metadata']['name']}"
-
-
-def rejection_message(refused: Sequence[tuple[Mapping[str, Any], ApiError]],
-                      applied: Sequence[Mapping[str, Any]]) -> str:
-    """What the ChildRejected condition says: each refused child and the server's answer,
-    then the children that were applied (so that none is left unexplained)."""
-    parts = [f"the API server refused {_describe(m)}: {exc.status} {exc.reason}: "
-             f"{exc.message[:MAX_REJECTION_CHARS]}" for m, exc in refused]
-    if applied:
-        parts.append("applied: " + ", ".join(_describe(m) for m in applied))
-    return "; ".join(parts)
 
 
 class Controller:
@@ -107,11 +99,11 @@ class Controller:
         self._invalid: dict[Key, str] = {}
         self._rejected: dict[Key, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._repairing: dict[ChildKey, asyncio.Task[None]] = {}
-        self._repair_again: set[ChildKey] = set()
         self._loads = LoadTracker(scraper)
         self.status = StatusReporter(client, self.cache, self._events, metrics,
                                      self._wanted_status, clock, self._spawn)
+        self._repairs = Repairer(self._applier, self._events, metrics, self._wanted_child,
+                                 clock)
 
     # ---- rendering ----------------------------------------------------------------------
 
@@ -296,6 +288,15 @@ class Controller:
             return None
         return next((m for m in manifests if child_key(m) == ck), None)
 
+    def _wanted_child(self, md_key: Key, ck: ChildKey,
+                      ) -> tuple[Mapping[str, Any], dict[str, Any]] | None:
+        md = self.cache.mds.get(md_key)
+        if md is None or md_key in self._invalid or md.get("metadata", {}).get(
+                "deletionTimestamp"):
+            return None
+        desired = self._desired(md, ck)
+        return None if desired is None else (md, desired)
+
     def child_event(self, event_type: str, body: dict[str, Any]) -> None:
         """A child changed or was deleted: restore it if it no longer matches the spec.
 
@@ -315,54 +316,10 @@ class Controller:
             return
         if event_type == "DELETED" or (not self._applier.matches_own_write(desired, body)
                                        and apply_patch(desired, body) is not None):
-            self._repair(key_of(md), ck, "deleted" if event_type == "DELETED" else "changed")
+            self._repairs.request(key_of(md), ck,
+                                  "deleted" if event_type == "DELETED" else "changed")
         if ck[0] == "Deployment":
             self.status.schedule(key_of(md))
-
-    def _repair(self, md_key: Key, ck: ChildKey, how: str) -> None:
-        """Restore one child in the background (one task per child; a new event while it
-        runs makes it check again before it ends)."""
-        if ck in self._repairing:
-            self._repair_again.add(ck)
-            return
-        task = asyncio.create_task(self._restore(md_key, ck, how))
-        self._repairing[ck] = task
-        task.add_done_callback(lambda _: self._repairing.pop(ck, None))
-
-    async def _restore(self, md_key: Key, ck: ChildKey, how: str) -> None:
-        attempt = 0
-        while True:
-            self._repair_again.discard(ck)
-            md = self.cache.mds.get(md_key)
-            desired = self._desired(md, ck) if md is not None else None
-            if md is None or desired is None or self._invalid.get(md_key):
-                return  # the owner went away or no longer wants this child
-            try:
-                outcome = await self._applier.apply(desired)
-            except ApiError as exc:
-                self.metrics.errors.labels("api").inc()
-                if exc.status in (403, 404) and not exc.repeatable:
-                    # The namespace is being deleted: nothing to restore.
-                    log.info("not restoring %s %s/%s: %s", *ck, exc)
-                    return
-                if exc.refused:
-                    log.warning("cannot restore %s %s/%s: %s", *ck, exc)
-                    self._events.post(md, "Warning", "ChildRejected",
-                                      f"restoring {ck[0]} {ck[2]}: {exc}", self._clock())
-                    return
-                delay = REPAIR_BACKOFF.delay(attempt, exc.retry_after)
-                attempt += 1
-                log.warning("could not restore %s %s/%s (%s); again in %.1fs", *ck, exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            if outcome != "unchanged":
-                self.metrics.child_writes.labels(ck[0], outcome).inc()
-                log.info("%s %s/%s was %s; restored", ck[0], ck[1], ck[2], how)
-                self._events.post(md, "Normal", "Restored",
-                                  f"{ck[0]} {ck[2]} was {how} outside the operator; restored",
-                                  self._clock())
-            if ck not in self._repair_again:
-                return
 
     def pod_event(self, event_type: str, body: dict[str, Any]) -> None:
         """A runtime Pod changed: replica health is part of the status."""
@@ -403,24 +360,9 @@ class Controller:
                         manifests: list[dict[str, Any]], generation: int,
                         current: Mapping[str, Any]) -> dict[str, Any]:
         namespace, name = key
-        autoscaler_min = {
-            m["spec"]["scaleTargetRef"]["name"]: int(m["spec"].get("minReplicas", 1))
-            for m in manifests if m["kind"] == "HorizontalPodAutoscaler"
-        }
-        deployments: list[dict[str, Any] | None] = []
-        desired = 0
-        for manifest in manifests:
-            if manifest["kind"] != "Deployment":
-                continue
-            dep_name = manifest["metadata"]["name"]
-            live = self.cache.children.get(("Deployment", namespace, dep_name))
-            deployments.append(live)
-            replicas = (live or {}).get("spec", {}).get("replicas")
-            if replicas is None:
-                replicas = manifest["spec"].get("replicas")
-            if replicas is None:
-                replicas = autoscaler_min.get(dep_name, 1)
-            desired += int(replicas)
+        deployments = [self.cache.children.get(("Deployment", namespace, m["metadata"]["name"]))
+                       for m in manifests if m["kind"] == "Deployment"]
+        desired = desired_replicas(manifests, deployments)
         load, at = self._loads.load(key)
         target = Target(
             url=service_url(name, namespace, spec.tls is not None, self.defaults.cluster_domain),
@@ -484,7 +426,8 @@ class Controller:
     async def close(self) -> None:
         """Stop background work and flush queued Events."""
         self.status.close()
-        tasks = [*self._tasks, *self._repairing.values()]
+        await self._repairs.close()
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

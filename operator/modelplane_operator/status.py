@@ -144,6 +144,27 @@ def deployment_problem(deployment: Mapping[str, Any]) -> Problem | None:
     return None
 
 
+def desired_replicas(manifests: Sequence[Mapping[str, Any]],
+                     live: Sequence[Mapping[str, Any] | None]) -> int:
+    """Replicas wanted over every rendered Deployment (``live``: the same Deployments as
+    stored, None where missing): the live count where an HPA owns it, else the rendered
+    one, else the HPA's minimum."""
+    autoscaler_min = {
+        m["spec"]["scaleTargetRef"]["name"]: int(m["spec"].get("minReplicas", 1))
+        for m in manifests if m["kind"] == "HorizontalPodAutoscaler"
+    }
+    rendered = [m for m in manifests if m["kind"] == "Deployment"]
+    total = 0
+    for manifest, current in zip(rendered, live, strict=True):
+        replicas = (current or {}).get("spec", {}).get("replicas")
+        if replicas is None:
+            replicas = manifest["spec"].get("replicas")
+        if replicas is None:
+            replicas = autoscaler_min.get(manifest["metadata"]["name"], 1)
+        total += int(replicas)
+    return total
+
+
 @dataclass(frozen=True)
 class Target:
     """What the rendered children say about where the model is served."""

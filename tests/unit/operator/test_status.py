@@ -11,6 +11,7 @@ from modelplane_operator.status import (
     Target,
     build_status,
     condition_of,
+    desired_replicas,
     invalid_status,
     rejected_status,
     status_patch,
@@ -194,6 +195,18 @@ def test_a_rejected_child_keeps_the_counts_and_says_why() -> None:
     assert transitions(status, status) == []
     again = rejected_status(live, message=message + "!", generation=3, previous=status, now=NOW)
     assert transitions(status, again) == [("Warning", "ChildRejected", message + "!")]
+
+
+def test_desired_replicas_follow_the_live_count_then_the_render_then_the_hpa() -> None:
+    def dep(name: str, replicas: int | None) -> dict[str, Any]:
+        spec = {} if replicas is None else {"replicas": replicas}
+        return {"kind": "Deployment", "metadata": {"name": name}, "spec": spec}
+
+    hpa = {"kind": "HorizontalPodAutoscaler", "metadata": {"name": "m"},
+           "spec": {"scaleTargetRef": {"name": "m"}, "minReplicas": 3}}
+    rendered = [dep("m", None), dep("m-canary", 1), hpa]
+    assert desired_replicas(rendered, [None, None]) == 3 + 1  # HPA minimum, rendered count
+    assert desired_replicas(rendered, [dep("m", 5), dep("m-canary", 1)]) == 5 + 1  # live wins
 
 
 # ---- patches: no spurious writes ------------------------------------------------------------
