@@ -19,7 +19,9 @@ can be delayed, refused or lost, so nothing here trusts a write it has not seen 
   ``scrape_interval_s``.
 
 Events announce condition transitions once: what was announced is remembered, so a status
-written again after a failure posts nothing new.
+written again after a failure posts nothing new. And a write that keeps coming back
+different (another writer fighting us, a server that stores a field otherwise than it was
+written) is repeated with backoff, never in a tight loop.
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ class StatusReporter:
         self._failures: dict[Key, int] = {}
         self._locks: dict[Key, asyncio.Lock] = {}
         self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._repeats: dict[Key, tuple[dict[str, Any], int, float]] = {}
+        """Per object: the last patch written, how many times in a row, and when."""
 
     def close(self) -> None:
         """Cancel every scheduled refresh (at shutdown)."""
@@ -91,7 +95,7 @@ class StatusReporter:
     def forget(self, key: Key) -> None:
         """Drop everything known about a deleted ModelDeployment."""
         for store in (self._handed, self._wanted, self._announced, self._failures,
-                      self._locks):
+                      self._locks, self._repeats):
             store.pop(key, None)  # type: ignore[attr-defined]
         timer = self._timers.pop(key, None)
         if timer is not None:
@@ -190,6 +194,10 @@ class StatusReporter:
                     self._failures.pop(key, None)
                     return False
                 patch = status_patch(dict(md.get("status") or {}), wanted)
+                wait = self._repeat_wait(key, patch)
+                if wait > 0:
+                    self.schedule(key, wait)
+                    return False
                 version = md.get("metadata", {}).get("resourceVersion")
                 body: dict[str, Any] = {"status": patch}
                 if version:
@@ -205,6 +213,7 @@ class StatusReporter:
                     self._retry_later(key, exc)
                     return False
                 self._cache.put_md(written)
+                self._wrote(key, patch)
                 self._handed.pop(key, None)
                 self._failures.pop(key, None)
                 self._announce(key, md, wanted)
@@ -212,6 +221,20 @@ class StatusReporter:
                 return True
             self._retry_later(key, None)
             return False
+
+    def _repeat_wait(self, key: Key, patch: dict[str, Any]) -> float:
+        last = self._repeats.get(key)
+        if last is None or last[0] != patch or last[1] < 2:
+            return 0.0
+        return max(0.0, BACKOFF.delay(last[1] - 2) - (self._monotonic() - last[2]))
+
+    def _wrote(self, key: Key, patch: dict[str, Any]) -> None:
+        last = self._repeats.get(key)
+        count = last[1] + 1 if last is not None and last[0] == patch else 1
+        if count == 3:
+            log.warning("the status of %s/%s keeps changing back after our writes; writing "
+                        "it again with backoff: %s", *key, sorted(patch))
+        self._repeats[key] = (patch, count, self._monotonic())
 
     async def _reread(self, key: Key) -> bool:
         try:

@@ -194,6 +194,24 @@ def test_a_restart_rederives_every_status(
     assert md_of(kube_api, kube_namespace)["status"]["ready"] == "1/1"
 
 
+def test_a_writer_fighting_the_status_meets_backoff_not_a_write_loop(
+        operator: OperatorProcess, kubectl: Kubectl, kube_api: KubeApi,
+        kube_namespace: str) -> None:
+    kubectl.apply(model_deployment("seed-mlp", kube_namespace))
+    eventually(converged(kube_api, kube_namespace), what="convergence")
+    before = operator.metric("modelplane_operator_status_writes_total")
+    path = f"/apis/modelplane.io/v1alpha1/namespaces/{kube_namespace}/modeldeployments/seed-mlp"
+    with httpx.Client(base_url=kube_api.url) as client:
+        for _ in range(20):  # someone else sets the same wrong value, 20 times in 4 s
+            client.patch(path + "/status", json={"status": {"ready": "9/9"}},
+                         headers={"Content-Type": "application/merge-patch+json"})
+            time.sleep(0.2)
+    writes = operator.metric("modelplane_operator_status_writes_total") - before
+    assert 2 <= writes <= 8, writes
+    assert "keeps changing back after our writes" in operator.logs()
+    eventually(converged(kube_api, kube_namespace), timeout=30, what="convergence after")
+
+
 # ---- 2. watches never die silently ----------------------------------------------------------
 
 def test_an_oversized_deployment_event_does_not_stop_the_watch(
