@@ -205,7 +205,7 @@ def test_a_writer_fighting_the_status_meets_backoff_not_a_write_loop(
         for _ in range(20):  # someone else sets the same wrong value, 20 times in 4 s
             client.patch(path + "/status", json={"status": {"ready": "9/9"}},
                          headers={"Content-Type": "application/merge-patch+json"})
-            time.sleep(0.2)
+            time.sleep(0.2)  # the fighter's pace (the scenario), not a wait for a result
     writes = operator.metric("modelplane_operator_status_writes_total") - before
     assert 2 <= writes <= 8, writes
     assert "keeps changing back after our writes" in operator.logs()
