@@ -44,6 +44,7 @@ from modelplane_operator.passthrough import (
     Toleration,
     label_key_problem,
 )
+from modelplane_operator.processing import DType as DType  # public name of the spec
 from modelplane_operator.processing import InputProcessing, OutputProcessing
 from modelplane_operator.quantity import MAX_LENGTH, PATTERN, canonical_quantity, quantity_value
 from modelplane_operator.resource import MAX_NAME, Name, ResourceModel
