@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_RUNTIME_IMAGE = "ghcr.io/modelplane/runtime:0.1.0"
-"""Runtime image ``render`` uses when neither the spec nor --runtime-image names one."""
+from modelplane_operator.builders.defaults import DEFAULT_RUNTIME_IMAGE
+
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 """ownerReference uid of a file that has none (the API server sets the real one)."""
 
@@ -51,13 +51,13 @@ def _fail(message: str) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     import yaml
 
-    from modelplane_operator.builders.document import dump_all
+    from modelplane_operator.builders.document import dump_all, load_all
     from modelplane_operator.builders.render import RenderDefaults, render
     from modelplane_operator.spec import API_VERSION, KIND, InvalidSpec
 
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        documents = load_all(text)  # as kubectl reads it (YAML 1.1 booleans: y is true)
     except OSError as exc:
         return _fail(f"cannot read {args.file}: {exc.strerror}")
     except yaml.YAMLError as exc:
