@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from modelplane_runtime import errors
+from modelplane_runtime.dataplane.devices import placed_devices
 from modelplane_runtime.dataplane.repository import VersionSource
 from modelplane_runtime.errors import ModelLoadError
 from modelplane_runtime.signature import DTYPES, SignatureSpec, TensorSpec, numpy_dtype
@@ -51,6 +52,8 @@ class LoadedModel:
     calls: dict[str, Call]
     handle: Any = field(default=None, repr=False)
     """The loaded TF object; kept referenced so its variables stay alive."""
+    devices: tuple[str, ...] = ()
+    """Where TensorFlow placed the model (``CPU:0``, ``GPU:0``; see devices.py)."""
 
     def call(self, signature: str, inputs: Mapping[str, np.ndarray]) -> Arrays:
         """Run one signature on a batch; model errors become runtime errors with a status."""
@@ -153,7 +156,10 @@ def _load_savedmodel(source: VersionSource) -> LoadedModel:
             f"version {source.version} ({source.path}): the SavedModel has no servable "
             f"signature (export it with signatures={{'serving_default': ...}})"
         )
-    return LoadedModel(source, signatures, calls, handle=loaded)
+    served = [loaded.signatures[name] for name in calls]
+    return LoadedModel(
+        source, signatures, calls, handle=loaded, devices=placed_devices(tf, served)
+    )
 
 
 def _savedmodel_call(tf: Any, function: Any) -> Call:
@@ -246,7 +252,8 @@ def _load_keras(source: VersionSource) -> LoadedModel:
         return _to_numpy(function(*[constant(inputs[name]) for name in names]))
 
     return LoadedModel(
-        source, {"serving_default": spec}, {"serving_default": call}, handle=(model, function)
+        source, {"serving_default": spec}, {"serving_default": call}, handle=(model, function),
+        devices=placed_devices(tf, [function]),
     )
 
 
