@@ -23,7 +23,8 @@ import numpy as np
 from modelplane_runtime import contract, errors
 from modelplane_runtime.dataplane.batching import Batcher, BatchObserver, Runner, Waiter
 from modelplane_runtime.dataplane.cpus import available_cpus
-from modelplane_runtime.dataplane.model import LoadedModel, load_model
+from modelplane_runtime.dataplane.devices import configure_gpus
+from modelplane_runtime.dataplane.model import LoadedModel, import_tensorflow, load_model
 from modelplane_runtime.dataplane.processing import (
     ProcessingConfig,
     Processor,
@@ -31,7 +32,12 @@ from modelplane_runtime.dataplane.processing import (
     parse_config,
     read_config,
 )
-from modelplane_runtime.dataplane.repository import Repository, VersionSource, open_repository
+from modelplane_runtime.dataplane.repository import (
+    Repository,
+    VersionSource,
+    open_repository,
+    size_on_disk,
+)
 from modelplane_runtime.dataplane.validation import validate_inputs
 from modelplane_runtime.settings import RuntimeSettings
 from modelplane_runtime.signature import (
@@ -40,6 +46,7 @@ from modelplane_runtime.signature import (
     VersionStatus,
     pick_signature,
 )
+from modelplane_runtime.tracing import record_batch
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,9 @@ class InferenceObserver(Protocol):
 
     def observe_load(self, model: str, version: int, seconds: float) -> None:
         """A version loaded (and warmed up) in ``seconds``."""
+
+    def observe_model_size(self, model: str, version: int, size_bytes: int) -> None:
+        """A loaded version takes ``size_bytes`` on disk."""
 
 
 @dataclass
@@ -82,8 +92,11 @@ class DataPlane:
         *,
         observer: InferenceObserver | None = None,
         cpus: int | None = None,
+        traced: bool = False,
     ) -> None:
+        """``traced``: batches record the spans of traced requests (tracing.py)."""
         self._settings = settings
+        self._traced = traced
         self._cpus = available_cpus() if cpus is None else cpus
         self._observer = observer
         self._name = settings.served_name
@@ -106,6 +119,8 @@ class DataPlane:
         self._repository = repository
         self._labels = dict(repository.labels)
         self._versions = {s.version: _Version(s.version, s) for s in repository.versions}
+        # Before the first model touches a GPU: memory growth or a cap (devices.py).
+        await asyncio.to_thread(_configure_gpus, self._settings)
         for version in self._versions.values():
             await self._load_version(version)
         failed = [v for v in self._versions.values() if v.state == END]
@@ -122,7 +137,7 @@ class DataPlane:
         version.state = LOADING
         start = time.perf_counter()
         try:
-            model, processors = await asyncio.to_thread(
+            model, processors, size = await asyncio.to_thread(
                 _prepare, version.source, self._override
             )
         except errors.ModelLoadError as exc:
@@ -147,14 +162,18 @@ class DataPlane:
             name=f"{self._name}-v{version.number}",
             on_batch=self._batch_observer(),
             cpus=self._cpus,
+            on_trace=record_batch if self._traced else None,
         )
         version.state = AVAILABLE
         self._refresh_newest()
         if self._observer is not None:
             self._observer.observe_load(self._name, version.number, seconds)
+            self._observer.observe_model_size(self._name, version.number, size)
         log.info(
-            "model %s version %d is AVAILABLE (%s, loaded in %.2fs)",
+            "model %s version %d is AVAILABLE (%s, loaded in %.2fs, on %s)",
             self._name, version.number, version.source.format, seconds,
+            ", ".join(model.devices),
+            extra={"devices": list(model.devices), "size_bytes": size},
         )
 
     def _batch_observer(self) -> BatchObserver | None:
@@ -184,6 +203,15 @@ class DataPlane:
     def ready(self) -> bool:
         """True when the served model has an AVAILABLE version (and the plane is open)."""
         return not self._closed and any(v.state == AVAILABLE for v in self._versions.values())
+
+    def devices(self) -> list[str]:
+        """Where TensorFlow placed the available versions (``CPU:0``, ``GPU:0``), sorted."""
+        return sorted({
+            device
+            for version in self._versions.values()
+            if version.state == AVAILABLE and version.model is not None
+            for device in version.model.devices
+        })
 
     def model_names(self) -> list[str]:
         """Names of the served models (one per process)."""
@@ -342,10 +370,16 @@ class DataPlane:
         return state
 
 
+def _configure_gpus(settings: RuntimeSettings) -> None:
+    configure_gpus(settings, import_tensorflow())
+
+
 def _prepare(
     source: VersionSource, override: ProcessingConfig | None
-) -> tuple[LoadedModel, dict[str, Processor]]:
-    """Load, build processing (the setting wins over the file), warm up (worker thread)."""
+) -> tuple[LoadedModel, dict[str, Processor], int]:
+    """Load, build processing (the setting wins over the file), warm up (worker thread);
+    the model, its processors and its size on disk."""
+    size = size_on_disk(source.path)
     model = load_model(source)
     processors: dict[str, Processor] = {}
     processor = None
@@ -356,7 +390,7 @@ def _prepare(
     if processor is not None:
         processors[processor.signature] = processor
     model.warm_up()
-    return model, processors
+    return model, processors, size
 
 
 def _runner(model: LoadedModel, processors: dict[str, Processor]) -> Runner:

@@ -38,6 +38,9 @@ class Recorder:
     def observe_load(self, model: str, version: int, seconds: float) -> None:
         self.loads.append((model, version))
 
+    def observe_model_size(self, model: str, version: int, size_bytes: int) -> None:
+        assert size_bytes > 0
+
 
 @asynccontextmanager
 async def plane(
