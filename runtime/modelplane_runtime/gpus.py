@@ -148,8 +148,12 @@ class GpuCollector(Collector):
         environ: Mapping[str, str] | None = None,
         cache_s: float = CACHE_S,
         clock: Callable[[], float] = time.monotonic,
+        announce: bool = True,
     ) -> None:
+        """``announce=False`` keeps quiet about finding (or not finding) GPUs: for a
+        one-off look, such as the ``--workers`` supervisor's."""
         self._nvml: Any = nvml
+        self._announce = announce
         self._environ = os.environ if environ is None else environ
         self._cache_s = cache_s
         self._clock = clock
@@ -238,7 +242,7 @@ class GpuCollector(Collector):
         else:
             if not self._devices:
                 self._give_up("NVML lists no visible GPU")
-            else:
+            elif self._announce:
                 log.info(
                     "GPU metrics from NVML for %d GPU(s)", len(self._devices),
                     extra={"gpus": [f"{p}:{name}:{uuid}" for p, _, uuid, name in self._devices]},
@@ -246,7 +250,8 @@ class GpuCollector(Collector):
 
     def _give_up(self, reason: str) -> None:
         self._unavailable = reason
-        log.info("no GPU metrics: %s", reason)
+        if self._announce:
+            log.info("no GPU metrics: %s", reason)
 
     def _read(self, position: int, handle: Any, uuid: str, name: str) -> GpuReading | None:
         nvml = self._nvml

@@ -138,7 +138,7 @@ def check_workers(
     if totals is None:
         from modelplane_runtime.gpus import GpuCollector
 
-        collector = GpuCollector()
+        collector = GpuCollector(announce=False)
         try:
             totals = [r.memory_total for r in collector.readings() if r.memory_total]
         finally:
