@@ -38,7 +38,7 @@ For a front end (HTTP here; gRPC the same way)::
         future = loop.create_future()
         dataplane.submit_to(trace.waiter(future), name, version, signature, inputs)
         trace.encoding(); ...encode...; trace.encoded()
-        trace.finish(error=None or "INTERNAL", attributes={"rpc.grpc.status_code": 0})
+        trace.finish_grpc(code, request_id)   # grpc.StatusCode.X.value[0]
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ DEFAULT_SERVICE_NAME: Final = "modelplane"
 SHUTDOWN_TIMEOUT_S: Final = 5.0
 """Longest the runtime waits at exit for its last spans to be exported."""
 _PROTOCOLS: Final = ("http/protobuf", "grpc")
+_GRPC_SERVER_ERRORS: Final = frozenset({2, 4, 12, 13, 14, 15})
+"""UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS."""
 
 
 class Waiter(Protocol):
@@ -288,6 +290,16 @@ class RequestTrace:
         if self._decode_start:  # answered while decoding: the body was refused (or late)
             self.decoded(str(status) if status >= 400 else None)
         self.finish(str(status) if status >= 500 else None, attributes)
+
+    def finish_grpc(self, code: int, request_id: str = "") -> None:
+        """End a gRPC request's span: its status code (``grpc.StatusCode.X.value[0]``);
+        the codes OpenTelemetry's RPC conventions count as a server's failure are errors."""
+        attributes: dict[str, Any] = {"rpc.grpc.status_code": code}
+        if request_id:
+            attributes["modelplane.request_id"] = request_id
+        if self._decode_start:
+            self.decoded(f"grpc {code}" if code else None)
+        self.finish(f"grpc {code}" if code in _GRPC_SERVER_ERRORS else None, attributes)
 
 
 class TracedWaiter:

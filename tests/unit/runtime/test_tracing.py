@@ -169,3 +169,22 @@ def test_a_tracing_fault_never_breaks_a_batch(caplog: pytest.LogCaptureFixture) 
 
     record_batch([Broken()], [None], 0.0, [])  # logged, not raised
     assert any("could not record a batch" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(("code", "error"), [(0, False), (3, False), (5, False), (13, True),
+                                             (4, True), (14, True)])
+def test_grpc_statuses_mark_server_failures_only(code: int, error: bool) -> None:
+    """What a gRPC front end calls: INVALID_ARGUMENT and NOT_FOUND are the client's."""
+    tracing, exporter = _tracing()
+    trace = tracing.start("/inference.GRPCInferenceService/ModelInfer", None, None,
+                          {"rpc.system": "grpc"})
+    assert trace is not None
+    trace.decoding()
+    trace.finish_grpc(code, "r-1")
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    server = spans["/inference.GRPCInferenceService/ModelInfer"]
+    assert server.attributes is not None
+    assert server.attributes["rpc.grpc.status_code"] == code
+    assert server.attributes["modelplane.request_id"] == "r-1"
+    assert (server.status.status_code == StatusCode.ERROR) is error
+    assert (spans["decode"].status.status_code == StatusCode.ERROR) is (code != 0)
