@@ -90,12 +90,19 @@ def dummy_inputs(spec: SignatureSpec) -> Arrays:
     return batch
 
 
-def load_model(source: VersionSource) -> LoadedModel:
-    """Load a version from disk; any failure is a ModelLoadError naming the path."""
+Prepare = Callable[[Any], object]
+"""Called with TensorFlow once imported, before the model touches a device (devices.py)."""
+
+
+def load_model(source: VersionSource, prepare: Prepare | None = None) -> LoadedModel:
+    """Load a version from disk; any failure is a ModelLoadError naming the path.
+
+    ``prepare`` gets TensorFlow first (GPU memory settings): a file refused before
+    TensorFlow is needed never imports it."""
     try:
         if source.format == "savedmodel":
-            return _load_savedmodel(source)
-        return _load_keras(source)
+            return _load_savedmodel(source, prepare)
+        return _load_keras(source, prepare)
     except ModelLoadError:
         raise
     except Exception as exc:
@@ -138,8 +145,10 @@ def _to_numpy(result: Mapping[str, Any]) -> Arrays:
     return {name: tensor.numpy() for name, tensor in result.items()}
 
 
-def _load_savedmodel(source: VersionSource) -> LoadedModel:
+def _load_savedmodel(source: VersionSource, prepare: Prepare | None) -> LoadedModel:
     tf = import_tensorflow()
+    if prepare is not None:
+        prepare(tf)
     loaded = tf.saved_model.load(str(source.path))
     signatures: dict[str, SignatureSpec] = {}
     calls: dict[str, Call] = {}
@@ -193,11 +202,13 @@ def _not_a_keras_file(path: Path) -> str:
     return ""
 
 
-def _load_keras(source: VersionSource) -> LoadedModel:
+def _load_keras(source: VersionSource, prepare: Prepare | None) -> LoadedModel:
     problem = _not_a_keras_file(source.path)
     if problem:
         raise ModelLoadError(f"version {source.version} ({source.path}): {problem}")
     tf = import_tensorflow()
+    if prepare is not None:
+        prepare(tf)
     import keras
 
     try:

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -24,7 +25,7 @@ from modelplane_runtime import contract, errors
 from modelplane_runtime.dataplane.batching import Batcher, BatchObserver, Runner, Waiter
 from modelplane_runtime.dataplane.cpus import available_cpus
 from modelplane_runtime.dataplane.devices import configure_gpus
-from modelplane_runtime.dataplane.model import LoadedModel, import_tensorflow, load_model
+from modelplane_runtime.dataplane.model import LoadedModel, load_model
 from modelplane_runtime.dataplane.processing import (
     ProcessingConfig,
     Processor,
@@ -119,8 +120,6 @@ class DataPlane:
         self._repository = repository
         self._labels = dict(repository.labels)
         self._versions = {s.version: _Version(s.version, s) for s in repository.versions}
-        # Before the first model touches a GPU: memory growth or a cap (devices.py).
-        await asyncio.to_thread(_configure_gpus, self._settings)
         for version in self._versions.values():
             await self._load_version(version)
         failed = [v for v in self._versions.values() if v.state == END]
@@ -138,7 +137,7 @@ class DataPlane:
         start = time.perf_counter()
         try:
             model, processors, size = await asyncio.to_thread(
-                _prepare, version.source, self._override
+                _prepare, version.source, self._override, self._settings
             )
         except errors.ModelLoadError as exc:
             version.state, version.error = END, str(exc)
@@ -370,17 +369,14 @@ class DataPlane:
         return state
 
 
-def _configure_gpus(settings: RuntimeSettings) -> None:
-    configure_gpus(settings, import_tensorflow())
-
-
 def _prepare(
-    source: VersionSource, override: ProcessingConfig | None
+    source: VersionSource, override: ProcessingConfig | None, settings: RuntimeSettings
 ) -> tuple[LoadedModel, dict[str, Processor], int]:
     """Load, build processing (the setting wins over the file), warm up (worker thread);
-    the model, its processors and its size on disk."""
+    the model, its processors and its size on disk. The GPU memory settings are applied
+    before the first model touches a GPU (devices.py; later calls do nothing)."""
     size = size_on_disk(source.path)
-    model = load_model(source)
+    model = load_model(source, partial(configure_gpus, settings))
     processors: dict[str, Processor] = {}
     processor = None
     if override is not None:
