@@ -13,10 +13,11 @@ same GPU (another model, or ``modelplane serve --workers 2``) fails out of memor
   (TensorFlow refuses both on one device).
 
 Both must be applied before TensorFlow initialises the GPUs, which is why ``configure_gpus``
-runs as soon as TensorFlow is imported to load the first model (model.py's ``prepare``). ``placed_devices`` names the devices the model's
-variables live on (or, for a model without variables, where TensorFlow places ops by
-default), logged at load and listed by ``/v2``. ``gpu_sharing`` is the rule
-``modelplane serve --workers N`` applies before it starts any worker.
+runs as soon as TensorFlow is imported to load the first model (model.py's ``prepare``).
+``placed_devices`` names the devices the model's variables live on (or, for a model
+without variables, where TensorFlow places ops by default), logged at load and listed by
+``/v2``. ``gpu_sharing`` is the rule ``modelplane serve --workers N`` applies before it
+starts any worker.
 """
 
 from __future__ import annotations
