@@ -83,6 +83,13 @@ class RuntimeSettings(BaseSettings):
     tls_key_file: Path | None = None
     """PEM private key for ``tls_cert_file``."""
 
+    gpu_memory_growth: bool = True
+    """TensorFlow takes GPU memory as the model needs it, instead of nearly all of every
+    visible GPU at start (so other processes can share the GPU)."""
+    gpu_memory_limit_mb: int | None = Field(default=None, ge=1)
+    """Most GPU memory this process may use, per GPU, in MiB; unset: no cap. With a cap,
+    memory growth does not apply (TensorFlow allows one or the other)."""
+
     log_level: LogLevel = "info"
     """`error`, `warning`, `info` or `debug`; logs are JSON lines on stderr."""
 

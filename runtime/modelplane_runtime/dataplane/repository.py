@@ -16,6 +16,7 @@ setting, raised at start-up.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,6 +237,21 @@ def open_repository(settings: RuntimeSettings) -> Repository:
         chosen = select_versions(sorted(usable), settings.model_versions)
     labels = parse_labels(settings.model_labels, chosen)
     return Repository(base, tuple(usable[v] for v in chosen), labels)
+
+
+def size_on_disk(path: Path) -> int:
+    """Bytes of a version on disk: the file, or every file under the folder (a symlinked
+    file counts its target, as the loader reads it; unreadable entries count 0)."""
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue  # a dangling link, or a file removed while we walked
+    return total
 
 
 def _list(versions: list[int]) -> str:

@@ -19,7 +19,7 @@ DASHBOARD = CHART / "dashboards" / "modelplane.json"
 
 def _queries() -> list[str]:
     board: dict[str, Any] = json.loads(DASHBOARD.read_text())
-    return [t["expr"] for panel in board["panels"] for t in panel["targets"]]
+    return [t["expr"] for panel in board["panels"] for t in panel.get("targets", [])]
 
 
 def test_dashboard_is_generated_from_contract() -> None:
@@ -30,9 +30,24 @@ def test_dashboard_is_generated_from_contract() -> None:
 def test_dashboard_covers_the_issue() -> None:
     board = json.loads(DASHBOARD.read_text())
     titles = " ".join(p["title"].lower() for p in board["panels"])
-    for topic in ("requests per second", "latency", "errors", "in-flight", "batch", "replicas"):
+    for topic in ("requests per second", "latency", "errors", "in-flight", "batch", "replicas",
+                  "cpu per replica", "memory per replica", "gpu utilisation per replica",
+                  "gpu memory per replica"):
         assert topic in titles
     assert {v["name"] for v in board["templating"]["list"]} >= {"namespace", "modeldeployment"}
+
+
+def test_resource_panels_show_each_replica() -> None:
+    """CPU, memory and GPU panels plot one series per pod (per GPU), not a fleet total."""
+    board = json.loads(DASHBOARD.read_text())
+    resources = [p for p in board["panels"]
+                 if p["type"] != "row" and any(w in p["title"] for w in ("CPU", "Memory", "GPU"))]
+    assert len(resources) >= 6
+    for panel in resources:
+        for target in panel["targets"]:
+            assert "pod" in target["expr"] and "{{pod}}" in target["legendFormat"], panel["title"]
+    rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
+    assert rows[:2] == ["Traffic", "Resources"] and rows[2].startswith("GPUs")
 
 
 def test_queries_name_only_runtime_metrics() -> None:
