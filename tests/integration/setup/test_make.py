@@ -36,9 +36,11 @@ def _dry_run(*args: str) -> list[str]:
     """The commands ``make -n -B`` would run (every target treated as out of date)."""
     if shutil.which("make") is None:
         pytest.fail("make is missing: it is a README prerequisite", pytrace=False)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "VENV", "MAKEFLAGS")}
-    done = subprocess.run(["make", "-n", "-B", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60, check=True)
+    # Under `make test` itself this is a nested make: drop what the outer one passes down.
+    outer = ("PYTHON", "VENV", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    env = {k: v for k, v in os.environ.items() if k not in outer}
+    done = subprocess.run(["make", "-n", "-B", "--no-print-directory", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60, check=True)
     return done.stdout.splitlines()
 
 
