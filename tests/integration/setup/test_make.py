@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,22 @@ def test_docs_link_only_to_files_in_the_repository() -> None:
             if re.match(r"[a-z]+://", target):
                 continue
             assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def _collected(marker: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "-m", marker, "tests/e2e"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode in (0, 5), done.stdout + done.stderr  # 5: nothing selected
+    return [line for line in done.stdout.splitlines() if line.startswith("tests/e2e/")]
+
+
+def test_e2e_runs_where_the_readme_says() -> None:
+    """make test deselects tests/e2e (it is slow); make test-slow collects it."""
+    readme = " ".join(README.read_text().split())
+    assert "`make test-slow`: the `slow` suites, including the real-cluster suite `tests/e2e`" in (
+        readme)
+    assert _collected("not slow") == []
+    assert _collected("slow"), "the slow run collects the e2e suite (which then skips)"
