@@ -45,6 +45,9 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, default=64, help="for batching contenders")
     parser.add_argument("--max-latency-ms", type=float, default=2.0, help="batch wait")
     parser.add_argument("--ceiling-batches", default="1,64,128", help="in-process batch sizes")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a checkout of another commit (git worktree add): its runtime "
+                        "runs as modelplane-v1-baseline, side by side with this tree's")
     parser.add_argument("--venvs", type=Path, default=REPO / ".bench", help="peers' venvs")
     parser.add_argument("--json", type=Path, default=None,
                         help="where to write every sample and the medians "
@@ -143,15 +146,16 @@ def main() -> int:
     args = _parse()
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
     with_ceiling = not wanted or "ceiling" in wanted
-    chosen = cont.select([w for w in wanted if w != "ceiling"]) if wanted else list(
-        cont.CONTENDERS)
+    chosen = cont.select([w for w in wanted if w != "ceiling"]) if wanted else [
+        c for c in cont.CONTENDERS if c.name != "modelplane-v1-baseline" or args.baseline]
     if wanted == ["ceiling"]:
         chosen = []
     args.connection_list = [int(c) for c in args.connections.split(",")]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = args.venvs / "work"
     setup = cont.Setup(repo=REPO, work=work, venvs=args.venvs,
-                       max_batch_size=args.max_batch_size, max_latency_ms=args.max_latency_ms)
+                       max_batch_size=args.max_batch_size, max_latency_ms=args.max_latency_ms,
+                       baseline=args.baseline)
     models = build_models(args.venvs / "models")
     selected = [models[m.strip()] for m in args.models.split(",") if m.strip()]
     expected = {m.name: _reference(m) for m in selected}

@@ -33,6 +33,8 @@ class Setup:
     max_batch_size: int = 64
     max_latency_ms: float = 2.0
     runtime_python: str = sys.executable
+    baseline: Path | None = None
+    """A checkout of another commit (``--baseline``): its runtime runs as a contender too."""
 
     def venv_bin(self, venv: str, tool: str) -> str:
         """A tool inside one of the peers' virtual environments."""
@@ -62,10 +64,17 @@ class Contender:
 _QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def _modelplane(batch: bool, direct: bool = True) -> Callable[[Setup, BenchModel, int], Launch]:
+def _modelplane(
+    batch: bool, direct: bool = True, baseline: bool = False
+) -> Callable[[Setup, BenchModel, int], Launch]:
     def launch(setup: Setup, model: BenchModel, port: int) -> Launch:
         size = setup.max_batch_size if batch else 1
-        env = {**_QUIET_TF, "PYTHONPATH": str(setup.repo / "runtime")}
+        tree = setup.repo
+        if baseline:
+            if setup.baseline is None:
+                raise SystemExit("modelplane-v1-baseline needs --baseline PATH (a checkout)")
+            tree = setup.baseline
+        env = {**_QUIET_TF, "PYTHONPATH": str(tree / "runtime")}
         if not direct:
             env["MODELPLANE_HTTP_DIRECT"] = "false"
         return Launch(
@@ -165,6 +174,8 @@ CONTENDERS: tuple[Contender, ...] = (
               "runtime, v1, --max-batch-size 1"),
     Contender("modelplane-v1-asgi", "runtime", "v1", _modelplane(True, direct=False),
               "runtime, v1, batching, every request through ASGI (MODELPLANE_HTTP_DIRECT=false)"),
+    Contender("modelplane-v1-baseline", "runtime", "v1", _modelplane(True, baseline=True),
+              "the runtime of the --baseline checkout, v1, batching on (before/after runs)"),
     Contender("modelplane-v2", "runtime", "v2", _modelplane(True), "runtime, v2 JSON, batching"),
     Contender("modelplane-v2-binary", "runtime", "v2-binary", _modelplane(True),
               "runtime, v2 with the input as binary tensor data, batching"),

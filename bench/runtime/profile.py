@@ -39,13 +39,13 @@ LAYERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("pydantic validation", r"pydantic"),
         ("metrics (prometheus)", r"prometheus_client"),
         ("logging", r"logging/|modelplane_runtime/logs\.py"),
-        ("modelplane batching", r"modelplane_runtime/batching\.py"),
-        ("modelplane codecs/validation", r"modelplane_runtime/(codec_v\d|validation|tensors|"
-                                         r"processing|signature)\.py"),
-        ("modelplane dataplane/model", r"modelplane_runtime/(dataplane|model|repository|state)"
-                                       r"\.py"),
-        ("modelplane HTTP layer (routes, middleware)", r"modelplane_runtime/(app|v1|v2|router|"
-                                                       r"protocol|wire|middleware|errors)\.py"),
+        ("modelplane batching", r"modelplane_runtime/dataplane/batching\.py"),
+        ("modelplane codecs/validation", r"modelplane_runtime/(codecs/\w+|dataplane/validation|"
+                                         r"dataplane/processing|signature)\.py"),
+        ("modelplane dataplane/model", r"modelplane_runtime/(dataplane/(plane|model|repository)|"
+                                       r"serving)\.py"),
+        ("modelplane HTTP layer (routes, middleware)", r"modelplane_runtime/(http/\w+|"
+                                                       r"http/direct/\w+|rules|errors)\.py"),
         ("FastAPI/Starlette routing", r"fastapi/|starlette/"),
         ("uvicorn HTTP protocol (httptools)", r"uvicorn/|httptools"),
         ("asyncio/uvloop scheduling", r"asyncio/|uvloop|concurrent/futures|threading\.py"),

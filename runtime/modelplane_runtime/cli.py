@@ -153,7 +153,7 @@ def _settings_from(args: argparse.Namespace, **extra: object) -> RuntimeSettings
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings_from(args, model_path=Path(args.path))  # bad flags fail fast
-    from modelplane_runtime.server import serve
+    from modelplane_runtime.server.process import serve
 
     return serve(settings)
 

@@ -15,7 +15,8 @@ import orjson
 from modelplane_runtime import contract
 from modelplane_runtime.demo_model import DEMO_FEATURES, DEMO_INPUT, build_demo_model
 from modelplane_runtime.logs import configure_logging
-from modelplane_runtime.server import bind_socket, serve
+from modelplane_runtime.server.lifecycle import bind_socket
+from modelplane_runtime.server.process import serve
 from modelplane_runtime.settings import RuntimeSettings
 
 logger = logging.getLogger("modelplane.demo")

@@ -72,7 +72,23 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        try:
+            return orjson.dumps(entry, default=str).decode()
+        except orjson.JSONEncodeError:
+            # A client's lone surrogate ("\ud800") in a message or field: replace it rather
+            # than let logging print a non-JSON "--- Logging error ---" traceback.
+            return orjson.dumps(_scrubbed(entry), default=str).decode()
+
+
+def _scrubbed(value: Any) -> Any:
+    """``value`` with every string made valid UTF-8 (lone surrogates replaced)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrubbed(key): _scrubbed(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(item) for item in value]
+    return value
 
 
 def configure_logging(level: str, stream: TextIO | None = None) -> None:

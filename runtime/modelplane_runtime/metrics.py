@@ -10,7 +10,7 @@ when scraped, in the same exposition format.
 
 With ``--workers N`` every worker process writes its values to files in a private
 temporary folder (prometheus_client's multiprocess mode, chosen by
-``PROMETHEUS_MULTIPROC_DIR`` before prometheus_client is imported; see workers.py), and
+``PROMETHEUS_MULTIPROC_DIR`` before prometheus_client is imported; see server/workers.py), and
 whichever worker answers a scrape renders the sum over all of them.
 """
 
@@ -37,7 +37,7 @@ from modelplane_runtime import contract
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 MULTIPROCESS_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
-"""prometheus_client's switch to multiprocess mode; set only by workers.py, to a temp dir."""
+"""prometheus_client's switch to multiprocess mode; set only by server/workers.py, to a temp dir."""
 
 _LATENCY_BUCKETS: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

@@ -105,9 +105,12 @@ class RuntimeSettings(BaseSettings):
     """A request not answered by then gets 503 with a JSON error."""
     drain_timeout_s: float = Field(default=30.0, ge=0)
     """On SIGTERM, how long in-flight requests may take before the process exits anyway."""
+    headers_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a request's line and headers may take to arrive from its first byte; a
+    client trickling them (slowloris) is disconnected (direct HTTP path)."""
     http_direct: bool = True
     """Answer predict, infer and the health probes straight from the HTTP protocol, in one
-    write (protocol.py); false sends every request through ASGI (to compare or diagnose)."""
+    write (http/direct/); false sends every request through ASGI (to compare or diagnose)."""
 
     processing: str = ""
     """Pre/post-processing config as JSON (modelplane.yaml's schema); wins over the file."""

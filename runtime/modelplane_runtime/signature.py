@@ -7,11 +7,14 @@ dimension of unknown size (the batch dimension is normally -1).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Final
 
 import numpy as np
+
+from modelplane_runtime.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -89,3 +92,35 @@ def numpy_dtype(tf_dtype: str) -> np.dtype[np.generic]:
 def v2_datatype(tf_dtype: str) -> str:
     """The Open Inference Protocol datatype name of a TF dtype."""
     return DTYPES[tf_dtype][1]
+
+
+def pick_signature(
+    signatures: Mapping[str, SignatureSpec], wanted: str | None, default: str, model: str,
+    version: int,
+) -> SignatureSpec:
+    """The signature a request names; ``None`` or ``""`` means ``default`` (or the only one)."""
+    name = wanted or default
+    if name in signatures:
+        return signatures[name]
+    if not wanted and len(signatures) == 1:
+        return next(iter(signatures.values()))  # a model with one, differently named
+    known = ", ".join(sorted(signatures))
+    raise InvalidInput(
+        f"signature '{name}' not found in model '{model}' version {version} "
+        f"(signatures: {known})"
+    )
+
+
+@dataclass(frozen=True)
+class SignatureChoice:
+    """``pick_signature`` over one version's signatures, as a picklable callable (for
+    decoding in another process)."""
+
+    signatures: dict[str, SignatureSpec]
+    default: str
+    model: str
+    version: int
+
+    def __call__(self, wanted: str | None) -> SignatureSpec:
+        """The signature ``wanted`` names (see pick_signature)."""
+        return pick_signature(self.signatures, wanted, self.default, self.model, self.version)

@@ -41,8 +41,6 @@ atexit.register(_report)
 
 if __name__ == "__main__":
     if os.environ.get("BENCH_GC_FREEZE") == "1":
-        import modelplane_runtime.app
-        import modelplane_runtime.dataplane  # noqa: F401
         import tensorflow  # noqa: F401
 
         gc.collect()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.fixtures.models import demo_predict
+from tests.fixtures.polling import eventually
 from tests.fixtures.runtime_server import RuntimeServer, launch_runtime, metric_value
 
 BODY_LIMIT = 4096
@@ -95,7 +95,7 @@ CASES = [
     ("bad-version", "GET", "/v1/models/demo/versions/one", None, {}, 400, "version"),
     ("unknown-label", "GET", "/v1/models/demo/labels/canary/metadata", None, {}, 404, "canary"),
     ("unknown-route", "GET", "/v1/modelz", None, {}, 404, "route"),
-    ("wrong-method", "GET", V1, None, {}, 404, "demo:predict"),
+    ("wrong-method", "GET", V1, None, {}, 405, "not allowed"),
     ("wrong-method-v2", "GET", V2, None, {}, 405, "not allowed"),
     ("v2-malformed-json", "POST", V2, b"{nope", {}, 400, "malformed JSON"),
     ("v2-unknown-datatype", "POST", V2, _v2({"datatype": "FLOAT"}), {}, 400, "datatype"),
@@ -258,15 +258,14 @@ def test_error_logs_carry_the_request_id(server: RuntimeServer) -> None:
     with server.client() as client:
         client.post(V1, content=b"{broken", headers={"X-Request-Id": "find-me-123"})
     # The request line is logged once the response has gone out, so it may trail the reply.
-    deadline = time.monotonic() + 10
-    while True:
-        events = server.log_events()
-        tagged = [e for e in events if e.get("request_id") == "find-me-123"]
-        if {e["level"] for e in tagged} >= {"info", "debug"} or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert {e["level"] for e in tagged} == {"info", "debug"}  # the 400, then the request line
-    assert any(e.get("status") == 400 and e["level"] == "debug" for e in tagged)
+    def tagged() -> list[dict[str, object]]:
+        found = [e for e in server.log_events() if e.get("request_id") == "find-me-123"]
+        return found if {e["level"] for e in found} >= {"info", "debug"} else []
+
+    lines = eventually(tagged, timeout=10, interval=0.05, what="the 400 and its request line")
+    events = server.log_events()
+    assert {e["level"] for e in lines} == {"info", "debug"}  # the 400, then the request line
+    assert any(e.get("status") == 400 and e["level"] == "debug" for e in lines)
     assert all(e["level"] in {"error", "warning", "info", "debug"} for e in events)
 
 

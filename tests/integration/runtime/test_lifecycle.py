@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from tests.fixtures.models import demo_predict
+from tests.fixtures.polling import eventually_async
 from tests.fixtures.runtime_server import (
     RuntimeServer,
     launch_runtime,
@@ -33,12 +34,7 @@ IN_FLIGHT = 50
 
 
 async def _until(check: Callable[[], Awaitable[bool]], deadline_s: float, what: str) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    await eventually_async(check, timeout=deadline_s, interval=0.05, what=what)
 
 
 async def _in_flight(url: str) -> float:

@@ -6,7 +6,6 @@ the exposition format, names and labels are checked by the real parser, not ours
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -16,15 +15,11 @@ import pytest
 
 from tests.fixtures.binaries import require_binary
 from tests.fixtures.polling import eventually
+from tests.fixtures.ports import free_port
+from tests.fixtures.processes import stop_process
 from tests.fixtures.runtime_server import RuntimeServer
 
 DEADLINE_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +35,7 @@ def prometheus(
         "scrape_configs:\n"
         f"  - job_name: modelplane\n    static_configs:\n      - targets: ['{target}']\n"
     )
-    port = _free_port()
+    port = free_port()
     log = (home / "prometheus.log").open("wb")
     process = subprocess.Popen(
         [
@@ -59,8 +54,7 @@ def prometheus(
             raise AssertionError(f"{exc}\n{logs}") from None
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_process(process, deadline_s=30, what="prometheus")
         log.close()
 
 

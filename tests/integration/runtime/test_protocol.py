@@ -1,10 +1,10 @@
-"""The runtime's HTTP/1.1 wire behaviour over raw sockets, on the direct path (protocol.py)
+"""The runtime's HTTP/1.1 wire behaviour over raw sockets, on the direct path (http/direct/)
 and, for the same checks, with ``MODELPLANE_HTTP_DIRECT=false`` (every request via ASGI).
 
 Keep-alive, pipelining, HTTP/1.0, chunked bodies, ``Expect: 100-continue``, the timeout,
 error answers and a client that never reads. The gated-model cases (disconnects, SIGTERM,
 the keep-alive timer) are in test_protocol_gated.py, bearer tokens in
-test_protocol_auth.py; all use the raw-socket helpers in test_protocol_wire.py.
+test_protocol_auth.py; all use the raw-socket helpers in tests/fixtures/wire.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from tests.fixtures.models import demo_predict
 from tests.fixtures.polling import eventually
 from tests.fixtures.runtime_server import RuntimeServer, launch_runtime, metric_value
-from tests.integration.runtime.test_protocol_wire import (
+from tests.fixtures.wire import (
     INFER,
     PREDICT,
     ROWS,
@@ -335,7 +335,7 @@ def test_client_that_never_reads_does_not_stall_the_server(server: RuntimeServer
 
 
 KEEP_ALIVE_S = 5.0  # uvicorn's default timeout_keep_alive, which the runtime keeps
-SWEEP_S = 1.0  # the direct path closes idle connections on a one-second sweep (wire.py)
+SWEEP_S = 1.0  # the direct path closes idle connections on a one-second sweep (http/direct/wire.py)
 
 
 def test_idle_keep_alive_connection_is_closed_after_the_timeout(server: RuntimeServer) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.runtime_server import RuntimeServer, launch_runtime
-from tests.integration.runtime.test_protocol_wire import (
+from tests.fixtures.wire import (
     INFER,
     PREDICT,
     V1,

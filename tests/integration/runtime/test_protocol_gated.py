@@ -18,7 +18,7 @@ import pytest
 
 from tests.fixtures.polling import eventually
 from tests.fixtures.runtime_server import RuntimeServer, launch_runtime, metric_value
-from tests.integration.runtime.test_protocol_wire import Wire, http_request
+from tests.fixtures.wire import Wire, http_request
 
 PREDICT = "/v1/models/gated:predict"
 KEEP_ALIVE_S = 5.0  # uvicorn's default timeout_keep_alive, which the runtime keeps

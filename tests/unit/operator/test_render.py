@@ -15,7 +15,7 @@ from modelplane_operator.builders.render import render, render_spec
 from modelplane_operator.builders.service import service_url
 from modelplane_operator.builders.traffic import split
 from modelplane_operator.spec import DType, InvalidSpec, validate_spec
-from modelplane_runtime.processing import read_config
+from modelplane_runtime.dataplane.processing import read_config
 from modelplane_runtime.signature import DTYPES
 from pydantic import BaseModel
 

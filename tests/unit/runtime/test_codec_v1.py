@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from modelplane_runtime import codec_v1
+from modelplane_runtime.codecs import v1 as codec_v1
 from modelplane_runtime.errors import InvalidInput
 from modelplane_runtime.signature import SignatureSpec, TensorSpec, VersionStatus
 

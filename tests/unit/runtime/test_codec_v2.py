@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from modelplane_runtime import codec_v2
+from modelplane_runtime.codecs import v2 as codec_v2
 from modelplane_runtime.errors import InvalidInput
 from modelplane_runtime.signature import DTYPES, SignatureSpec, TensorSpec
 from tritonclient.http import InferResult

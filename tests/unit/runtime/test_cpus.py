@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from modelplane_runtime.cpus import available_cpus, cgroup_quota
+from modelplane_runtime.dataplane.cpus import available_cpus, cgroup_quota
 
 
 def write(root: Path, relative: str, text: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from modelplane_runtime.dataplane import DataPlane
+from modelplane_runtime.dataplane.plane import DataPlane
 from modelplane_runtime.errors import InvalidInput, ModelLoadError, ModelNotFound, ModelNotReady
 from modelplane_runtime.settings import RuntimeSettings
 

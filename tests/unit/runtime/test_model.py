@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from modelplane_runtime.dataplane.model import LoadedModel, dummy_inputs, load_model
+from modelplane_runtime.dataplane.repository import VersionSource, scan
 from modelplane_runtime.errors import InvalidInput, ModelLoadError
-from modelplane_runtime.model import LoadedModel, dummy_inputs, load_model
-from modelplane_runtime.repository import VersionSource, scan
 from modelplane_runtime.signature import SignatureSpec, TensorSpec
 
 from tests.fixtures.models import call_keras_model, call_saved_model, demo_predict

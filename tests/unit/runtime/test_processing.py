@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from modelplane_runtime.dataplane.processing import build_processor, read_config
 from modelplane_runtime.errors import InvalidInput, ModelLoadError
-from modelplane_runtime.processing import build_processor, read_config
 from modelplane_runtime.signature import SignatureSpec, TensorSpec
 
 from tests.fixtures.models import call_keras_model, demo_predict
@@ -180,7 +180,7 @@ async def test_a_bad_config_fails_the_version_with_its_message(
 ) -> None:
     shutil.copytree(demo_model_dir, tmp_path / "d")
     (tmp_path / "d" / "modelplane.yaml").write_text("outputs: {nope: {}}\n")
-    from modelplane_runtime.dataplane import DataPlane
+    from modelplane_runtime.dataplane.plane import DataPlane
     from modelplane_runtime.settings import RuntimeSettings
 
     with pytest.raises(ModelLoadError, match=r"outputs\.nope: no such output"):
@@ -188,7 +188,7 @@ async def test_a_bad_config_fails_the_version_with_its_message(
 
 
 def test_the_documented_example_is_valid(tmp_path: Path) -> None:
-    import modelplane_runtime.processing as module
+    import modelplane_runtime.dataplane.processing as module
 
     doc = module.__doc__ or ""
     block = doc.split("::\n\n", 1)[1].split("\n\n", 1)[0]
@@ -235,7 +235,7 @@ async def test_processing_setting_wins_over_the_file(
     best = np.argmax(call_keras_model(keras_model_file, (feats - 1) / 2), axis=1)
     assert got["probabilities_class"].tolist() == best.tolist()
 
-    from modelplane_runtime.dataplane import DataPlane
+    from modelplane_runtime.dataplane.plane import DataPlane
     from modelplane_runtime.settings import RuntimeSettings
 
     bad = RuntimeSettings(model_path=folder, processing='{"outputs": {"nope": {}}}')

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from modelplane_runtime.errors import ModelLoadError
-from modelplane_runtime.repository import (
+from modelplane_runtime.dataplane.repository import (
     VersionSource,
     open_repository,
     parse_labels,
     scan,
     select_versions,
 )
+from modelplane_runtime.errors import ModelLoadError
 from modelplane_runtime.settings import RuntimeSettings
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from modelplane_runtime.dataplane.validation import validate_inputs
 from modelplane_runtime.errors import InvalidInput
 from modelplane_runtime.signature import SignatureSpec, TensorSpec
-from modelplane_runtime.validation import validate_inputs
 
 SPEC = SignatureSpec(
     "serving_default",
