@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.kube",  # the Kubernetes API emulator, kubeconfig, kubectl and helm
     "tests.fixtures.cluster",  # --e2e and the real-cluster fixtures
     "tests.fixtures.tls",  # a self-signed certificate made by openssl
+    "tests.fixtures.object_stores",  # S3 (moto), GCS emulator, Azurite, a cutting TCP proxy
 ]

@@ -28,7 +28,8 @@ batching of concurrent requests.
 PATH is a TensorFlow Serving model repository (integer version folders, each a
 SavedModel or one .keras/.h5 file; the newest is served unless --versions or
 --model-version say otherwise), or a bare SavedModel folder or Keras file, which
-is served as version 1.
+is served as version 1. A repository in object storage (s3://, gs://, az:// or
+Azure's https:// form) is served from a local copy that follows it.
 
 The model's name in URLs is --name, else PATH's last part without .keras/.h5;
 a bare version folder takes its parent's name (./mymodel/1 serves "mymodel").
@@ -50,10 +51,11 @@ port 8080, or on a free port when 8080 is taken. Stop it with Ctrl+C.
 The server flags are those of `modelplane serve` (see `modelplane serve -h`)."""
 _FETCH_DESCRIPTION = """\
 Download a model to DEST, as the operator's storage initializer does: file://,
-pvc://<claim>/<path>, an http(s):// archive (tar.gz, zip) or Keras file, or
-demo:// (the bundled demo model). Archives are extracted safely, and DEST ends up
-complete or untouched. Credentials: MODELPLANE_STORAGE_BEARER_TOKEN, or
-MODELPLANE_STORAGE_USERNAME and MODELPLANE_STORAGE_PASSWORD."""
+pvc://<claim>/<path>, an http(s):// archive (tar.gz, zip) or Keras file, s3://,
+gs://, az://, or demo:// (the bundled demo model). Archives are extracted safely,
+and DEST ends up complete or untouched. HTTP credentials:
+MODELPLANE_STORAGE_BEARER_TOKEN, or MODELPLANE_STORAGE_USERNAME and _PASSWORD;
+object stores use their SDK's standard variables and default credential chain."""
 
 
 def _server_flags(name_default: str) -> list[tuple[str, str, dict[str, Any]]]:
@@ -90,6 +92,9 @@ def _server_flags(name_default: str) -> list[tuple[str, str, dict[str, Any]]]:
         ("--labels", "model_labels", {"metavar": "LABELS", "help": text(
             "model_labels", "names for served versions, like stable=1,canary=2",
             default=False)}),
+        ("--poll-seconds", "poll_seconds", {"type": float, "metavar": "S", "help": text(
+            "poll_seconds", "look for new and removed version folders this often and serve "
+            "them without a restart; 0 reads the repository at start only")}),
         ("--max-batch-size", "max_batch_size", {"type": int, "metavar": "ROWS", "help": text(
             "max_batch_size", "most rows merged into one model call; 1 turns batching off")}),
         ("--max-latency-ms", "max_latency_ms", {"type": float, "metavar": "MS", "help": text(
@@ -152,7 +157,15 @@ def _settings_from(args: argparse.Namespace, **extra: object) -> RuntimeSettings
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings_from(args, model_path=Path(args.path))  # bad flags fail fast
+    from modelplane_runtime.storage.uri import is_object_store_uri
+
+    if is_object_store_uri(args.path):
+        # Served from a local copy that follows the remote repository (mirror.py).
+        from modelplane_runtime.mirror import cache_folder
+
+        settings = _settings_from(args, model_uri=args.path, model_path=cache_folder(args.path))
+    else:
+        settings = _settings_from(args, model_path=Path(args.path))  # bad flags fail fast
     from modelplane_runtime.server.process import serve
 
     return serve(settings)
@@ -204,7 +217,8 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     name_rule = ("PATH's last part without .keras/.h5, its parent's for a bare version folder "
                  "(./mymodel/1 -> mymodel)")
     flags = _add_server_flags(serve, name_rule)
-    serve.set_defaults(func=_cmd_serve, flags={"model_path": "PATH", **flags})
+    serve.set_defaults(func=_cmd_serve,
+                       flags={"model_path": "PATH", "model_uri": "PATH", **flags})
 
     demo = sub.add_parser(
         "demo", help="build the bundled demo model and serve it",
@@ -220,7 +234,7 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
         description=_FETCH_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fetch.add_argument("uri", metavar="URI",
-                       help="file://, pvc://, http(s):// archive or Keras file, or demo://")
+                       help="file://, pvc://, http(s)://, s3://, gs://, az://, or demo://")
     fetch.add_argument("dest", metavar="DEST", help="destination folder")
     fetch.set_defaults(func=_cmd_fetch)
 

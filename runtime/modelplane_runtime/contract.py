@@ -55,6 +55,14 @@ METRIC_BATCH_SIZE: Final = "modelplane_batch_size"
 """Histogram of rows per model call; labels: model."""
 METRIC_MODEL_LOAD: Final = "modelplane_model_load_seconds"
 """Gauge of seconds the last load of each model version took; labels: model, version."""
+METRIC_MODEL_VERSION_STATE: Final = "modelplane_model_version_state"
+"""Gauge, 1 for each listed version's current state; labels: model, version, state
+(LOADING, AVAILABLE, UNLOADING, END: TF Serving's names)."""
+METRIC_MODEL_LOAD_FAILURES: Final = "modelplane_model_load_failures_total"
+"""Counter of versions that failed to load; labels: model."""
+METRIC_REPOSITORY_POLLS: Final = "modelplane_repository_polls_total"
+"""Counter of looks at the model repository for new versions (``--poll-seconds``); labels:
+model. Stalls if polling stopped."""
 
 PVC_MOUNT_ROOT: Final = "/mnt/pvc"
 """A ``pvc://<claim>/<path>`` model is mounted read-only at ``<PVC_MOUNT_ROOT>/<claim>``."""

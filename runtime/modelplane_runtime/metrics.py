@@ -148,6 +148,26 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="max",  # the slowest worker's load
         )
+        self._version_state = Gauge(
+            contract.METRIC_MODEL_VERSION_STATE,
+            "1 for each listed model version's state (LOADING, AVAILABLE, UNLOADING, END).",
+            ("model", "version", "state"),
+            registry=self.registry,
+            multiprocess_mode="livemax",  # every live worker serves the same versions
+        )
+        self._version_labels: set[tuple[str, str, str]] = set()
+        self._polls = Counter(
+            contract.METRIC_REPOSITORY_POLLS,
+            "Looks at the model repository for new and removed versions.",
+            ("model",),
+            registry=self.registry,
+        )
+        self._load_failures = Counter(
+            contract.METRIC_MODEL_LOAD_FAILURES,
+            "Model versions that failed to load.",
+            ("model",),
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, int], tuple[Gauge, Counter, Histogram]] = {}
         self._in_flight_children: dict[str, Gauge] = {}
 
@@ -187,6 +207,27 @@ class Metrics:
     def observe_load(self, model: str, version: int, seconds: float) -> None:
         """Loading ``model`` version ``version`` took ``seconds`` (InferenceObserver)."""
         self._model_load.labels(model, str(version)).set(seconds)
+
+    def observe_versions(self, model: str, states: dict[int, str]) -> None:
+        """The state of every listed version, after a change (InferenceObserver).
+
+        States a version no longer has drop to 0 rather than vanish: prometheus_client's
+        multiprocess files (``--workers``) cannot forget a label set.
+        """
+        current = {(model, str(version), state) for version, state in states.items()}
+        for labels in self._version_labels - current:
+            self._version_state.labels(*labels).set(0)
+        for labels in current:
+            self._version_state.labels(*labels).set(1)
+        self._version_labels |= current
+
+    def observe_load_failure(self, model: str, version: int) -> None:
+        """A version failed to load (InferenceObserver)."""
+        self._load_failures.labels(model).inc()
+
+    def observe_poll(self, model: str) -> None:
+        """The repository was looked at for new versions (InferenceObserver)."""
+        self._polls.labels(model).inc()
 
     def render(self) -> bytes:
         """The registry in Prometheus' text exposition format (summed over workers)."""

@@ -82,6 +82,12 @@ class RuntimeSettings(BaseSettings):
     """Version policy as TF Serving names it: `latest`, `latest:N`, `all`, or a list `1,3`."""
     model_labels: str = ""
     """Version labels, e.g. `stable=1,canary=2`; each must name a served version."""
+    model_uri: str = ""
+    """A remote repository (s3://, gs://, az:// or Azure https://) that ``model_path``
+    follows: with ``poll_seconds``, new versions there are copied in and served."""
+    poll_seconds: float = Field(default=0.0, ge=0)
+    """Look for new and removed version folders this often, and serve them without a
+    restart (0: read the repository at start only)."""
     signature_name: str = "serving_default"
     """Signature used when a request names none."""
 
@@ -144,7 +150,8 @@ class RuntimeSettings(BaseSettings):
 
     @property
     def served_name(self) -> str:
-        """The model name used in URLs: ``model_name``, else the name of ``model_path``.
+        """The model name used in URLs: ``model_name``, else the last part of ``model_uri``
+        (a remote repository) or ``model_path``.
 
         A Keras file loses its extension (``model.keras`` -> ``model``); a bare version folder
         (``mymodel/1``) is named after its parent (``mymodel``), since a model named ``1``
@@ -152,10 +159,16 @@ class RuntimeSettings(BaseSettings):
         """
         if self.model_name:
             return self.model_name
-        path = self.model_path
-        if _number(path.name):
-            path = path.absolute().parent
-        stem = path.name
+        if self.model_uri:  # the repository's last path segment, as for a local folder
+            segments = self.model_uri.split("?", 1)[0].rstrip("/").split("/")
+            stem = segments[-1]
+            if _number(stem) and len(segments) > 3:  # s3://bucket/mymodel/1 -> mymodel
+                stem = segments[-2]
+        else:
+            path = self.model_path
+            if _number(path.name):
+                path = path.absolute().parent
+            stem = path.name
         for suffix in (".keras", ".h5"):
             stem = stem.removesuffix(suffix)
         return stem or "model"

@@ -128,6 +128,8 @@ class Batcher:
         self._idle.set()
         self._window_expired = False
         self._reason = AT_ONCE
+        self.enqueued = 0
+        """Requests queued so far (a version being retired watches it stop moving)."""
         self.model_calls = 0
         """Model calls made (merged calls, lone calls and retries)."""
         self.merged_calls = 0
@@ -182,6 +184,7 @@ class Batcher:
         if queue is None:
             queue = self._queues[key] = deque()
         queue.append(request)
+        self.enqueued += 1
         self._queued += 1
         self._queued_rows += rows
         self._kick(loop)
@@ -191,6 +194,11 @@ class Batcher:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._loop
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no call running."""
+        return not self._busy and not self._queued
 
     async def close(self) -> None:
         """Refuse new requests, fail queued ones, wait for the running call, stop the thread."""

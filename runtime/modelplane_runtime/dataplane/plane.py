@@ -14,25 +14,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import numpy as np
 
 from modelplane_runtime import contract, errors
-from modelplane_runtime.dataplane.batching import Batcher, BatchObserver, Runner, Waiter
+from modelplane_runtime.dataplane.batching import Batcher, BatchObserver, Waiter
 from modelplane_runtime.dataplane.cpus import available_cpus
-from modelplane_runtime.dataplane.model import LoadedModel, load_model
 from modelplane_runtime.dataplane.processing import (
     ProcessingConfig,
-    Processor,
-    build_processor,
     parse_config,
-    read_config,
 )
-from modelplane_runtime.dataplane.repository import Repository, VersionSource, open_repository
+from modelplane_runtime.dataplane.repository import VersionSource, open_repository, scan
 from modelplane_runtime.dataplane.validation import validate_inputs
+from modelplane_runtime.dataplane.versions import (
+    AVAILABLE,
+    END,
+    LOADING,
+    UNLOADING,
+    Fingerprint,
+    ServedVersion,
+    fingerprints,
+    plan_changes,
+    prepare,
+    runner,
+)
 from modelplane_runtime.settings import RuntimeSettings
 from modelplane_runtime.signature import (
     SignatureChoice,
@@ -43,7 +50,9 @@ from modelplane_runtime.signature import (
 
 log = logging.getLogger(__name__)
 
-START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
+RETIRE_QUIET_S = 2.0
+"""A retiring version is unloaded once no request arrived for it for this long."""
+
 
 
 class InferenceObserver(Protocol):
@@ -55,22 +64,14 @@ class InferenceObserver(Protocol):
     def observe_load(self, model: str, version: int, seconds: float) -> None:
         """A version loaded (and warmed up) in ``seconds``."""
 
+    def observe_versions(self, model: str, states: dict[int, str]) -> None:
+        """The state of every listed version, after a change (TF Serving's vocabulary)."""
 
-@dataclass
-class _Version:
-    number: int
-    source: VersionSource
-    state: str = START
-    error: str = ""
-    model: LoadedModel | None = None
-    signatures: dict[str, SignatureSpec] = field(default_factory=dict)
-    """What clients see: the model's signatures with processing applied."""
-    model_inputs: dict[str, SignatureSpec] = field(default_factory=dict)
-    """The model's own signatures (for batching decisions)."""
-    processors: dict[str, Processor] = field(default_factory=dict)
-    mergeable: dict[str, bool] = field(default_factory=dict)
-    """Per signature: every model input has a batch dimension, so requests can merge."""
-    batcher: Batcher | None = None
+    def observe_load_failure(self, model: str, version: int) -> None:
+        """A version failed to load (its error is in the model's status)."""
+
+    def observe_poll(self, model: str) -> None:
+        """The repository was looked at for new versions."""
 
 
 class DataPlane:
@@ -82,17 +83,26 @@ class DataPlane:
         *,
         observer: InferenceObserver | None = None,
         cpus: int | None = None,
+        on_change: Callable[[], None] | None = None,
+        before_scan: Callable[[], None] | None = None,
     ) -> None:
+        """``on_change`` runs after versions were loaded or unloaded while serving;
+        ``before_scan`` (in a worker thread) before each look at the repository (mirror.py)."""
         self._settings = settings
         self._cpus = available_cpus() if cpus is None else cpus
         self._observer = observer
+        self._on_change = on_change
+        self._before_scan = before_scan
         self._name = settings.served_name
-        self._versions: dict[int, _Version] = {}
+        self._versions: dict[int, ServedVersion] = {}
         self._labels: dict[str, int] = {}
-        self._repository: Repository | None = None
         self._override: ProcessingConfig | None = None
         self._closed = False
         self._newest: int | None = None  # the newest AVAILABLE version (the default one)
+        self._seen: dict[int, Fingerprint] = {}  # each version's files at the last poll
+        self._changing = asyncio.Lock()  # one refresh, load or unload at a time
+        self._unloaded = False  # unloaded through the repository API: polls load nothing
+        self._scan_problem = ""  # why the last look at the repository failed, if it did
 
     # Lifecycle.
 
@@ -102,10 +112,11 @@ class DataPlane:
         if self._settings.processing.strip():
             override = parse_config(self._settings.processing, contract.ENV_PROCESSING)
         self._override = override
+        if self._before_scan is not None:
+            await asyncio.to_thread(self._before_scan)
         repository = await asyncio.to_thread(open_repository, self._settings)
-        self._repository = repository
         self._labels = dict(repository.labels)
-        self._versions = {s.version: _Version(s.version, s) for s in repository.versions}
+        self._versions = {s.version: ServedVersion(s.version, s) for s in repository.versions}
         for version in self._versions.values():
             await self._load_version(version)
         failed = [v for v in self._versions.values() if v.state == END]
@@ -114,17 +125,19 @@ class DataPlane:
             reasons = "; ".join(v.error for v in failed)
             raise errors.ModelLoadError(f"model '{self._name}': no version loaded: {reasons}")
         for version in failed:
-            log.error(
-                "model %s version %d failed to load: %s", self._name, version.number, version.error
-            )
+            self._failed(version)
+        self._seen = await asyncio.to_thread(
+            fingerprints, {v.number: v.source for v in self._versions.values()}
+        )
+        for version in self._versions.values():
+            version.fingerprint = self._seen.get(version.number, ())
+        self._report()
 
-    async def _load_version(self, version: _Version) -> None:
+    async def _load_version(self, version: ServedVersion) -> None:
         version.state = LOADING
         start = time.perf_counter()
         try:
-            model, processors = await asyncio.to_thread(
-                _prepare, version.source, self._override
-            )
+            model, processors = await asyncio.to_thread(prepare, version.source, self._override)
         except errors.ModelLoadError as exc:
             version.state, version.error = END, str(exc)
             return
@@ -141,7 +154,7 @@ class DataPlane:
             for name, spec in model.signatures.items()
         }
         version.batcher = Batcher(
-            _runner(model, processors),
+            runner(model, processors),
             max_batch_size=self._settings.max_batch_size,
             max_latency_ms=self._settings.max_latency_ms,
             name=f"{self._name}-v{version.number}",
@@ -178,6 +191,139 @@ class DataPlane:
                 version.model = None
             version.state = END
 
+    # Versions over time (see versions.py).
+
+    async def poll(self, interval_s: float) -> None:
+        """Look for new and removed versions every ``interval_s`` until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.refresh()
+            except Exception:  # a poll must never stop polling
+                log.exception("model %s: polling the repository failed", self._name)
+
+    async def refresh(self, *, settled_only: bool = True) -> None:
+        """One poll: load settled new versions the policy wants, retire those it left.
+
+        ``settled_only=False`` (an explicit load request) takes versions as they are now.
+        """
+        async with self._changing:
+            if self._closed or self._unloaded:
+                return
+            await self._refresh(settled_only)
+
+    async def _refresh(self, settled_only: bool) -> None:
+        base = self._settings.model_path
+        if self._before_scan is not None:
+            await asyncio.to_thread(self._before_scan)
+        try:
+            found = await asyncio.to_thread(scan, base, self._settings.model_format)
+        except errors.ModelLoadError as exc:
+            # Gone or empty (a volume remounting, every version deleted): keep serving.
+            # Said once, not at every poll.
+            if str(exc) != self._scan_problem:
+                log.warning("model %s: %s; still serving what is loaded", self._name, exc)
+            self._scan_problem = str(exc)
+            self._looked()
+            return
+        self._scan_problem = ""
+        sources = {v: s for v, s in found.items() if isinstance(s, VersionSource)}
+        prints = await asyncio.to_thread(fingerprints, sources)
+        self._looked()
+        settled = {v for v, p in prints.items() if not settled_only or self._seen.get(v) == p}
+        self._seen = prints
+        plan = plan_changes(
+            found, settled, prints, self._versions, self._settings.model_versions,
+            self._settings.model_version,
+        )
+        for number in plan.forget:
+            del self._versions[number]
+        for source in plan.load:
+            version = ServedVersion(source.version, source, fingerprint=prints[source.version])
+            self._versions[source.version] = version
+            await self._load_version(version)
+            if version.state == END:
+                self._failed(version)
+        if plan.retire and any(
+            v.state == AVAILABLE for n, v in self._versions.items() if n not in plan.retire
+        ):
+            # Only once something the policy wants serves: a version that failed to load
+            # never replaces a working one.
+            await asyncio.gather(*(self._retire(self._versions[n]) for n in plan.retire))
+        if plan.load or plan.retire or plan.forget:
+            self._report()
+            self._changed()
+
+    async def unload_all(self) -> None:
+        """Retire every version (the repository API's unload); polls load nothing after."""
+        async with self._changing:
+            self._unloaded = True
+            serving = [v for v in self._versions.values() if v.state == AVAILABLE]
+            await asyncio.gather(*(self._retire(v) for v in serving))
+            self._versions = {n: v for n, v in self._versions.items() if v.state != END}
+            self._report()
+            self._changed()
+
+    async def load_now(self) -> None:
+        """Load what the policy wants from the repository now (the repository API's load)."""
+        async with self._changing:
+            self._unloaded = False
+            await self._refresh(settled_only=False)
+        if not self.ready:
+            reasons = "; ".join(v.error for v in self._versions.values() if v.error)
+            raise errors.InvalidInput(
+                f"failed to load model '{self._name}': {reasons or 'no version found'}"
+            )
+
+    async def _retire(self, version: ServedVersion) -> None:
+        """Stop routing to ``version``, let its last requests finish, then unload it."""
+        version.state = UNLOADING
+        self._refresh_newest()
+        batcher = version.batcher
+        if batcher is not None:
+            # Requests that resolved this version just before still arrive for a moment
+            # (a body being read or decoded): wait until none came for RETIRE_QUIET_S and
+            # none is queued or running, bounded by the drain timeout.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + max(self._settings.drain_timeout_s, RETIRE_QUIET_S)
+            seen, quiet_since = batcher.enqueued, loop.time()
+            while loop.time() < deadline:
+                await asyncio.sleep(RETIRE_QUIET_S / 4)
+                if batcher.enqueued != seen or not batcher.idle:
+                    seen, quiet_since = batcher.enqueued, loop.time()
+                elif loop.time() - quiet_since >= RETIRE_QUIET_S:
+                    break
+            await batcher.close()
+        version.batcher = None
+        if version.model is not None:
+            version.model.close()
+            version.model = None
+        del self._versions[version.number]
+        log.info("model %s version %d unloaded", self._name, version.number)
+
+    def _failed(self, version: ServedVersion) -> None:
+        log.error(
+            "model %s version %d failed to load: %s", self._name, version.number, version.error,
+            extra={"version": version.number},
+        )
+        if self._observer is not None:
+            self._observer.observe_load_failure(self._name, version.number)
+
+    def _looked(self) -> None:
+        # Counted once a look is complete: whatever changes after it, the next one sees.
+        if self._observer is not None:
+            self._observer.observe_poll(self._name)
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+    def _report(self) -> None:
+        if self._observer is not None:
+            self._observer.observe_versions(
+                self._name, {n: v.state for n, v in self._versions.items()}
+            )
+
     # Queries.
 
     @property
@@ -190,13 +336,15 @@ class DataPlane:
         return [self._name]
 
     def versions(self, name: str) -> list[VersionStatus]:
-        """Every selected version's state, newest first."""
+        """Every version's state (loaded, loading, retiring, or failed), newest first."""
         self._check_name(name)
-        labels = self._repository.labels_of if self._repository else (lambda _v: ())
         return [
-            VersionStatus(v.number, v.state, v.error, labels(v.number))
+            VersionStatus(v.number, v.state, v.error, self._labels_of(v.number))
             for v in sorted(self._versions.values(), key=lambda v: -v.number)
         ]
+
+    def _labels_of(self, version: int) -> tuple[str, ...]:
+        return tuple(sorted(label for label, v in self._labels.items() if v == version))
 
     def labels(self, name: str) -> dict[str, int]:
         """Version labels of a model (label -> version)."""
@@ -326,7 +474,7 @@ class DataPlane:
         if name != self._name:
             raise errors.ModelNotFound(f"model '{name}' not found (served: '{self._name}')")
 
-    def _available(self, name: str, version: int) -> _Version:
+    def _available(self, name: str, version: int) -> ServedVersion:
         self._check_name(name)
         state = self._versions.get(version)
         if state is None:
@@ -334,35 +482,9 @@ class DataPlane:
             raise errors.ModelNotFound(
                 f"model '{name}' has no version {version} (versions: {served})"
             )
-        if state.state != AVAILABLE or self._closed:
+        if not state.servable or self._closed:
             detail = f": {state.error}" if state.error else ""
             raise errors.ModelNotReady(
                 f"model '{name}' version {version} is {state.state}{detail}"
             )
         return state
-
-
-def _prepare(
-    source: VersionSource, override: ProcessingConfig | None
-) -> tuple[LoadedModel, dict[str, Processor]]:
-    """Load, build processing (the setting wins over the file), warm up (worker thread)."""
-    model = load_model(source)
-    processors: dict[str, Processor] = {}
-    processor = None
-    if override is not None:
-        processor = build_processor(override, model.signatures, contract.ENV_PROCESSING)
-    elif source.config is not None:
-        processor = build_processor(read_config(source.config), model.signatures, source.config)
-    if processor is not None:
-        processors[processor.signature] = processor
-    model.warm_up()
-    return model, processors
-
-
-def _runner(model: LoadedModel, processors: dict[str, Processor]) -> Runner:
-    def run(signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = model.call(signature, inputs)
-        processor = processors.get(signature)
-        return processor.postprocess(outputs) if processor is not None else outputs
-
-    return run

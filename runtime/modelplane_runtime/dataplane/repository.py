@@ -177,6 +177,21 @@ def select_versions(
     return sorted(set(wanted), reverse=True)
 
 
+def wanted_versions(usable: list[int], policy: str, pinned: int | None) -> list[int]:
+    """The policy applied to the versions there are, never an error: newest first.
+
+    As ``select_versions``, except that versions an explicit list or pin names but which are
+    not there yet are waited for (polling) rather than refused (start-up).
+    """
+    if pinned is not None:
+        return [pinned] if pinned in usable else []
+    text = policy.strip().lower()
+    if text in ("", "all") or text.startswith("latest"):
+        return select_versions(usable, policy) if usable else []
+    listed = {int(part) for part in text.split(",") if part.strip().isdigit()}
+    return sorted(listed & set(usable), reverse=True)
+
+
 def parse_labels(text: str, served: list[int]) -> dict[str, int]:
     """``stable=1,canary=2`` -> ``{"stable": 1, "canary": 2}``; each must name a served version."""
     labels: dict[str, int] = {}

@@ -9,6 +9,7 @@ validation errors are rewritten to the same shape.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
 import logging
@@ -56,7 +57,15 @@ def create_app(
     if dataplane is None:
         from modelplane_runtime.dataplane.plane import DataPlane
 
-        dataplane = DataPlane(settings, observer=metrics)
+        mirror = None
+        if settings.model_uri:
+            from modelplane_runtime.mirror import Mirror
+
+            mirror = Mirror(settings)
+        dataplane = DataPlane(
+            settings, observer=metrics, on_change=_refreeze,
+            before_scan=mirror.sync if mirror is not None else None,
+        )
     auth = None
     if settings.auth_tokens_dir is not None:
         # Raises AuthConfigError (a clear start-up failure) for a missing or empty folder.
@@ -85,9 +94,16 @@ def create_app(
         gc.collect()
         gc.freeze()
         logger.info("models loaded", extra={"models": sorted(runtime.served)})
+        polling = None
+        if settings.poll_seconds > 0:
+            polling = asyncio.create_task(runtime.dataplane.poll(settings.poll_seconds))
         try:
             yield
         finally:
+            if polling is not None:
+                polling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await polling
             try:
                 # Bounded: a model call that never returns must not keep the process alive
                 # past its drain (the server exits anyway; see server.serve).
@@ -174,6 +190,17 @@ class HotEndpoint:
         if route is None:  # cannot happen: match parses these routes' paths exactly
             raise RuntimeError(f"no hot route for {scope['method']} {scope['path']}")
         await self.hot(route, scope, receive, send)
+
+
+def _refreeze() -> None:
+    """After versions changed while serving: collect the unloaded ones, freeze the new ones.
+
+    One full collection per version change (the frozen objects are walked once), so a
+    retired model's cycles are freed and the new model's objects are not rescanned.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _without_native_telemetry() -> dict[str, Any]:

@@ -19,7 +19,12 @@ from modelplane_runtime.rules import version_number
 from modelplane_runtime.serving import Runtime
 
 SERVER_NAME = "modelplane"
-EXTENSIONS = ("binary_tensor_data",)
+EXTENSIONS = ("binary_tensor_data", "model_repository")
+_REPOSITORY_STATES = {
+    "START": "LOADING", "LOADING": "LOADING", "AVAILABLE": "READY", "UNLOADING": "UNLOADING",
+    "END": "UNAVAILABLE",
+}
+"""TF Serving's version states as the repository extension names them (Triton's)."""
 PLATFORM = "tensorflow"
 
 
@@ -63,8 +68,33 @@ def routes(runtime: Runtime, infer: ASGIApp) -> list[Route]:
         is_ready = runtime.ready
         return json_response({"name": name, "ready": is_ready}, 200 if is_ready else 503)
 
+    async def repository_index(request: Request) -> Response:
+        # The model repository extension (Triton's and KServe's): one model per process.
+        name = runtime.settings.served_name
+        versions = dataplane.versions(name)
+        if not versions:
+            return json_response([{"name": name, "state": "UNAVAILABLE", "reason": "unloaded"}])
+        return json_response([
+            {"name": name, "version": str(v.version), "state": _REPOSITORY_STATES[v.state],
+             "reason": v.error}
+            for v in versions
+        ])
+
+    async def repository_load(request: Request) -> Response:
+        dataplane.versions(request.path_params["name"])  # 404 for another name
+        await dataplane.load_now()
+        return json_response({})
+
+    async def repository_unload(request: Request) -> Response:
+        dataplane.versions(request.path_params["name"])
+        await dataplane.unload_all()
+        return json_response({})
+
     table = [
         Route("/v2", server_metadata, methods=["GET"]),
+        Route("/v2/repository/index", repository_index, methods=["POST"]),
+        Route("/v2/repository/models/{name}/load", repository_load, methods=["POST"]),
+        Route("/v2/repository/models/{name}/unload", repository_unload, methods=["POST"]),
         Route(contract.LIVE_PATH, live, methods=["GET"]),
         Route(contract.READY_PATH, ready, methods=["GET"]),
     ]

@@ -134,10 +134,12 @@ def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = No
     url = public_url(str(host), int(port), "https" if tls else "http")
     try:
         # The path's layout, before any worker or TensorFlow starts: a missing, empty or
-        # model-less path is the user's to fix, said in one line (no traceback).
+        # model-less path is the user's to fix, said in one line (no traceback). A remote
+        # repository's copy is made in the lifespan (mirror.py).
         from modelplane_runtime.dataplane.repository import open_repository
 
-        open_repository(settings)
+        if not settings.model_uri:
+            open_repository(settings)
     except ModelLoadError as exc:
         logger.error("%s", exc, extra={"path": str(settings.model_path)})
         sock.close()

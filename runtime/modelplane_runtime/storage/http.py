@@ -6,6 +6,7 @@ Credentials come from the environment (see settings.py), never from the URI:
 header follows redirects only within the same origin (scheme, host, port), as browsers and
 ``requests`` do, so a redirect to a CDN or presigned URL never receives it.
 
+A JSON progress line goes out every ``MODELPLANE_STORAGE_PROGRESS_S`` seconds (progress.py).
 Connection errors, timeouts, truncated bodies, 5xx and 429 are retried with exponential
 backoff and jitter (honouring ``Retry-After``); other 4xx are not, since asking again
 cannot help, and neither is an untrusted certificate (``SSL_CERT_FILE`` names the CA
@@ -36,6 +37,7 @@ from modelplane_runtime import __version__
 from modelplane_runtime.storage.archive import extract
 from modelplane_runtime.storage.content import Kind, classify
 from modelplane_runtime.storage.errors import StorageError
+from modelplane_runtime.storage.progress import Progress
 from modelplane_runtime.storage.settings import ENV_PREFIX, StorageSettings
 from modelplane_runtime.storage.uri import HttpURI, redact_url
 
@@ -145,6 +147,7 @@ def _attempt(
     target: Path,
     settings: StorageSettings,
     auth: str | None,
+    progress: Progress,
 ) -> Download:
     request = urllib.request.Request(uri.url, headers={"User-Agent": _USER_AGENT})
     if auth:
@@ -177,10 +180,12 @@ def _attempt(
                 f"({ENV_PREFIX}MAX_DOWNLOAD_BYTES)"
             )
         received = 0
+        progress.total_bytes = expected or 0
         try:
             with target.open("wb") as sink:
                 while chunk := response.read(_CHUNK):
                     received += len(chunk)
+                    progress.add(len(chunk))
                     if received > limit:
                         raise StorageError(
                             f"GET {shown}: download passed the limit of {limit} bytes "
@@ -205,14 +210,27 @@ def download(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Download:
     """Download ``uri`` to the file ``target``, retrying transient failures."""
+    progress = Progress(uri.redacted, 0, 1, interval_s=settings.progress_s)
+    with progress:
+        return _download(uri, target, settings, sleep, progress)
+
+
+def _download(
+    uri: HttpURI,
+    target: Path,
+    settings: StorageSettings,
+    sleep: Callable[[float], None],
+    progress: Progress,
+) -> Download:
     auth = authorization(settings)
     opener = urllib.request.build_opener(_SameOriginAuthRedirect(auth))
     attempts = settings.retries + 1
     for attempt in range(1, attempts + 1):
         try:
             started = time.monotonic()
-            result = _attempt(opener, uri, target, settings, auth)
+            result = _attempt(opener, uri, target, settings, auth, progress)
         except _Transient as exc:
+            progress.restart()  # the next attempt starts from zero
             if attempt == attempts:
                 raise StorageError(f"{exc.message} (gave up after {attempts} attempts)") from None
             delay = min(settings.backoff_s * 2 ** (attempt - 1), settings.max_backoff_s)
@@ -225,8 +243,13 @@ def download(
                 os.unlink(target)
             sleep(delay)
             continue
-        log.info("downloaded %s (%d bytes) in %.1fs", uri.redacted, result.size,
-                 time.monotonic() - started)
+        elapsed = max(time.monotonic() - started, 1e-9)
+        progress.file_done()
+        fields = progress.snapshot().fields(uri.redacted)
+        fields.update(event="fetch_done", bytes_per_second=round(result.size / elapsed),
+                      eta_seconds=0.0, elapsed_seconds=round(elapsed, 2))
+        log.info("downloaded %s (%d bytes) in %.1fs", uri.redacted, result.size, elapsed,
+                 extra=fields)
         return result
     raise AssertionError("unreachable")  # the loop returns or raises
 

@@ -1,13 +1,14 @@
 """Settings of the storage initializer, read from ``MODELPLANE_STORAGE_*`` variables.
 
 The operator fills the credential variables from ``model.credentialsSecret``; everything
-else has a default that suits an init container.
+else has a default that suits an init container. Object store credentials are the clouds'
+own variables (credentials.py, `uri.CREDENTIAL_VARIABLES`), not settings.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,7 @@ ENV_BEARER_TOKEN: Final = ENV_PREFIX + "BEARER_TOKEN"
 ENV_USERNAME: Final = ENV_PREFIX + "USERNAME"
 ENV_PASSWORD: Final = ENV_PREFIX + "PASSWORD"
 
+MiB: Final = 1024**2
 GiB: Final = 1024**3
 
 
@@ -55,6 +57,22 @@ class StorageSettings(BaseSettings):
     """Unpacked size below which the ratio is not checked."""
     max_members: int = Field(default=100_000, ge=1)
     """Most entries an archive may have."""
+
+    concurrency: int = Field(default=8, ge=1, le=64)
+    """Parallel requests to an object store: files, and parts of large files, at once."""
+    part_size_bytes: int = Field(default=16 * MiB, ge=64 * 1024, le=GiB)
+    """Large objects are fetched in ranges of this size, in parallel and resumable."""
+    progress_s: float = Field(default=5.0, gt=0, le=3600)
+    """Seconds between progress lines while downloading from an object store."""
+    verify_checksums: bool = True
+    """Check each object's MD5/CRC32C against the store's; off for stores whose ETags are
+    not content checksums."""
+    credentials_dir: Path | None = None
+    """A folder of files named after the credential variables (a mounted Secret)."""
+    anonymous: bool = False
+    """Send unsigned requests without looking for credentials (public buckets)."""
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    """``auto``: path-style when ``AWS_ENDPOINT_URL`` is set (MinIO, Ceph), else virtual."""
 
     pvc_root: Path = Path(contract.PVC_MOUNT_ROOT)
     """Where ``pvc://<claim>/...`` claims are mounted (``<pvc_root>/<claim>``)."""

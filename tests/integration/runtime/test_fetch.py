@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import logging
 import os
 import shutil
 import ssl
@@ -166,6 +167,18 @@ def test_tar_gz_archive_is_fetched_and_unpacked(
     fetch(url, dest, settings=settings())
     assert files(dest) == files(model_dir)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["models"]
+
+
+def test_download_reports_its_size_and_rate(
+    server: ModelServer, model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = tar_gz(model_dir)
+    url = server.route("/m.tar.gz", Reply(500), Reply(body=body))
+    with caplog.at_level(logging.INFO, logger="modelplane.storage"):
+        fetch(url, tmp_path / "models", settings=settings())
+    (done,) = [r for r in caplog.records if getattr(r, "event", None) == "fetch_done"]
+    assert (done.bytes, done.total_bytes, done.files) == (len(body), len(body), 1)
+    assert done.bytes_per_second > 0
 
 
 def test_zip_archive_is_fetched_and_unpacked(
@@ -531,7 +544,7 @@ def test_cli_fetch_succeeds(server: ModelServer, model_dir: Path, tmp_path: Path
     ("route", "uri_suffix", "message"),
     [
         ("/missing.tar.gz", "/missing.tar.gz", "HTTP 404 Not Found"),
-        (None, "s3://bucket/m", "'s3://' is not supported yet"),
+        (None, "s3://Bad_Bucket/m", "'Bad_Bucket' is not a valid bucket name"),
         (None, "ftp://host/m", "'ftp://' is unknown"),
     ],
 )
@@ -546,9 +559,9 @@ def test_cli_fetch_failure_exits_non_zero_with_the_message(
 
 
 def test_cli_fetch_failure_is_one_line_on_stderr(tmp_path: Path) -> None:
-    done = run_cli("s3://bucket/m", str(tmp_path / "models"))
+    done = run_cli("gs://x/m", str(tmp_path / "models"))
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "modelplane: model URI scheme 's3://' is not supported yet; use file://, pvc:// or "
-        "http(s):// (for example a presigned URL to an archive)"
+        "modelplane: model URI 'gs://x/m': 'x' is not a valid bucket name (3-63 lower-case "
+        "letters, digits, '-', '.' and '_')"
     ]

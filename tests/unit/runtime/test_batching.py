@@ -38,6 +38,15 @@ class Recorder:
     def observe_load(self, model: str, version: int, seconds: float) -> None:
         self.loads.append((model, version))
 
+    def observe_versions(self, model: str, states: dict[int, str]) -> None:
+        self.states = dict(states)
+
+    def observe_load_failure(self, model: str, version: int) -> None:
+        raise AssertionError(f"{model} version {version} failed to load")
+
+    def observe_poll(self, model: str) -> None:
+        raise AssertionError("these planes do not poll")
+
 
 @asynccontextmanager
 async def plane(

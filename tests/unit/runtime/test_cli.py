@@ -137,7 +137,8 @@ def test_serve_help_describes_the_command_and_how_the_name_is_chosen(
     [("--max-batch-size", "max_batch_size"), ("--max-latency-ms", "max_latency_ms"),
      ("--max-body-bytes", "max_body_bytes"), ("--max-rows-per-request", "max_rows_per_request"),
      ("--request-timeout-s", "request_timeout_s"), ("--drain-timeout-s", "drain_timeout_s"),
-     ("--workers", "workers"), ("--port", "port"), ("--log-level", "log_level")],
+     ("--workers", "workers"), ("--port", "port"), ("--log-level", "log_level"),
+     ("--poll-seconds", "poll_seconds")],
 )
 def test_help_shows_each_default_and_variable_as_the_settings_define_them(
     flag: str, field: str, capsys: pytest.CaptureFixture[str]

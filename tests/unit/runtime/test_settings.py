@@ -44,6 +44,17 @@ def test_a_relative_version_folder_is_named_after_the_current_folder(
     assert RuntimeSettings(model_path=Path("3")).served_name == "mymodel"
 
 
+@pytest.mark.parametrize(
+    ("uri", "name"),
+    [("s3://bucket/models/mymodel", "mymodel"), ("s3://bucket/models/mymodel/", "mymodel"),
+     ("gs://bucket/mymodel/3", "mymodel"), ("s3://bucket", "bucket"),
+     ("https://acct.blob.core.windows.net/c/mymodel/1?sv=x&sig=y", "mymodel")],
+)
+def test_a_remote_repository_is_named_the_same_way(uri: str, name: str) -> None:
+    settings = RuntimeSettings(model_uri=uri, model_path=Path("/cache/abc123"))
+    assert settings.served_name == name
+
+
 def test_a_given_name_wins() -> None:
     assert RuntimeSettings(model_path=Path("m/1"), model_name="mine").served_name == "mine"
 

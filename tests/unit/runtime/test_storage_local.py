@@ -174,7 +174,7 @@ def test_modes_are_readable_whatever_the_umask(tmp_path: Path, packed: bool) -> 
     ("uri", "message"),
     [
         ("file:///definitely/not/here", "/definitely/not/here does not exist"),
-        ("s3://bucket/model", "'s3://' is not supported yet"),
+        ("s3://Bucket_/model", "'Bucket_' is not a valid bucket name"),
     ],
 )
 def test_bad_sources_are_clear_errors(tmp_path: Path, uri: str, message: str) -> None:
