@@ -95,6 +95,16 @@ def panels() -> list[dict[str, Any]]:
          [(f"max by ({BY}, version) ({contract.METRIC_MODEL_LOAD}{{{SEL}}})",
            f"{md} v{{{{version}}}}")],
          "Seconds the last load of each model version took."),
+        ("Model versions", "short",
+         [(f"max by ({BY}, version, state) ({contract.METRIC_MODEL_VERSION_STATE}{{{SEL}}}) == 1",
+           f"{md} v{{{{version}}}} {{{{state}}}}")],
+         "The state of each listed version (AVAILABLE, LOADING, UNLOADING, END = failed)."),
+        ("Repository polls and load failures", "short",
+         [(f"sum by ({BY}) ({_rate(contract.METRIC_REPOSITORY_POLLS)})", f"polls/s {md}"),
+          (f"sum by ({BY}) (increase({contract.METRIC_MODEL_LOAD_FAILURES}{{{SEL}}}[1h]))",
+           f"failed loads (1h) {md}")],
+         "With --poll-seconds: looks at the repository per second (flat zero: polling "
+         "stopped) and versions that failed to load."),
     ]
     return [
         _panel(i + 1, title, unit, targets, (i % 2) * 12, (i // 2) * 8, desc)

@@ -1,19 +1,29 @@
 """Child processes of the benchmark: the emulated API server and the operator under test.
 
 Each is started with ``subprocess.Popen`` (its own process group, logs to a file) and ended
-by its pid with SIGTERM, then SIGKILL after a grace period. Memory and CPU come from
+by its pid with SIGTERM (``tests.fixtures.processes.stop_process``: a process that
+overstays the grace period is killed and the run fails). Memory and CPU come from
 ``/proc/<pid>``: VmHWM is the kernel's record of the peak RSS, so no sampling can miss it.
+
+Why the benchmark reaches into ``tests/``: the API server it runs is the test suite's
+emulator (``python -m tests.fixtures.apiserver``), the one ``tests/integration/emulator``
+checks against the documented API server, so the numbers describe the operator against
+exactly what its tests run against; a copy outside ``tests/`` would drift from that. The
+waiting and process helpers come from ``tests/fixtures`` for the same reason: one way to
+wait and to stop a process in the repository. ``pyproject.toml`` makes the repository
+root importable for pytest; run the benchmark from the root (``python -m bench.operator``).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.fixtures.polling import eventually
+from tests.fixtures.processes import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = REPO / ".tools" / "bin" / "kubectl"
@@ -49,15 +59,8 @@ class Proc:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within ``grace_s``."""
-        if not self.alive():
-            return
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+        """SIGTERM; killed (and the run fails) if it has not exited within ``grace_s``."""
+        stop_process(self.popen, deadline_s=grace_s, logs=self.tail, what=str(self.log.stem))
 
     def tail(self, lines: int = 20) -> str:
         """The end of its log, for error messages."""
@@ -77,12 +80,16 @@ def start_emulator(workdir: Path, timeout_s: float = 30.0) -> tuple[Proc, str, P
     port_file, kubeconfig = workdir / "port", workdir / "kubeconfig"
     proc = start([sys.executable, "-m", "tests.fixtures.apiserver", "--port-file",
                   str(port_file), "--kubeconfig", str(kubeconfig)], workdir / "apiserver.log")
-    deadline = time.monotonic() + timeout_s
-    while not port_file.exists():
-        if not proc.alive() or time.monotonic() > deadline:
-            proc.stop()
-            raise RuntimeError(f"the emulator did not start:\n{proc.tail()}")
-        time.sleep(0.05)
+    def listening() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"the emulator exited:\n{proc.tail()}")
+        return port_file.exists()
+
+    try:
+        eventually(listening, timeout=timeout_s, interval=0.05, what="the emulator's port file")
+    except BaseException:
+        proc.stop()
+        raise
     return proc, f"http://127.0.0.1:{port_file.read_text().strip()}", kubeconfig
 
 

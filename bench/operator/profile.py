@@ -24,7 +24,7 @@ BUCKETS = (
     ("kopf status PATCH", "patch_and_check ("),
     ("kopf per-object machinery (causes, diff-base, kwargs)", "process_resource_event ("),
     ("own child/Pod watchers (JSON, cache, child_event)", "Watcher.run ("),
-    ("status refreshes", "Controller.refresh_status ("),
+    ("status refreshes", "StatusReporter.refresh ("),
     ("kopf watch streams", "watch_objs ("),
     ("request body writes (aiohttp, loopback send)", "ClientRequest.write_bytes ("),
 )

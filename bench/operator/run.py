@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.operator.api import Api, Counts, Progress
 from bench.operator.process import Proc, apply_crd, operator_argv, start, start_emulator
+from tests.fixtures.polling import eventually_async
 
 CHILD_KINDS = {"modelplane": ("deployments", "services", "poddisruptionbudgets"),
                "floor": ("deployments",)}
@@ -75,18 +76,18 @@ async def _converge(api: Api, names: list[str], kinds: tuple[str, ...], timeout_
     try:
         if create:
             await api.create_many(names)
-        deadline = time.monotonic() + timeout_s
-        while not progress.converged:
+
+        def converged() -> bool:
             for task in watches:
                 if task.done():
                     task.result()  # a failed watch raises here instead of timing out
             if not proc.alive():
                 raise RuntimeError(f"the operator exited:\n{proc.tail()}")
-            if time.monotonic() > deadline:
-                missing = len(progress.expected) - len(progress.done_at)
-                raise TimeoutError(f"{missing} of {len(names)} objects not converged "
-                                   f"after {timeout_s:.0f} s")
-            await asyncio.sleep(0.02)
+            return progress.converged
+
+        # Polled every 20 ms: the resolution of converge_s.
+        await eventually_async(converged, timeout=timeout_s, interval=0.02,
+                               what=f"all {len(names)} objects to converge")
         return progress
     finally:
         stop.set()
@@ -96,15 +97,23 @@ async def _converge(api: Api, names: list[str], kinds: tuple[str, ...], timeout_
 
 
 async def _settle(api: Api) -> Counts:
-    """Counters once no request has arrived for SETTLE_QUIET_S (or after SETTLE_MAX_S)."""
-    last, quiet_since, end = await api.metrics(), time.monotonic(), time.monotonic() + SETTLE_MAX_S
-    while time.monotonic() < end and time.monotonic() - quiet_since < SETTLE_QUIET_S:
-        await asyncio.sleep(0.25)
+    """Counters once no request has arrived for SETTLE_QUIET_S; an operator still sending
+    requests after SETTLE_MAX_S fails the run (an idle operator must be quiet)."""
+    def calls(counts: Counts) -> Counts:
+        return Counter({k: v for k, v in counts.items() if k[0] != "WATCH"})
+
+    last, quiet_since = await api.metrics(), time.monotonic()
+
+    async def quiet() -> Counts:
+        nonlocal last, quiet_since
         now = await api.metrics()
-        if {k: v for k, v in now.items() if k[0] != "WATCH"} != {
-                k: v for k, v in last.items() if k[0] != "WATCH"}:
+        if calls(now) != calls(last):
             last, quiet_since = now, time.monotonic()
-    return last
+        # An empty Counter is falsy: not settled yet.
+        return last if time.monotonic() - quiet_since >= SETTLE_QUIET_S else Counter()
+
+    return await eventually_async(quiet, timeout=SETTLE_MAX_S, interval=0.25,
+                                  what=f"no API request for {SETTLE_QUIET_S} s")
 
 
 async def _measure(contender: str, count: int, url: str, proc: Proc, emulator: Proc,

@@ -13,15 +13,17 @@ known to match without comparing anything.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
 
 from modelplane_operator.cache import Cache, ChildKey, Key, child_key, owner_of
 from modelplane_operator.diff import deep_merge, is_subset, removals
-from modelplane_operator.kube import ApiError, KubeClient, resource_path
+from modelplane_operator.kube import ApiError, KubeClient
+from modelplane_operator.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,11 @@ KEEP_PATHS = frozenset({"spec.replicas"})
 would make the API server default it to 1 and scale the model down until the HPA reacts."""
 
 Outcome = Literal["created", "patched", "unchanged"]
+
+CLEANUP_BACKOFF = Backoff(first_s=0.5, max_s=30.0)
+"""Between attempts to delete a deleted owner's child."""
+MAX_REJECTION_CHARS = 1000
+"""The ChildRejected message quotes the API server; its answer is cut to this length."""
 
 _IDENTITY = frozenset({"apiVersion", "kind"})
 _META_IDENTITY = frozenset({"name", "namespace"})
@@ -95,6 +102,21 @@ def apply_patch(desired: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str
     if is_subset(fields, live):
         return None
     return deep_merge(removals(last_applied(live), managed_fields(desired), KEEP_PATHS), fields)
+
+
+def _describe(manifest: Mapping[str, Any]) -> str:
+    return f"{manifest['kind']} {manifest['metadata']['name']}"
+
+
+def rejection_message(refused: Sequence[tuple[Mapping[str, Any], ApiError]],
+                      applied: Sequence[Mapping[str, Any]]) -> str:
+    """What the ChildRejected condition says: each refused child and the server's answer,
+    then the children that were applied (so that none is left unexplained)."""
+    parts = [f"the API server refused {_describe(m)}: {exc.status} {exc.reason}: "
+             f"{exc.message[:MAX_REJECTION_CHARS]}" for m, exc in refused]
+    if applied:
+        parts.append("applied: " + ", ".join(_describe(m) for m in applied))
+    return "; ".join(parts)
 
 
 class Applier:
@@ -157,7 +179,15 @@ class Applier:
         if patch is None:
             return "unchanged"
         log.info("patching %s %s/%s: %s", kind, namespace, name, sorted(patch))
-        patched = await self._client.merge_patch(api_version, kind, namespace, name, patch)
+        try:
+            patched = await self._client.merge_patch(api_version, kind, namespace, name, patch)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            # Deleted since the cache saw it (its DELETED event is on the way): create it.
+            self._cache.drop_child((kind, namespace, name))
+            self.forget((kind, namespace, name))
+            return await self.apply(desired)
         self._cache.put_child(patched)
         self._wrote(desired, patched)
         return "patched"
@@ -183,27 +213,50 @@ class Applier:
         """Delete the children that still name a deleted owner; returns their kinds.
 
         On a real cluster the garbage collector does this through the ownerReferences;
-        doing it too makes deletion prompt and works where no collector runs. A child is
-        re-read and deleted with uid and resourceVersion preconditions, so one that was
-        orphaned meanwhile (``kubectl delete --cascade=orphan`` strips its ownerReference
-        before the owner goes) is never deleted.
+        doing it too makes deletion prompt and works where no collector runs. Each child is
+        deleted in its own retry loop until it is gone (see ``_delete_child``).
         """
-        deleted = []
-        for child in self._cache.owned_children(key, uid):
-            kind, namespace, name = child_key(child)
-            self.forget((kind, namespace, name))
+        children = self._cache.owned_children(key, uid)
+        results = await asyncio.gather(*(self._delete_child(c, key, uid) for c in children))
+        return [str(child["kind"]) for child, done in zip(children, results, strict=True)
+                if done]
+
+    async def _delete_child(self, child: Mapping[str, Any], key: Key, uid: str) -> bool:
+        """Delete one child of a deleted owner, retrying until it is gone; True if we did.
+
+        The child is re-read and deleted with uid and resourceVersion preconditions, so one
+        that was orphaned meanwhile (``kubectl delete --cascade=orphan`` strips its
+        ownerReference before the owner goes) is never deleted; a 409 means it changed
+        since the read: read it again and decide again.
+        """
+        kind, namespace, name = child_key(child)
+        api_version = str(child["apiVersion"])
+        self.forget((kind, namespace, name))
+        attempt = 0
+        while True:
             try:
-                live = await self._client.get(str(child["apiVersion"]), kind, namespace, name)
+                live = await self._client.get(api_version, kind, namespace, name)
                 if owner_of(live) != (key, uid):
-                    continue
+                    log.info("%s %s/%s no longer belongs to the deleted %s/%s; kept",
+                             kind, namespace, name, *key)
+                    return False
                 meta = live["metadata"]
-                path = resource_path(str(child["apiVersion"]), kind, namespace, name)
-                await self._client.request("DELETE", path, body={
-                    "propagationPolicy": "Background",
-                    "preconditions": {"uid": meta.get("uid"),
-                                      "resourceVersion": meta.get("resourceVersion")}})
-                deleted.append(kind)
+                await self._client.delete(api_version, kind, namespace, name, preconditions={
+                    "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")})
+                return True
             except ApiError as exc:
-                if exc.status not in (404, 409):
-                    log.warning("could not delete %s %s/%s: %s", kind, namespace, name, exc)
-        return deleted
+                if exc.status == 404:
+                    return False  # gone already (the garbage collector, or a person)
+                if exc.status == 409 and attempt == 0:
+                    log.info("%s %s/%s changed while being deleted; reading it again",
+                             kind, namespace, name)
+                    attempt += 1
+                    continue
+                if exc.status == 403 and not exc.repeatable:
+                    log.info("not deleting %s %s/%s: %s", kind, namespace, name, exc)
+                    return False  # the namespace is going, and everything in it
+                delay = CLEANUP_BACKOFF.delay(attempt, exc.retry_after)
+                attempt += 1
+                log.warning("could not delete %s %s/%s (%s); again in %.1fs",
+                            kind, namespace, name, exc, delay)
+                await asyncio.sleep(delay)

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modelplane_operator.builders.defaults import DEFAULT_RUNTIME_IMAGE
+
 CRD_FILE = "manifests/crd/modelplane.io_modeldeployments.yaml"
 """Where ``crd --write`` puts the CRD, relative to the repository (crd.CRD_PATH, as text so
 that registering the command imports nothing)."""
-DEFAULT_RUNTIME_IMAGE = "ghcr.io/modelplane/runtime:0.1.0"
-"""Runtime image ``render`` uses when neither the spec nor --runtime-image names one."""
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 """ownerReference uid of a file that has none (the API server sets the real one)."""
 
@@ -97,7 +97,7 @@ def _read_inputs(names: list[str]) -> list[tuple[str, str]]:
 def _cmd_render(args: argparse.Namespace) -> int:
     import yaml
 
-    from modelplane_operator.builders.document import dump_all
+    from modelplane_operator.builders.document import dump_all, load_all
     from modelplane_operator.builders.render import RenderDefaults, render
     from modelplane_operator.spec import API_VERSION, KIND, InvalidSpec
 
@@ -105,7 +105,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     try:
         for name, text in _read_inputs(args.files):
             try:
-                documents = list(yaml.safe_load_all(text))
+                documents = load_all(text)  # as kubectl reads it (YAML 1.1: y is true)
             except yaml.YAMLError as exc:
                 return _fail(f"{name} is not valid YAML: {exc}")
             objects += [(name, doc) for doc in documents

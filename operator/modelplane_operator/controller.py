@@ -5,9 +5,13 @@ kopf delivers events (handlers.py); this class decides what they mean:
 - a ModelDeployment created, changed or resumed -> validate, render the children, apply
   them (unchanged children are not written), prune children no longer rendered, and return
   the status change for kopf to write together with its own bookkeeping (one request);
-- a child changed or deleted by someone else (seen by watch.py) -> re-apply that child;
-- a Deployment or Pod changed -> recompute the status, write it only if it differs;
-- every ``scrape_interval_s`` -> scrape ready pods, update ``status.load`` of each.
+  a child the API server refuses is reported (``ChildRejected``) instead of half-applied
+  in silence;
+- a child changed, deleted or stripped of its ownerReference by someone else (seen by
+  watch.py) -> re-apply that child, retrying until it is back;
+- a ModelDeployment deleted -> delete its children, retrying until they are gone;
+- a Deployment or Pod changed -> recompute the status; reporter.py writes it if it differs;
+- every ``scrape_interval_s`` -> scrape ready pods, recompute every status (a resync).
 """
 
 from __future__ import annotations
@@ -19,32 +23,37 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
-
-from modelplane_operator.apply import Applier, apply_patch, with_last_applied
-from modelplane_operator.builders.labels import MANAGED_BY, SELECTOR_LABEL, selector_string
+from modelplane_operator.apply import (
+    Applier,
+    apply_patch,
+    rejection_message,
+    with_last_applied,
+)
+from modelplane_operator.builders.labels import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    SELECTOR_LABEL,
+    managed_selector,
+    selector_string,
+)
 from modelplane_operator.builders.owner import Owner
-from modelplane_operator.builders.render import RenderDefaults, render_spec
+from modelplane_operator.builders.render import CHILD_KINDS, RenderDefaults, render_spec
 from modelplane_operator.builders.service import service_url
-from modelplane_operator.cache import Cache, Key, child_key, key_of, owner_of
-from modelplane_operator.events import EventPoster, transitions
+from modelplane_operator.cache import Cache, ChildKey, Key, child_key, key_of, owner_of
+from modelplane_operator.events import EventPoster
 from modelplane_operator.kube import ApiError, KubeClient
 from modelplane_operator.metrics import OperatorMetrics
+from modelplane_operator.repair import Repairer
+from modelplane_operator.reporter import StatusReporter
 from modelplane_operator.scrape import LoadTracker, Scraper
 from modelplane_operator.settings import OperatorSettings
-from modelplane_operator.spec import (
-    API_VERSION,
-    KIND,
-    InvalidSpec,
-    ModelDeploymentSpec,
-    validate_spec,
-)
+from modelplane_operator.spec import InvalidSpec, ModelDeploymentSpec, validate_spec
 from modelplane_operator.status import (
-    OWNED_KEYS,
     Target,
     build_status,
+    desired_replicas,
     invalid_status,
-    status_patch,
+    rejected_status,
 )
 from modelplane_operator.watch import Watcher
 
@@ -52,16 +61,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
-MANAGED_LABEL = "app.kubernetes.io/managed-by"
-CHILD_KINDS = (
-    ("apps/v1", "Deployment"),
-    ("v1", "Service"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("policy/v1", "PodDisruptionBudget"),
-)
-"""Kinds of children rendered (builders/render.py), as the cache and the watches know them."""
-REFRESH_DELAY_S = 0.05
-"""Events for one object arriving within this window share one status refresh."""
 
 
 class SpecRejected(Exception):
@@ -96,13 +95,15 @@ class Controller:
         self._clock = clock
         self._rendered: dict[Key, tuple[tuple[str, int], ModelDeploymentSpec,
                                         list[dict[str, Any]]]] = {}
-        self._written: dict[Key, dict[str, Any]] = {}
         self._observed: dict[Key, int] = {}
         self._invalid: dict[Key, str] = {}
-        self._locks: dict[Key, asyncio.Lock] = {}
+        self._rejected: dict[Key, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._refresh_pending: set[Key] = set()
         self._loads = LoadTracker(scraper)
+        self.status = StatusReporter(client, self.cache, self._events, metrics,
+                                     self._wanted_status, clock, self._spawn)
+        self._repairs = Repairer(self._applier, self._events, metrics, self._wanted_child,
+                                 clock)
 
     # ---- rendering ----------------------------------------------------------------------
 
@@ -127,39 +128,58 @@ class Controller:
         """Converge the children to the spec; returns the status patch (may be empty).
 
         Raises SpecRejected for an invalid spec (after creating nothing) and ApiError when
-        the API server refuses or fails; the caller decides about retries.
+        the API server failed; the caller decides about retries. Children the API server
+        refused are reported in the status (``ChildRejected``) and retried every
+        ``refused_retry_s`` by the controller itself, so kopf counts the change as handled
+        and the next spec change is handled at once.
         """
+        key = key_of(md)
+        try:
+            await self._converge(md, trigger)
+        except InvalidSpec as exc:
+            raise SpecRejected(str(exc), await self._hand(key, md)) from exc
+        return await self._hand(key, md)
+
+    async def _converge(self, md: Mapping[str, Any], trigger: str) -> None:
         started = time.monotonic()
         key = key_of(md)
         self.cache.put_md(md)
         generation = int(md.get("metadata", {}).get("generation") or 0)
         try:
             try:
-                spec, manifests = self.render(md)
+                _, manifests = self.render(md)
             except InvalidSpec as exc:
                 self._invalid[key] = str(exc)
                 self._observed[key] = generation
-                wanted = invalid_status(message=str(exc), generation=generation,
-                                        previous=self._current_status(key, md), now=self._clock())
                 self.metrics.errors.labels("invalid_spec").inc()
                 self.metrics.reconciles.labels(trigger, "invalid").inc()
-                raise SpecRejected(str(exc), self._status_change(key, md, wanted)) from exc
+                raise
             self._invalid.pop(key, None)
             results = await asyncio.gather(
                 *(self._applier.apply(m) for m in manifests), return_exceptions=True
             )
+            refused: list[tuple[Mapping[str, Any], ApiError]] = []
             for manifest, result in zip(manifests, results, strict=True):
-                if isinstance(result, BaseException):
+                if isinstance(result, ApiError) and result.refused:
+                    refused.append((manifest, result))
+                elif isinstance(result, BaseException):
                     raise result
-                if result != "unchanged":
+                elif result != "unchanged":
                     self.metrics.child_writes.labels(manifest["kind"], result).inc()
             await self._prune(key, md, manifests)
             self._observed[key] = generation
-            async with self._lock(key):
-                wanted = self._compute_status(key, md, spec, manifests, generation)
-                patch = self._status_change(key, md, wanted)
+            if refused:
+                applied = [m for m, r in zip(manifests, results, strict=True)
+                           if not isinstance(r, BaseException)]
+                message = rejection_message(refused, applied)
+                self._rejected[key] = message
+                self.metrics.errors.labels("child_rejected").inc()
+                self.metrics.reconciles.labels(trigger, "rejected").inc()
+                log.warning("%s/%s: %s", *key, message)
+                self._retry_refused(key, generation)
+                return
+            self._rejected.pop(key, None)
             self.metrics.reconciles.labels(trigger, "ok").inc()
-            return patch
         except ApiError:
             self.metrics.errors.labels("api").inc()
             self.metrics.reconciles.labels(trigger, "error").inc()
@@ -167,22 +187,47 @@ class Controller:
         finally:
             self.metrics.duration.observe(time.monotonic() - started)
 
+    def _retry_refused(self, key: Key, generation: int) -> None:
+        async def retry() -> None:
+            md = self.cache.mds.get(key)
+            if md is None or key not in self._rejected or int(
+                    md.get("metadata", {}).get("generation") or 0) != generation:
+                return  # gone, accepted meanwhile, or changed (kopf handles the change)
+            try:
+                await self._converge(md, "retry")
+            except ApiError as exc:
+                log.warning("retrying the refused children of %s/%s failed: %s", *key, exc)
+                self._retry_refused(key, generation)
+            except InvalidSpec:
+                pass  # the spec changed under us: kopf reconciles the new one
+            await self.status.refresh(key)
+
+        asyncio.get_running_loop().call_later(self.settings.refused_retry_s,
+                                              lambda: self._spawn(retry()))
+
+    async def _hand(self, key: Key, md: Mapping[str, Any]) -> dict[str, Any]:
+        async with self.status.lock(key):
+            wanted = self._wanted_status(key, md, self.status.current(key, md))
+            return {} if wanted is None else self.status.hand(key, md, wanted)
+
     def md_seen(self, event_type: str | None, md: Mapping[str, Any]) -> None:
-        """Track a ModelDeployment from a watch event."""
+        """Track a ModelDeployment from a watch event (kopf's); deletion starts the cleanup."""
         key = key_of(md)
         if event_type == "DELETED":
             self.cache.drop_md(key)
             self._loads.forget(key)
-            for store in (self._rendered, self._written, self._observed, self._invalid,
-                          self._locks):
+            self.status.forget(key)
+            for store in (self._rendered, self._observed, self._invalid, self._rejected):
                 store.pop(key, None)  # type: ignore[attr-defined]
+            self._spawn(self._delete_children(md))
         else:
             self.cache.put_md(md)
+            self.status.seen(key)
         self.metrics.managed.set(len(self.cache.mds))
 
-    async def md_deleted(self, md: Mapping[str, Any]) -> None:
-        """Delete the children that still name the deleted ModelDeployment as their owner
-        (see Applier.delete_owned: the garbage collector does it on a real cluster too)."""
+    async def _delete_children(self, md: Mapping[str, Any]) -> None:
+        # Delete the children that still name the deleted ModelDeployment as their owner
+        # (see Applier.delete_owned: the garbage collector does it on a real cluster too).
         key, uid = key_of(md), str(md.get("metadata", {}).get("uid", ""))
         for kind in await self._applier.delete_owned(key, uid):
             self.metrics.child_writes.labels(kind, "deleted").inc()
@@ -200,7 +245,7 @@ class Controller:
 
     def watchers(self, namespaces: tuple[str, ...]) -> list[Watcher]:
         """LIST+WATCH streams feeding the cache: every child kind and the runtime Pods."""
-        kinds = [(api_version, kind, f"{MANAGED_LABEL}={MANAGED_BY}", self.child_event)
+        kinds = [(api_version, kind, managed_selector(), self.child_event)
                  for api_version, kind in CHILD_KINDS]
         kinds.append(("v1", "Pod", SELECTOR_LABEL, self.pod_event))
         return [
@@ -215,6 +260,43 @@ class Controller:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _owner(self, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The live, valid ModelDeployment a child belongs to: by its controller reference,
+        or, when someone stripped that, by the labels the operator put on it."""
+        owner = owner_of(body)
+        if owner is not None:
+            md_key, uid = owner
+        else:
+            labels = body.get("metadata", {}).get("labels") or {}
+            name = labels.get(SELECTOR_LABEL)
+            if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or not name:
+                return None
+            md_key, uid = (key_of(body)[0], str(name)), None
+        md = self.cache.mds.get(md_key)
+        if md is None:
+            return None
+        meta = md.get("metadata", {})
+        if (uid is not None and meta.get("uid") != uid) or meta.get("deletionTimestamp") or (
+                md_key in self._invalid):
+            return None  # another object's, being deleted, or invalid: leave it alone
+        return md
+
+    def _desired(self, md: Mapping[str, Any], ck: ChildKey) -> dict[str, Any] | None:
+        try:
+            _, manifests = self.render(md)
+        except InvalidSpec:
+            return None
+        return next((m for m in manifests if child_key(m) == ck), None)
+
+    def _wanted_child(self, md_key: Key, ck: ChildKey,
+                      ) -> tuple[Mapping[str, Any], dict[str, Any]] | None:
+        md = self.cache.mds.get(md_key)
+        if md is None or md_key in self._invalid or md.get("metadata", {}).get(
+                "deletionTimestamp"):
+            return None
+        desired = self._desired(md, ck)
+        return None if desired is None else (md, desired)
+
     def child_event(self, event_type: str, body: dict[str, Any]) -> None:
         """A child changed or was deleted: restore it if it no longer matches the spec.
 
@@ -226,108 +308,61 @@ class Controller:
             self._applier.forget(ck)
         elif not self.cache.put_child(body):
             return  # older than what our own write returned
-        owner = owner_of(body)
-        if owner is None:
+        md = self._owner(body)
+        if md is None:
             return
-        md_key, uid = owner
-        md = self.cache.mds.get(md_key)
-        if (md is None or md.get("metadata", {}).get("uid") != uid
-                or md.get("metadata", {}).get("deletionTimestamp") or md_key in self._invalid):
-            return  # ownerless, being deleted, or invalid: leave it to GC or to the user
-        try:
-            _, manifests = self.render(md)
-        except InvalidSpec:
-            return
-        desired = next((m for m in manifests if child_key(m) == ck), None)
+        desired = self._desired(md, ck)
         if desired is None:
             return
         if event_type == "DELETED" or (not self._applier.matches_own_write(desired, body)
                                        and apply_patch(desired, body) is not None):
-            self._spawn(self._restore(md, desired, "deleted" if event_type == "DELETED"
-                                      else "changed"))
+            self._repairs.request(key_of(md), ck,
+                                  "deleted" if event_type == "DELETED" else "changed")
         if ck[0] == "Deployment":
-            self.schedule_refresh(md_key)
-
-    async def _restore(self, md: Mapping[str, Any], desired: Mapping[str, Any],
-                       how: str) -> None:
-        ck = child_key(desired)
-        try:
-            outcome = await self._applier.apply(desired)
-        except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
-            self.metrics.errors.labels("api").inc()
-            # 403/404 while the namespace is being deleted are expected: nothing to restore.
-            status = exc.status if isinstance(exc, ApiError) else 0
-            level = logging.INFO if status in (403, 404) else logging.WARNING
-            log.log(level, "could not restore %s %s/%s: %s", *ck, exc)
-            return
-        if outcome != "unchanged":
-            self.metrics.child_writes.labels(ck[0], outcome).inc()
-            log.info("%s %s/%s was %s; restored", ck[0], ck[1], ck[2], how)
-            self._events.post(md, "Normal", "Restored",
-                              f"{ck[0]} {ck[2]} was {how} outside the operator; restored",
-                              self._clock())
+            self.status.schedule(key_of(md))
 
     def pod_event(self, event_type: str, body: dict[str, Any]) -> None:
         """A runtime Pod changed: replica health is part of the status."""
         md_key = self.cache.drop_pod(body) if event_type == "DELETED" else self.cache.put_pod(body)
         if md_key is not None:
-            self.schedule_refresh(md_key)
+            self.status.schedule(md_key)
 
     def schedule_refresh(self, key: Key) -> None:
-        """Refresh a status soon; a burst of events for one object gives one refresh."""
-        if key in self._refresh_pending:
-            return
-        self._refresh_pending.add(key)
-
-        async def refresh() -> None:
-            await asyncio.sleep(REFRESH_DELAY_S)
-            self._refresh_pending.discard(key)
-            await self.refresh_status(key)
-
-        self._spawn(refresh())
+        """Refresh a status soon (see StatusReporter.schedule)."""
+        self.status.schedule(key)
 
     # ---- status ----------------------------------------------------------------------------
 
-    def _lock(self, key: Key) -> asyncio.Lock:
-        return self._locks.setdefault(key, asyncio.Lock())
+    def _wanted_status(self, key: Key, md: Mapping[str, Any],
+                       current: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The status this object should have now, or None before its first reconcile."""
+        generation = self._observed.get(key)
+        if generation is None:
+            generation = (md.get("status") or {}).get("observedGeneration")
+        if generation is None:
+            return None
+        invalid = self._invalid.get(key)
+        if invalid is not None:
+            return invalid_status(message=invalid, generation=int(generation),
+                                  previous=current, now=self._clock())
+        try:
+            spec, manifests = self.render(md)
+        except InvalidSpec:
+            return None  # changed to an invalid spec: the reconcile reports it
+        status = self._compute_status(key, spec, manifests, int(generation), current)
+        rejected = self._rejected.get(key)
+        if rejected is not None:
+            status = rejected_status(status, message=rejected, generation=int(generation),
+                                     previous=current, now=self._clock())
+        return status
 
-    def _current_status(self, key: Key, md: Mapping[str, Any]) -> dict[str, Any]:
-        live = dict(md.get("status") or {})
-        return {**live, **self._written.get(key, {})}
-
-    def _status_change(self, key: Key, md: Mapping[str, Any],
-                       wanted: Mapping[str, Any]) -> dict[str, Any]:
-        current = self._current_status(key, md)
-        patch = status_patch(current, wanted)
-        if patch:
-            for kind, reason, message in transitions(current, wanted):
-                self._events.post(md, kind, reason, message, self._clock())
-            merged = {**current, **wanted}
-            self._written[key] = {k: v for k, v in merged.items()
-                                  if k in OWNED_KEYS and v is not None}
-        return patch
-
-    def _compute_status(self, key: Key, md: Mapping[str, Any], spec: ModelDeploymentSpec,
-                        manifests: list[dict[str, Any]], generation: int) -> dict[str, Any]:
+    def _compute_status(self, key: Key, spec: ModelDeploymentSpec,
+                        manifests: list[dict[str, Any]], generation: int,
+                        current: Mapping[str, Any]) -> dict[str, Any]:
         namespace, name = key
-        autoscaler_min = {
-            m["spec"]["scaleTargetRef"]["name"]: int(m["spec"].get("minReplicas", 1))
-            for m in manifests if m["kind"] == "HorizontalPodAutoscaler"
-        }
-        deployments: list[dict[str, Any] | None] = []
-        desired = 0
-        for manifest in manifests:
-            if manifest["kind"] != "Deployment":
-                continue
-            dep_name = manifest["metadata"]["name"]
-            live = self.cache.children.get(("Deployment", namespace, dep_name))
-            deployments.append(live)
-            replicas = (live or {}).get("spec", {}).get("replicas")
-            if replicas is None:
-                replicas = manifest["spec"].get("replicas")
-            if replicas is None:
-                replicas = autoscaler_min.get(dep_name, 1)
-            desired += int(replicas)
+        deployments = [self.cache.children.get(("Deployment", namespace, m["metadata"]["name"]))
+                       for m in manifests if m["kind"] == "Deployment"]
+        desired = desired_replicas(manifests, deployments)
         load, at = self._loads.load(key)
         target = Target(
             url=service_url(name, namespace, spec.tls is not None, self.defaults.cluster_domain),
@@ -337,45 +372,17 @@ class Controller:
         return build_status(
             generation=generation, target=target, deployments=deployments,
             pods=list(self.cache.pods.get(key, {}).values()), load=load, load_updated_at=at,
-            previous=self._current_status(key, md), now=self._clock(),
+            previous=current, now=self._clock(),
         )
 
     async def refresh_status(self, key: Key) -> bool:
-        """Recompute one status from the cache; write it if it changed. True if written."""
-        async with self._lock(key):
-            md = self.cache.mds.get(key)
-            if md is None or key in self._invalid or md.get("metadata", {}).get(
-                    "deletionTimestamp"):
-                return False
-            generation = self._observed.get(key)
-            if generation is None:
-                generation = (md.get("status") or {}).get("observedGeneration")
-            if generation is None:
-                return False  # never reconciled: the reconcile writes the first status
-            try:
-                spec, manifests = self.render(md)
-            except InvalidSpec:
-                return False
-            wanted = self._compute_status(key, md, spec, manifests, int(generation))
-            patch = self._status_change(key, md, wanted)
-            if not patch:
-                return False
-            try:
-                await self._client.merge_patch(API_VERSION, KIND, key[0], key[1],
-                                               {"status": patch}, subresource="status")
-            except ApiError as exc:
-                self._written.pop(key, None)  # unknown what stuck: compare with live next time
-                if exc.status != 404:
-                    self.metrics.errors.labels("api").inc()
-                    log.warning("could not write the status of %s/%s: %s", *key, exc)
-                return False
-            self.metrics.status_writes.inc()
-            return True
+        """Recompute one status from the cache; write it if it differs. True if written."""
+        return await self.status.refresh(key)
 
-    # ---- scraping ----------------------------------------------------------------------------
+    # ---- scraping, resync and health ---------------------------------------------------------
 
     async def scrape_round(self) -> None:
-        """Scrape every ready pod once and refresh every status."""
+        """Scrape every ready pod once and recompute every status (the periodic resync)."""
         answered, asked = await self._loads.round(self.cache.pods, self._clock())
         self.metrics.scrapes.labels("ok").inc(answered)
         self.metrics.scrapes.labels("failed").inc(asked - answered)
@@ -397,9 +404,31 @@ class Controller:
             self.metrics.rounds.inc()
             await asyncio.sleep(max(0.0, interval - (self.last_tick - started)))
 
+    def health_problems(self, watchers: list[Watcher],
+                        tasks: list[asyncio.Task[None]]) -> list[str]:
+        """Why the operator should be restarted, if it should: a stalled status loop, a
+        watch down for longer than ``unhealthy_after_s``, a background task that ended."""
+        problems = []
+        age = time.monotonic() - self.last_tick
+        if age > 3 * self.settings.scrape_interval_s + 30:
+            problems.append(f"the status loop has not run for {age:.0f}s")
+        limit = self.settings.unhealthy_after_s
+        for watcher in watchers:
+            down = watcher.failing_for()
+            if down > limit:
+                problems.append(f"the watch of {watcher.name} has failed for {down:.0f}s: "
+                                f"{watcher.last_error}")
+        for task in tasks:
+            if task.done():
+                problems.append(f"background task {task.get_name()} ended")
+        return problems
+
     async def close(self) -> None:
         """Stop background work and flush queued Events."""
-        for task in list(self._tasks):
+        self.status.close()
+        await self._repairs.close()
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._events.drain()

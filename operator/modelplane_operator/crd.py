@@ -1,11 +1,15 @@
-"""The ModelDeployment CustomResourceDefinition, generated from the pydantic models in spec.py.
+"""The ModelDeployment CustomResourceDefinition, generated from the pydantic models (spec.py,
+passthrough.py and status_schema.py).
 
 Kubernetes requires a *structural* OpenAPI v3 schema (apiextensions.k8s.io/v1): every node
 has a ``type``, no ``$ref``, no ``anyOf`` of types, no ``additionalProperties: false``,
 boolean ``exclusiveMinimum``. Pydantic writes JSON Schema 2020-12, so ``structural``
 converts: refs inlined, ``X | None`` becomes ``nullable: true``, free-form Kubernetes types
-keep ``x-kubernetes-preserve-unknown-fields`` (set on them in spec.py), and ``default``s are
-dropped so the API server stores what users wrote (spec.py decides what absence means).
+keep ``x-kubernetes-preserve-unknown-fields`` (set on them in passthrough.py), and
+``default``s are dropped so the API server stores what users wrote (spec.py decides what
+absence means). The models' bounds (lengths, counts, ranges, patterns) are kept, so a real
+API server refuses what the operator would (int-or-string quantities keep their string
+``pattern`` and ``maxLength`` and their integer ``maximum``).
 
 ``status.kopf`` is declared free-form: kopf keeps its diff base there (StatusDiffBaseStorage)
 and the API server would prune an undeclared field. ``modelplane crd --write`` writes the
@@ -26,8 +30,8 @@ from modelplane_operator.spec import (
     SINGULAR,
     VERSION,
     ModelDeploymentSpec,
-    ModelDeploymentStatus,
 )
+from modelplane_operator.status_schema import ModelDeploymentStatus
 
 CRD_PATH = Path("manifests/crd/modelplane.io_modeldeployments.yaml")
 """Where ``modelplane crd --write`` puts the CRD, relative to the repository root."""
@@ -38,7 +42,7 @@ HEADER = (
 
 _KEPT = (
     "description", "type", "format", "enum", "minimum", "maximum", "minLength", "maxLength",
-    "pattern", "minItems", "maxItems", "nullable",
+    "pattern", "minItems", "maxItems", "minProperties", "maxProperties", "nullable",
 )
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
@@ -101,8 +105,9 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         return inner
     if node.get("x-kubernetes-int-or-string"):
         out: dict[str, Any] = {"x-kubernetes-int-or-string": True}
-        if "description" in node:
-            out["description"] = node["description"]
+        for key in ("description", "maxLength", "pattern", "maximum"):
+            if key in node:
+                out[key] = node[key]
         return out
     if "type" not in node:
         raise SchemaError(f"schema node without a type: {node!r}")
@@ -225,7 +230,7 @@ def to_jsonschema(node: dict[str, Any]) -> dict[str, Any]:
     elif "type" in node:
         out["type"] = [node["type"], "null"] if node.get("nullable") else node["type"]
     for key in ("enum", "minimum", "maximum", "minLength", "maxLength", "pattern",
-                "minItems", "maxItems", "required"):
+                "minItems", "maxItems", "minProperties", "maxProperties", "required"):
         if key in node:
             out[key] = node[key]
     for bound, flag in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):

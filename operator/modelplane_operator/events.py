@@ -1,7 +1,8 @@
 """Kubernetes Events about ModelDeployments, for ``kubectl describe`` and ``kubectl get events``.
 
 kopf 1.45 posts none by default, so the operator posts the ones users act on: an invalid
-spec, condition transitions, and children restored after someone changed or deleted them.
+spec, a child the API server refused, condition transitions, and children restored after
+someone changed or deleted them.
 Posting never blocks or fails a reconcile: an Event that cannot be posted is logged.
 """
 
@@ -16,11 +17,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from modelplane_operator.kube import KubeClient, resource_path
-from modelplane_operator.status import condition_of, timestamp
+from modelplane_operator.status import CHILD_REJECTED, INVALID_SPEC, condition_of, timestamp
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "modelplane-operator"
+ANNOUNCED_REASONS = frozenset({INVALID_SPEC, CHILD_REJECTED})
+"""Ready reasons that get a Warning Event whenever their message changes."""
 EventType = Literal["Normal", "Warning"]
 
 
@@ -60,11 +63,13 @@ def transitions(
     """Events for conditions that changed between two statuses (none on the first status)."""
     out: list[tuple[EventType, str, str]] = []
     old_ready, new_ready = condition_of(old, "Ready"), condition_of(new, "Ready")
-    if new_ready is not None and new_ready.get("reason") == "InvalidSpec":
+    if new_ready is not None and new_ready.get("reason") in ANNOUNCED_REASONS:
+        # Something only a person can fix: say so once per distinct message.
         if old_ready is None or (old_ready.get("reason"), old_ready.get("message")) != (
             new_ready.get("reason"), new_ready.get("message")
         ):
-            out.append(("Warning", "InvalidSpec", str(new_ready.get("message", ""))))
+            reason = str(new_ready["reason"])
+            out.append(("Warning", reason, str(new_ready.get("message", ""))))
         return out
     if old_ready is not None and new_ready is not None:
         if old_ready.get("status") != "True" and new_ready.get("status") == "True":

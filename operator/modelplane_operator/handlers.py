@@ -3,23 +3,27 @@
 - An invalid spec is a ``kopf.PermanentError``: retrying cannot fix it, the next edit
   of the spec is a new change and is handled again.
 - API conflicts, throttling, server and network errors are ``kopf.TemporaryError`` with a
-  growing delay; any other API refusal (403 from RBAC, 422 from admission) is retried
-  slowly, since an administrator can fix it without touching the object.
+  growing delay (or the server's ``Retry-After``, when longer); a child the API server
+  refuses (422 from validation or admission, 403 from RBAC or quota) sets ``ChildRejected``
+  in the status and is retried slowly by the controller, since an administrator can fix
+  the cause without touching the object; for kopf the change counts as handled, so the
+  next spec change is handled at once. Other refusals are retried slowly by kopf.
 - Children and Pods are not watched through kopf (see watch.py): they only feed a cache.
 - Bodies are passed on as shallow copies: kopf never mutates a received body in place
   (a new event brings a new object), and the controller treats them as read-only.
 - No deletion handler: it would make kopf put a finalizer on every object (one more write
-  each). Children go with their owner through ownerReferences (see Controller.md_deleted).
+  each). Children go with their owner through ownerReferences, and the controller deletes
+  them too when it sees the deletion (Controller.md_seen), retrying until they are gone.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import kopf
 
-from modelplane_operator.controller import CHILD_KINDS, Controller, SpecRejected
+from modelplane_operator.builders.render import CHILD_KINDS
+from modelplane_operator.controller import Controller, SpecRejected
 from modelplane_operator.kube import ApiError, resource_tuple
 from modelplane_operator.spec import GROUP, PLURAL, VERSION
 
@@ -36,9 +40,10 @@ class InvalidSpecError(kopf.PermanentError):
     """The ModelDeployment's spec is invalid; the status and an Event say which field."""
 
 
-def retry_delay(retry: int) -> float:
-    """Exponential backoff for transient errors: 1, 2, 4 ... capped at 60 seconds."""
-    return float(min(SLOW_RETRY_S, 2 ** min(retry, 6)))
+def retry_delay(retry: int, retry_after: float | None = None) -> float:
+    """Exponential backoff for transient errors: 1, 2, 4 ... capped at 60 seconds; longer
+    when the API server asked for longer (``Retry-After``)."""
+    return max(float(min(SLOW_RETRY_S, 2 ** min(retry, 6))), retry_after or 0.0)
 
 
 def configure(settings: kopf.OperatorSettings, *, standalone: bool) -> None:
@@ -64,11 +69,8 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
                 patch.status[key] = value
             raise InvalidSpecError(str(exc)) from None
         except ApiError as exc:
-            delay = retry_delay(retry) if exc.transient else SLOW_RETRY_S
+            delay = retry_delay(retry, exc.retry_after) if exc.transient else SLOW_RETRY_S
             raise kopf.TemporaryError(str(exc), delay=delay) from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise kopf.TemporaryError(f"API server unreachable: {exc!r}",
-                                      delay=retry_delay(retry)) from exc
         for key, value in change.items():
             patch.status[key] = value
 
@@ -77,7 +79,4 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
     @kopf.on.event(*MODEL_DEPLOYMENTS, registry=registry)
     async def model_deployment_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        md = dict(body)
-        controller.md_seen(type, md)
-        if type == "DELETED":
-            await controller.md_deleted(md)
+        controller.md_seen(type, dict(body))

@@ -4,10 +4,18 @@ Credentials are loaded once at start-up (in-cluster service account, else the cu
 kubeconfig context) through the ``kubernetes`` package, which knows every kubeconfig
 form; the same credentials are handed to kopf so both talk to the same server as the
 same user. Requests go through one aiohttp session.
+
+Every call is retried where repeating it is safe and the failure is the server's or the
+network's (connection refused or reset, timeouts, 429, 5xx), a few times with backoff that
+honours ``Retry-After`` (retry.py); what still fails after that reaches the caller as an
+``ApiError``, so callers handle one exception type. A create whose answer was lost and that
+is sent again meets 409 AlreadyExists, a delete meets 404: callers treat both as done. A
+409 Conflict on a write is never retried here: the caller must read again first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import ssl
@@ -20,9 +28,17 @@ import aiohttp
 import orjson
 from prometheus_client import Counter
 
+from modelplane_operator.retry import Backoff, parse_retry_after
+
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "modelplane-operator"
+RETRIES = 4
+"""Extra attempts of one call after a transient failure (five in all, about 3 s of backoff
+unless the server asks for longer); callers retry further in their own loops."""
+BACKOFF = Backoff(first_s=0.2, max_s=5.0)
+UNREACHABLE = 0
+"""``ApiError.status`` when no HTTP answer came back (refused, reset, timed out)."""
 
 # Kinds the operator writes or reads, and where they live (plural, API group path).
 _RESOURCES: dict[tuple[str, str], str] = {
@@ -44,18 +60,37 @@ class CredentialsError(RuntimeError):
 
 
 class ApiError(Exception):
-    """The API server answered with an error status."""
+    """The API server answered with an error status, or could not be reached (status 0)."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
+    def __init__(self, status: int, reason: str, message: str,
+                 retry_after: float | None = None) -> None:
+        super().__init__(f"{status} {reason}: {message}" if status else f"{reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.retry_after = retry_after
+        """Seconds the server asked us to wait (``Retry-After``), if it did."""
 
     @property
     def transient(self) -> bool:
-        """Worth retrying: conflicts, throttling, server trouble."""
-        return self.status in (409, 429) or self.status >= 500
+        """Worth retrying soon: unreachable, conflicts, throttling, server trouble."""
+        return self.status in (UNREACHABLE, 409, 429) or self.status >= 500
+
+    @property
+    def repeatable(self) -> bool:
+        """The same request may simply be sent again (a 409 needs a fresh read first)."""
+        return self.status in (UNREACHABLE, 429) or self.status >= 500
+
+    @property
+    def refused(self) -> bool:
+        """The server refused the content (invalid, forbidden, too large): sending the same
+        request again cannot help until the spec, or a cluster policy, changes."""
+        return 400 <= self.status < 500 and self.status not in (404, 409, 410, 429)
+
+
+def unreachable(exc: BaseException) -> ApiError:
+    """An ``ApiError`` for a call that got no HTTP answer."""
+    return ApiError(UNREACHABLE, "Unreachable", f"{type(exc).__name__}: {exc}".rstrip(": "))
 
 
 @dataclass(frozen=True)
@@ -132,7 +167,7 @@ class KubeClient:
     """JSON in, JSON out; errors as ApiError. Counts its requests by verb."""
 
     def __init__(self, credentials: Credentials, session: aiohttp.ClientSession,
-                 requests: Counter | None = None) -> None:
+                 requests: Counter | None = None, retried: Counter | None = None) -> None:
         self._server = credentials.server
         self._session = session
         self._headers = {"Accept": "application/json", "User-Agent": FIELD_MANAGER}
@@ -152,33 +187,49 @@ class KubeClient:
                     context.load_cert_chain(credentials.cert_path, credentials.key_path)
                 self._ssl = context
         self._requests = requests
+        self._retried = retried
 
     async def request(self, method: str, path: str, *, body: Any = None,
                       content_type: str = "application/json",
-                      params: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """One API call; returns the decoded JSON body."""
+                      params: Mapping[str, str] | None = None,
+                      retries: int = RETRIES) -> dict[str, Any]:
+        """One API call, retried ``retries`` times on transient failures; the JSON answer."""
         url = self._server + path + (f"?{urlencode(params)}" if params else "")
         headers = dict(self._headers)
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
             data = orjson.dumps(body)
+        attempt = 0
+        while True:
+            try:
+                return await self._once(method, url, data, headers)
+            except ApiError as exc:
+                if not exc.repeatable or attempt >= retries:
+                    raise
+                delay = BACKOFF.delay(attempt, exc.retry_after)
+                log.debug("%s %s failed (%s); again in %.2fs", method, path, exc, delay)
+                if self._retried is not None:
+                    self._retried.labels(str(exc.status)).inc()
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    async def _once(self, method: str, url: str, data: bytes | None,
+                    headers: dict[str, str]) -> dict[str, Any]:
         if self._requests is not None:
             self._requests.labels(method.lower()).inc()
-        async with self._session.request(method, url, data=data, headers=headers,
-                                         ssl=self._ssl, auth=self._auth) as resp:
-            raw = await resp.read()
-            if resp.status >= 400:
-                text = raw.decode(errors="replace")
-                try:
-                    detail = orjson.loads(raw)
-                    reason = str(detail.get("reason", ""))
-                    message = str(detail.get("message", text))
-                except (ValueError, AttributeError):
-                    reason, message = resp.reason or "", text
-                raise ApiError(resp.status, reason, message)
-            result: dict[str, Any] = orjson.loads(raw) if raw else {}
-            return result
+        try:
+            async with self._session.request(method, url, data=data, headers=headers,
+                                             ssl=self._ssl, auth=self._auth) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise _error(resp, raw)
+                result: dict[str, Any] = orjson.loads(raw) if raw else {}
+                return result
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise unreachable(exc) from exc
+        except ValueError as exc:  # a body that is not JSON: a proxy's page, a cut answer
+            raise ApiError(UNREACHABLE, "BadResponse", str(exc)[:200]) from exc
 
     @contextlib.asynccontextmanager
     async def stream(self, path: str, params: Mapping[str, str],
@@ -188,12 +239,14 @@ class KubeClient:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_timeout_s)
         if self._requests is not None:
             self._requests.labels("watch").inc()
-        async with self._session.get(url, headers=self._headers, ssl=self._ssl, auth=self._auth,
-                                     timeout=timeout) as resp:
-            if resp.status >= 400:
-                text = await resp.text()
-                raise ApiError(resp.status, resp.reason or "", text)
-            yield resp
+        try:
+            async with self._session.get(url, headers=self._headers, ssl=self._ssl,
+                                         auth=self._auth, timeout=timeout) as resp:
+                if resp.status >= 400:
+                    raise _error(resp, await resp.read())
+                yield resp
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise unreachable(exc) from exc
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
         """Read one object."""
@@ -215,7 +268,28 @@ class KubeClient:
                                   content_type="application/merge-patch+json",
                                   params={"fieldManager": FIELD_MANAGER})
 
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        """Delete an object (background propagation: its own dependents go to the GC)."""
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str,
+                     preconditions: Mapping[str, str] | None = None) -> None:
+        """Delete an object (background propagation: its own dependents go to the GC).
+
+        ``preconditions`` (uid, resourceVersion) make the server answer 409 instead of
+        deleting an object that changed since it was read.
+        """
         path = resource_path(api_version, kind, namespace, name)
-        await self.request("DELETE", path, body={"propagationPolicy": "Background"})
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if preconditions:
+            body["preconditions"] = dict(preconditions)
+        await self.request("DELETE", path, body=body)
+
+
+def _error(resp: aiohttp.ClientResponse, raw: bytes) -> ApiError:
+    """The ApiError for an error answer (a metav1.Status body when the API server wrote it)."""
+    text = raw.decode(errors="replace")
+    try:
+        detail = orjson.loads(raw)
+        reason = str(detail.get("reason", ""))
+        message = str(detail.get("message", text))
+    except (ValueError, AttributeError):
+        reason, message = resp.reason or "", text
+    return ApiError(resp.status, reason, message[:2000],
+                    parse_retry_after(resp.headers.get("Retry-After")))

@@ -107,7 +107,7 @@ async def run(settings: OperatorSettings) -> None:
     metrics = OperatorMetrics()
     api_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     scrape_session = aiohttp.ClientSession()
-    client = KubeClient(credentials, api_session, metrics.api_requests)
+    client = KubeClient(credentials, api_session, metrics.api_requests, metrics.api_retries)
     scraper = Scraper(scrape_session, port=settings.scrape_port,
                       timeout_s=settings.scrape_timeout_s,
                       concurrency=settings.scrape_concurrency)
@@ -115,16 +115,17 @@ async def run(settings: OperatorSettings) -> None:
     registry = kopf.OperatorRegistry()
     handlers.register(registry, controller)
     background: list[asyncio.Task[None]] = []
-    runner = web.AppRunner(health_app(metrics, lambda: controller.last_tick,
-                                      max_age_s=3 * settings.scrape_interval_s + 30))
+    watchers = controller.watchers(settings.namespaces)
+    runner = web.AppRunner(health_app(
+        metrics, lambda: controller.health_problems(watchers, background)))
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         handlers.configure(settings, standalone=config.standalone)
         # Children and Pods are listed before kopf resumes anything: after a restart every
         # resume then finds its children in the cache instead of paying a 409 and a GET.
-        watchers = controller.watchers(config.namespaces)
-        background.extend(asyncio.create_task(w.run()) for w in watchers)
+        background.extend(asyncio.create_task(w.run(), name=f"watch of {w.name}")
+                          for w in watchers)
         try:
             await asyncio.wait_for(asyncio.gather(*(w.listed.wait() for w in watchers)),
                                    timeout=30)
@@ -135,7 +136,7 @@ async def run(settings: OperatorSettings) -> None:
         await site.start()
         for server in runner.addresses:
             log.info("health and metrics on http://%s:%s", *server[:2])
-        background.append(asyncio.create_task(controller.run_scrapes()))
+        background.append(asyncio.create_task(controller.run_scrapes(), name="status loop"))
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:

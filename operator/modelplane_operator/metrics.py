@@ -6,7 +6,6 @@ operators in one test process never share counters.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -46,6 +45,11 @@ class OperatorMetrics:
             "modelplane_operator_api_requests_total",
             "Requests the operator's own client sent to the API server (kopf's excluded).",
             ["verb"], registry=self.registry)
+        self.api_retries = Counter(
+            "modelplane_operator_api_retries_total",
+            "Requests the operator's own client sent again after a transient failure, by "
+            "the failure's HTTP status (0: no answer).",
+            ["code"], registry=self.registry)
         self.rounds = Counter(
             "modelplane_operator_status_rounds_total",
             "Rounds of the status timer (scrape every ready pod, refresh every status).",
@@ -56,14 +60,17 @@ class OperatorMetrics:
             ["result"], registry=self.registry)
 
 
-def health_app(metrics: OperatorMetrics, last_tick: Callable[[], float],
-               max_age_s: float) -> web.Application:
-    """``/healthz`` is 200 while the status loop has ticked within ``max_age_s``."""
+def health_app(metrics: OperatorMetrics, problems: Callable[[], list[str]]) -> web.Application:
+    """``/healthz`` is 200 while ``problems()`` finds none, else 503 naming them.
+
+    The liveness probe restarts an operator that stays unhealthy: one whose status loop
+    stalled, or whose watches have been failing for longer than the configured limit.
+    """
 
     async def healthz(_: web.Request) -> web.Response:
-        age = time.monotonic() - last_tick()
-        if age > max_age_s:
-            return web.json_response({"status": "stalled", "since_s": round(age, 1)}, status=503)
+        found = problems()
+        if found:
+            return web.json_response({"status": "unhealthy", "problems": found}, status=503)
         return web.json_response({"status": "ok"})
 
     async def scrape(_: web.Request) -> web.Response:

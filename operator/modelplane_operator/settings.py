@@ -12,10 +12,10 @@ from modelplane_runtime import contract
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from modelplane_operator.builders.defaults import DEFAULT_RUNTIME_IMAGE
+
 ENV_PREFIX = "MODELPLANE_OPERATOR_"
 LogLevel = Literal["error", "warning", "info", "debug"]
-
-DEFAULT_RUNTIME_IMAGE = "ghcr.io/modelplane/runtime:0.1.0"
 
 
 class SettingsError(ValueError):
@@ -52,6 +52,13 @@ class OperatorSettings(BaseSettings):
     """Port of /healthz (liveness) and /metrics (the operator's own metrics); 0 picks one."""
     standalone: bool = False
     """Run without kopf peering (no coordination between operator replicas)."""
+    refused_retry_s: float = Field(default=60.0, gt=0, le=3600)
+    """How often children the API server refused (``ChildRejected``) are tried again while
+    the spec stays the same (a quota or policy may have changed); a spec change retries
+    at once."""
+    unhealthy_after_s: float = Field(default=60.0, gt=0, le=3600)
+    """``/healthz`` fails once a watch has been failing this long (the liveness probe then
+    restarts an operator that can no longer see its children or pods)."""
 
     @field_validator("namespaces", mode="before")
     @classmethod

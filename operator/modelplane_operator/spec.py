@@ -1,4 +1,4 @@
-"""The ModelDeployment resource: one pydantic model of its spec and status, and validation.
+"""The ModelDeployment resource: one pydantic model of its spec, and validation.
 
 This module is the single source of truth for the resource. The CRD's OpenAPI schema is
 generated from these models (see crd.py), the builders read the parsed spec, and
@@ -9,27 +9,45 @@ user wrote it (``spec.autoscaling.maxReplicas``), because that message ends up i
 Fields are snake_case in Python and camelCase in YAML. Defaults live here only: the CRD
 carries no ``default`` keys, so the API server stores what the user wrote and the operator
 decides what an absent field means (``replicas`` must stay absent under autoscaling).
+
+Types are strict, as in the CRD schema: ``"3"`` or ``true`` is no integer. Every field is
+bounded (lengths, counts, ranges) and the bounds are in the generated schema too, so on a
+real cluster the API server refuses a hostile object before the operator sees it; the
+checks here cover what a schema cannot say (label keys, cross-field rules) and clusters
+running an older CRD.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
-from modelplane_operator.quantity import QUANTITY, canonical_quantity
+from modelplane_operator.messages import FieldError, problems
+from modelplane_operator.messages import InvalidSpec as InvalidSpec  # raised by validate_spec
+from modelplane_operator.passthrough import (
+    LABEL_VALUE_PATTERN,
+    MAX_LABEL_VALUE,
+    Affinity,
+    EnvVar,
+    Toleration,
+    label_key_problem,
+)
+from modelplane_operator.processing import DType as DType  # public name of the spec
+from modelplane_operator.processing import InputProcessing, OutputProcessing
+from modelplane_operator.quantity import MAX_LENGTH, PATTERN, canonical_quantity, quantity_value
+from modelplane_operator.resource import MAX_NAME, Name, ResourceModel
 
 GROUP = "modelplane.io"
 VERSION = "v1alpha1"
@@ -49,53 +67,45 @@ _DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+MAX_CPU = Decimal(4096)
+"""Most CPU cores per replica: above any node built (the largest have about 2,000)."""
+MAX_MEMORY = Decimal(64 * 2**40)
+"""Most memory per replica, 64Ti: above any node built (the largest have 32 TiB)."""
+MAX_PROCESSING_BYTES = 64 * 1024
+"""Largest pre/post-processing config: it reaches the runtime as one environment variable,
+and Linux refuses a process any single environment string over 128 KiB (MAX_ARG_STRLEN)."""
 
 
-class InvalidSpec(ValueError):
-    """A ModelDeployment is invalid; ``field`` is the path as written (``spec.replicas``)."""
-
-    def __init__(self, field: str, message: str, more: list[tuple[str, str]] | None = None):
-        self.field = field
-        self.message = message
-        self.problems: list[tuple[str, str]] = [(field, message), *(more or [])]
-        """Every problem found, first one first; the condition message lists them all."""
-        super().__init__("; ".join(f"{f}: {m}" for f, m in self.problems))
-
-
-class _FieldError(ValueError):
-    """Raised inside a model validator to blame one sub-field rather than the whole object."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        self.message = message
-        super().__init__(message)
+def _quantity(maximum: Decimal, unit: str) -> Any:
+    def check(value: Any) -> Any:
+        # Integers and strings, as the CRD's int-or-string: a float is refused there too.
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError("must be a quantity such as 500m, 2 or 4Gi (a string or integer)")
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError("must not be negative")
+            if value > maximum:
+                raise ValueError(f"must be at most {maximum} {unit}")
+            return canonical_quantity(str(value))
+        if quantity_value(value) > maximum:  # ValueError for a malformed one
+            raise ValueError(f"must be at most {maximum} {unit}")
+        return canonical_quantity(value)
+    return check
 
 
-def _quantity(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("must be a Kubernetes quantity such as 500m, 2 or 4Gi")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("must not be negative")
-        value = repr(value)
-    if not isinstance(value, str) or not QUANTITY.match(value):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 2 or 4Gi")
-    return canonical_quantity(value)
+def _quantity_schema(maximum: Decimal) -> dict[str, Any]:
+    return {"x-kubernetes-int-or-string": True, "maxLength": MAX_LENGTH, "pattern": PATTERN,
+            "maximum": int(maximum)}
 
 
-Quantity = Annotated[
-    str,
-    BeforeValidator(_quantity),
-    WithJsonSchema({"x-kubernetes-int-or-string": True}),
-]
-"""A Kubernetes resource quantity (``500m``, ``2``, ``4Gi``); numbers are accepted too."""
-
-KubeObject = Annotated[
-    dict[str, Any],
-    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
-]
-"""A Kubernetes API object passed through unchanged (affinity, a toleration, an env var)."""
+CpuQuantity = Annotated[str, BeforeValidator(_quantity(MAX_CPU, "cores")),
+                        WithJsonSchema(_quantity_schema(MAX_CPU))]
+"""CPU cores as a Kubernetes quantity (``500m``, ``2``)."""
+MemoryQuantity = Annotated[str, BeforeValidator(_quantity(MAX_MEMORY, "bytes (64Ti)")),
+                           WithJsonSchema(_quantity_schema(MAX_MEMORY))]
+"""Bytes as a Kubernetes quantity (``512Mi``, ``4Gi``)."""
+LabelValue = Annotated[str, Field(max_length=MAX_LABEL_VALUE, pattern=LABEL_VALUE_PATTERN)]
 
 
 def _secret_name(value: str) -> str:
@@ -104,28 +114,16 @@ def _secret_name(value: str) -> str:
     return value
 
 
-class _Model(BaseModel):
-    """Base of every spec/status model: camelCase aliases, unknown fields rejected."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        use_attribute_docstrings=True,
-        extra="forbid",
-        frozen=True,
-    )
-
-
-class ModelSource(_Model):
+class ModelSource(ResourceModel):
     """Where a model lives and how to load it."""
 
-    uri: str = Field(min_length=1)
+    uri: str = Field(min_length=1, max_length=4096)
     """file://PATH, pvc://CLAIM/PATH, http(s)://ARCHIVE (tar.gz or zip), s3://, gs://, or demo://."""
     format: Literal["auto", "savedmodel", "keras"] = "auto"
     """savedmodel, keras, or auto (detected from the files)."""
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=2**63 - 1)
     """Serve only this version of a versioned repository (default: the newest)."""
-    credentials_secret: str | None = None
+    credentials_secret: str | None = Field(default=None, max_length=253)
     """Secret whose keys become environment variables of the model fetcher (e.g. AWS_*)."""
 
     @field_validator("uri")
@@ -174,7 +172,7 @@ class ModelSource(_Model):
         return rest.split("/", 1)[1].strip("/") if "/" in rest else ""
 
 
-class Autoscaling(_Model):
+class Autoscaling(ResourceModel):
     """HorizontalPodAutoscaler bounds and targets; present means the HPA owns the replica count."""
 
     min_replicas: int = Field(default=1, ge=1, le=1000)
@@ -185,26 +183,27 @@ class Autoscaling(_Model):
         default=None, ge=1, le=1000, alias="targetCPUUtilization"
     )
     """Average CPU use as a percentage of the CPU request (default 80 when no target is set)."""
-    target_in_flight_per_replica: float | None = Field(default=None, gt=0)
+    target_in_flight_per_replica: float | None = Field(default=None, gt=0, le=1_000_000)
     """Average in-flight requests per replica (Pods metric modelplane_requests_in_flight)."""
-    target_requests_per_second_per_replica: float | None = Field(default=None, gt=0)
+    target_requests_per_second_per_replica: float | None = Field(default=None, gt=0,
+                                                                  le=1_000_000)
     """Average requests per second per replica (Pods metric modelplane_requests_per_second)."""
 
     @model_validator(mode="after")
     def _bounds(self) -> Autoscaling:
         if self.max_replicas < self.min_replicas:
-            raise _FieldError(
+            raise FieldError(
                 "maxReplicas", f"must be >= minReplicas ({self.min_replicas})"
             )
         return self
 
 
-class Resources(_Model):
+class Resources(ResourceModel):
     """Compute per replica; requests equal limits (Guaranteed QoS: steady latency)."""
 
-    cpu: Quantity = "1"
+    cpu: CpuQuantity = "1"
     """CPU request and limit (e.g. 500m, 2)."""
-    memory: Quantity = "2Gi"
+    memory: MemoryQuantity = "2Gi"
     """Memory request and limit (e.g. 4Gi)."""
     gpu: int = Field(default=0, ge=0, le=64)
     """NVIDIA GPUs per replica (nvidia.com/gpu limit; adds the usual GPU toleration)."""
@@ -217,47 +216,25 @@ class Resources(_Model):
         return value
 
 
-_TOLERATION_KEYS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
-_AFFINITY_KEYS = frozenset({"nodeAffinity", "podAffinity", "podAntiAffinity"})
-_ENV_KEYS = frozenset({"name", "value", "valueFrom"})
-
-
-class Scheduling(_Model):
+class Scheduling(ResourceModel):
     """Where replicas may run; passed through to the pod spec unchanged."""
 
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, LabelValue] = Field(default_factory=dict, max_length=64)
     """Node labels a node must carry."""
-    tolerations: list[KubeObject] = Field(default_factory=list)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
     """Pod tolerations (core/v1 Toleration)."""
-    affinity: KubeObject | None = None
+    affinity: Affinity | None = None
     """Pod affinity (core/v1 Affinity)."""
-    priority_class_name: str | None = None
+    priority_class_name: str | None = Field(default=None, max_length=253)
     """PriorityClass of the pods."""
 
-    @field_validator("tolerations")
+    @field_validator("node_selector")
     @classmethod
-    def _check_tolerations(cls, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for i, item in enumerate(items):
-            unknown = sorted(set(item) - _TOLERATION_KEYS)
-            if unknown:
-                raise _FieldError(f"[{i}]", f"unknown toleration field {unknown[0]!r}")
-            if item.get("operator", "Equal") not in ("Equal", "Exists"):
-                raise _FieldError(f"[{i}].operator", "must be Equal or Exists")
-            effect = item.get("effect", "")
-            if effect not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute"):
-                raise _FieldError(
-                    f"[{i}].effect", "must be NoSchedule, PreferNoSchedule or NoExecute"
-                )
-        return items
-
-    @field_validator("affinity")
-    @classmethod
-    def _check_affinity(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        for key in sorted(value or {}):
-            if key not in _AFFINITY_KEYS:
-                raise _FieldError(
-                    key, "unknown affinity field (nodeAffinity, podAffinity, podAntiAffinity)"
-                )
+    def _check_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            problem = label_key_problem(key)
+            if problem is not None:
+                raise FieldError(f'["{key[:100]}"]', problem)
         return value
 
     @field_validator("priority_class_name")
@@ -268,7 +245,7 @@ class Scheduling(_Model):
         return value
 
 
-class Batching(_Model):
+class Batching(ResourceModel):
     """Dynamic batching: concurrent requests merged into one model call."""
 
     max_batch_size: int = Field(default=32, ge=1, le=65536)
@@ -277,60 +254,10 @@ class Batching(_Model):
     """Longest a request waits for others to join its batch."""
 
 
-DType = Literal[
-    "bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
-    "float16", "float32", "float64", "string",
-]
-"""TensorFlow dtype names the runtime accepts (modelplane_runtime.signature.DTYPES)."""
-
-
-class InputProcessing(_Model):
-    """Preprocessing of one model input (the runtime's modelplane.yaml ``inputs`` entry)."""
-
-    dtype: DType | None = None
-    """The dtype clients send; cast to the model input's dtype."""
-    shape: list[int] | None = None
-    """The non-batch shape clients send (-1 at most once); reshaped to the model's."""
-    mean: list[float] | None = None
-    """Subtracted after casting, broadcast over the trailing axes ([0.5] for a scalar)."""
-    std: list[float] | None = None
-    """Divided by after subtracting the mean; never zero."""
-
-    @field_validator("shape")
-    @classmethod
-    def _shape(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None:
-            if value.count(-1) > 1:
-                raise ValueError("-1 may appear at most once")
-            if any(d == 0 or d < -1 for d in value):
-                raise ValueError("dimensions must be positive, or -1 once")
-        return value
-
-    @field_validator("std")
-    @classmethod
-    def _nonzero(cls, value: list[float] | None) -> list[float] | None:
-        if value is not None and any(v == 0 for v in value):
-            raise ValueError("standard deviations must not be zero")
-        return value
-
-
-class OutputProcessing(_Model):
-    """Postprocessing of one model output (the runtime's modelplane.yaml ``outputs`` entry)."""
-
-    labels: list[str] | None = Field(default=None, min_length=1)
-    """Class names, one per class (the output's last dimension); adds <output>_label."""
-    top_k: int | None = Field(default=None, ge=1)
-    """Add the k best classes per row (<output>_top_k_*)."""
-    threshold: float | None = None
-    """For a single-score output: class 1 at or above this score, else 0."""
-    keep: bool = True
-    """Keep the raw output beside the derived ones."""
-
-
-class Runtime(_Model):
+class Runtime(ResourceModel):
     """The inference runtime in each replica."""
 
-    image: str | None = None
+    image: str | None = Field(default=None, max_length=1024)
     """Runtime image (default: the operator's configured runtime image)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     """Image pull policy (default: Kubernetes' own)."""
@@ -338,32 +265,48 @@ class Runtime(_Model):
     """Dynamic batching (default: the runtime's own defaults)."""
     log_level: Literal["error", "warning", "info", "debug"] = "info"
     """Runtime log level."""
-    signature_name: str | None = Field(default=None, min_length=1)
+    signature_name: Name | None = None
     """Signature used when a request names none, and the one processing applies to."""
-    preprocessing: dict[str, InputProcessing] = Field(default_factory=dict)
+    preprocessing: dict[str, InputProcessing] = Field(default_factory=dict, max_length=64)
     """Preprocessing per model input name (cast, reshape, mean/std scaling)."""
-    postprocessing: dict[str, OutputProcessing] = Field(default_factory=dict)
+    postprocessing: dict[str, OutputProcessing] = Field(default_factory=dict, max_length=64)
     """Postprocessing per model output name (labels, top-k, threshold)."""
-    env: list[KubeObject] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list, max_length=256)
     """Extra container environment variables (core/v1 EnvVar); they win over the operator's."""
 
     @field_validator("env")
     @classmethod
-    def _check_env(cls, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _check_env(cls, items: list[EnvVar]) -> list[EnvVar]:
         seen: set[str] = set()
         for i, item in enumerate(items):
-            name = item.get("name")
-            if not isinstance(name, str) or not _ENV_NAME.match(name):
-                raise _FieldError(f"[{i}].name", "must be a valid environment variable name")
-            if name in seen:
-                raise _FieldError(f"[{i}].name", f"duplicate variable {name!r}")
-            seen.add(name)
-            unknown = sorted(set(item) - _ENV_KEYS)
-            if unknown:
-                raise _FieldError(f"[{i}]", f"unknown env field {unknown[0]!r}")
-            if "value" in item and not isinstance(item["value"], str):
-                raise _FieldError(f"[{i}].value", "must be a string (quote numbers in YAML)")
+            if item.name in seen:
+                raise FieldError(f"[{i}].name", f"duplicate variable {item.name!r}")
+            seen.add(item.name)
         return items
+
+    @field_validator("preprocessing", "postprocessing")
+    @classmethod
+    def _check_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not name or len(name) > MAX_NAME:
+                raise FieldError(f'["{name[:100]}"]', f"names have 1 to {MAX_NAME} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _processing_fits(self) -> Runtime:
+        # The builders pass this to the runtime as JSON in one environment variable.
+        config = {
+            "inputs": {k: v.model_dump(exclude_none=True) for k, v in self.preprocessing.items()},
+            "outputs": {k: v.model_dump(exclude_none=True)
+                        for k, v in self.postprocessing.items()},
+        }
+        size = len(json.dumps(config))
+        if size > MAX_PROCESSING_BYTES:
+            raise FieldError("postprocessing" if self.postprocessing else "preprocessing",
+                             f"pre- and postprocessing take {size // 1024} KiB; at most "
+                             f"{MAX_PROCESSING_BYTES // 1024} KiB fit in the runtime's "
+                             "environment")
+        return self
 
     @field_validator("image")
     @classmethod
@@ -373,7 +316,7 @@ class Runtime(_Model):
         return value
 
 
-class Canary(_Model):
+class Canary(ResourceModel):
     """A second model served beside the main one and given a share of the traffic."""
 
     model: ModelSource
@@ -382,17 +325,17 @@ class Canary(_Model):
     """Share of requests for the canary, approximated by its share of ready replicas."""
 
 
-class Routing(_Model):
+class Routing(ResourceModel):
     """How requests are spread over replicas."""
 
     strategy: Literal["round-robin", "random", "weighted", "least-request"] = "round-robin"
     """Balancing strategy, published on the Service for a gateway or mesh to apply."""
 
 
-class Auth(_Model):
+class Auth(ResourceModel):
     """Bearer-token authentication of inference requests."""
 
-    secret_name: str
+    secret_name: str = Field(max_length=253)
     """Secret whose values are the accepted bearer tokens (one per key)."""
 
     @field_validator("secret_name")
@@ -401,10 +344,10 @@ class Auth(_Model):
         return _secret_name(value)
 
 
-class Tls(_Model):
+class Tls(ResourceModel):
     """Serve HTTPS with a certificate from a Secret."""
 
-    secret_name: str
+    secret_name: str = Field(max_length=253)
     """A kubernetes.io/tls Secret (keys tls.crt and tls.key)."""
 
     @field_validator("secret_name")
@@ -413,7 +356,7 @@ class Tls(_Model):
         return _secret_name(value)
 
 
-class ModelDeploymentSpec(_Model):
+class ModelDeploymentSpec(ResourceModel):
     """Desired state of a ModelDeployment."""
 
     model: ModelSource
@@ -443,130 +386,7 @@ class ModelDeploymentSpec(_Model):
         return 1 if self.replicas is None else self.replicas
 
 
-# ---- status ---------------------------------------------------------------------------
-
-
-class Condition(_Model):
-    """A status condition (the shape of metav1.Condition)."""
-
-    type: str
-    """Ready, Progressing or Degraded."""
-    status: Literal["True", "False", "Unknown"]
-    """True, False or Unknown."""
-    reason: str = ""
-    """CamelCase reason, e.g. InvalidSpec, ModelLoadFailed, Unschedulable."""
-    message: str = ""
-    """Human-readable detail."""
-    last_transition_time: str | None = None
-    """RFC 3339 time the status last changed."""
-    observed_generation: int | None = None
-    """metadata.generation this condition was computed from."""
-
-
-class Load(_Model):
-    """Live load aggregated from the ready replicas' /metrics."""
-
-    requests_per_second: float = 0.0
-    """Requests per second across replicas (rate between two scrapes)."""
-    in_flight: float = 0.0
-    """Requests being served right now across replicas."""
-    latency_p50_ms: float | None = None
-    """Median request latency over the last scrape interval."""
-    latency_p99_ms: float | None = None
-    """99th percentile request latency over the last scrape interval."""
-    error_rate: float = 0.0
-    """Share of requests answered with 5xx over the last scrape interval."""
-    updated_at: str | None = None
-    """RFC 3339 time of the scrape."""
-
-
-class PodStatus(_Model):
-    """One replica, for `kubectl describe`."""
-
-    name: str
-    """Pod name."""
-    ready: bool = False
-    """Pod Ready condition."""
-    restarts: int = 0
-    """Restarts of the runtime container."""
-    phase: str | None = None
-    """Pod phase."""
-    track: Literal["stable", "canary"] = "stable"
-    """Which model the pod serves."""
-    node: str | None = None
-    """Node the pod runs on."""
-    message: str | None = None
-    """Why the pod is not ready, when known."""
-
-
-class ModelDeploymentStatus(_Model):
-    """Observed state, written by the operator."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    conditions: list[Condition] = Field(default_factory=list)
-    """Ready, Progressing, Degraded."""
-    replicas: int = 0
-    """Pods that exist (read by the scale subresource)."""
-    ready_replicas: int = 0
-    """Pods that are ready."""
-    updated_replicas: int = 0
-    """Pods running the current pod template."""
-    ready: str = ""
-    """Ready over desired, e.g. 2/3 (the READY column)."""
-    selector: str = ""
-    """Label selector of the pods (read by the scale subresource)."""
-    url: str = ""
-    """In-cluster URL of the Service."""
-    observed_generation: int | None = None
-    """metadata.generation the status reflects."""
-    model_version: str | None = None
-    """Model version being served."""
-    load: Load | None = None
-    """Live load."""
-    pods: list[PodStatus] = Field(default_factory=list)
-    """Per-replica health (first few replicas)."""
-
-
 # ---- validation -----------------------------------------------------------------------
-
-
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = "spec"
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _PLAIN_KEY.match(part):
-            out += f".{part}"
-        else:  # a map key such as a node label: quoted, so its dots read as one key
-            out += f'["{part}"]'
-    return out
-
-
-def _message(error: Any) -> tuple[str, str]:
-    """(extra path, message) for one pydantic error dict."""
-    kind = error["type"]
-    if kind == "missing":
-        return "", "required"
-    if kind == "extra_forbidden":
-        return "", "unknown field"
-    if kind == "value_error":
-        cause = error.get("ctx", {}).get("error")
-        if isinstance(cause, _FieldError):
-            sep = "" if cause.field.startswith("[") else "."
-            return sep + cause.field, cause.message
-        return "", str(cause) if cause is not None else error["msg"]
-    msg: str = error["msg"]
-    return "", msg[:1].lower() + msg[1:]
-
-
-def _loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    # Pydantic puts union branch and tagged names in loc (e.g. 'function-after[...]');
-    # keep only parts that name fields or list indices.
-    return tuple(p for p in loc if isinstance(p, int) or not any(c in p for c in "[]( "))
 
 
 def validate_spec(raw: Any) -> ModelDeploymentSpec:
@@ -576,12 +396,8 @@ def validate_spec(raw: Any) -> ModelDeploymentSpec:
     try:
         return ModelDeploymentSpec.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            extra, message = _message(error)
-            problems.append((_path(_loc(error["loc"])) + extra, message))
-        first, *more = problems
-        raise InvalidSpec(first[0], first[1], more) from None
+        (field, message), *more = problems(exc)
+        raise InvalidSpec(field, message, more) from None
 
 
 def validate_name(name: str) -> None:

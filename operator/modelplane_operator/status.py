@@ -27,6 +27,7 @@ MAX_REPLICA_STATUSES = 10
 """A short per-replica list: enough for ``kubectl describe``, small enough for 500 objects."""
 
 INVALID_SPEC = "InvalidSpec"
+CHILD_REJECTED = "ChildRejected"
 MODEL_LOAD_FAILED = "ModelLoadFailed"
 UNSCHEDULABLE = "Unschedulable"
 CRASH_LOOP = "CrashLoopBackOff"
@@ -143,6 +144,27 @@ def deployment_problem(deployment: Mapping[str, Any]) -> Problem | None:
     return None
 
 
+def desired_replicas(manifests: Sequence[Mapping[str, Any]],
+                     live: Sequence[Mapping[str, Any] | None]) -> int:
+    """Replicas wanted over every rendered Deployment (``live``: the same Deployments as
+    stored, None where missing): the live count where an HPA owns it, else the rendered
+    one, else the HPA's minimum."""
+    autoscaler_min = {
+        m["spec"]["scaleTargetRef"]["name"]: int(m["spec"].get("minReplicas", 1))
+        for m in manifests if m["kind"] == "HorizontalPodAutoscaler"
+    }
+    rendered = [m for m in manifests if m["kind"] == "Deployment"]
+    total = 0
+    for manifest, current in zip(rendered, live, strict=True):
+        replicas = (current or {}).get("spec", {}).get("replicas")
+        if replicas is None:
+            replicas = manifest["spec"].get("replicas")
+        if replicas is None:
+            replicas = autoscaler_min.get(manifest["metadata"]["name"], 1)
+        total += int(replicas)
+    return total
+
+
 @dataclass(frozen=True)
 class Target:
     """What the rendered children say about where the model is served."""
@@ -248,6 +270,27 @@ def invalid_status(
             cond("Ready", False, INVALID_SPEC, message),
             cond("Progressing", False, INVALID_SPEC, "the spec must be fixed first"),
             cond("Degraded", True, INVALID_SPEC, message),
+        ],
+    }
+
+
+def rejected_status(
+    status: Mapping[str, Any], *, message: str, generation: int, previous: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """``status`` with the conditions of a child the API server refused (``message`` names
+    it and quotes the server); the counts still describe the children that exist."""
+    def cond(kind: str, value: bool, reason: str, text: str) -> dict[str, Any]:
+        return condition(kind, value, reason, text, generation=generation,
+                         previous=previous.get("conditions") or [], now=now)
+
+    return {
+        **status,
+        "conditions": [
+            cond("Ready", False, CHILD_REJECTED, message),
+            cond("Progressing", False, CHILD_REJECTED,
+                 "retried slowly until the spec or the cluster's policy changes"),
+            cond("Degraded", True, CHILD_REJECTED, message),
         ],
     }
 

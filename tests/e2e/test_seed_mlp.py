@@ -19,7 +19,8 @@ import pytest
 import yaml
 from modelplane_runtime.demo_model import demo_predict
 
-from tests.fixtures.cluster import RELEASE, Cluster, wait_for
+from tests.fixtures.cluster import RELEASE, Cluster
+from tests.fixtures.polling import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -125,7 +126,7 @@ def test_status_shows_live_load(cluster: Cluster, model_ns: str) -> None:
         worker = threading.Thread(target=load, args=(port,), daemon=True)
         worker.start()
         try:
-            seen = wait_for(busy, timeout=120, what="status.load to show requests")
+            seen = eventually(busy, timeout=120, interval=2, what="status.load to show requests")
         finally:
             stop.set()
             worker.join(timeout=30)
@@ -159,10 +160,10 @@ def test_kubectl_scale_moves_the_deployment(cluster: Cluster, model_ns: str) -> 
             and deployment["status"].get("readyReplicas") == 2
         )
 
-    wait_for(scaled, timeout=300, what="the Deployment to run 2 ready replicas")
-    wait_for(
+    eventually(scaled, timeout=300, interval=2, what="the Deployment to run 2 ready replicas")
+    eventually(
         lambda: _md(cluster, model_ns)["status"].get("readyReplicas") == 2,
-        timeout=120, what="status.readyReplicas == 2",
+        timeout=120, interval=2, what="status.readyReplicas == 2",
     )
     scale = cluster.kubectl("get", "--raw",
         f"/apis/modelplane.io/v1alpha1/namespaces/{model_ns}/modeldeployments/{NAME}/scale")
@@ -178,5 +179,5 @@ def test_delete_garbage_collects_the_children(cluster: Cluster, model_ns: str) -
         ).stdout.split()
         return not left
 
-    wait_for(gone, timeout=180, what=f"children of {NAME} to be garbage-collected")
+    eventually(gone, timeout=180, interval=2, what=f"children of {NAME} to be garbage-collected")
     assert cluster.get(f"md/{NAME}", model_ns) is None

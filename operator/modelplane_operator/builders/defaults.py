@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+DEFAULT_RUNTIME_IMAGE = "ghcr.io/modelplane/runtime:0.1.0"
+"""The runtime image when neither the spec, the operator's settings nor ``render`` name one."""
+
 
 @dataclass(frozen=True)
 class RenderDefaults:

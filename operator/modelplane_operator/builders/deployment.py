@@ -155,9 +155,9 @@ def _env(name: str, spec: ModelDeploymentSpec, model: ModelSource) -> list[dict[
         values.append((ENV_TLS_CERT_FILE, f"{TLS_MOUNT_PATH}/tls.crt"))
         values.append((ENV_TLS_KEY_FILE, f"{TLS_MOUNT_PATH}/tls.key"))
     # The user's variables win: drop ours that they redefine, then append theirs in order.
-    overridden = {item["name"] for item in spec.runtime.env}
+    overridden = {item.name for item in spec.runtime.env}
     env = [{"name": k, "value": v} for k, v in values if k not in overridden]
-    return env + [_sorted(item) for item in spec.runtime.env]
+    return env + [_sorted(item.manifest()) for item in spec.runtime.env]
 
 
 def _resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
@@ -268,7 +268,7 @@ def _volumes(spec: ModelDeploymentSpec, model: ModelSource) -> list[dict[str, An
 
 
 def _tolerations(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
-    tolerations = [_sorted(t) for t in spec.scheduling.tolerations]
+    tolerations = [_sorted(t.manifest()) for t in spec.scheduling.tolerations]
     if spec.resources.gpu > 0 and GPU_TOLERATION not in tolerations:
         tolerations.append(dict(GPU_TOLERATION))
     return tolerations
@@ -314,8 +314,9 @@ def _pod_spec(
     tolerations = _tolerations(spec)
     if tolerations:
         pod["tolerations"] = tolerations
-    if scheduling.affinity:
-        pod["affinity"] = _sorted(scheduling.affinity)
+    affinity = scheduling.affinity.manifest() if scheduling.affinity is not None else {}
+    if affinity:
+        pod["affinity"] = _sorted(affinity)
     if scheduling.priority_class_name:
         pod["priorityClassName"] = scheduling.priority_class_name
     return pod

@@ -12,6 +12,14 @@ SELECTOR_LABEL = "modelplane.io/deployment"
 TRACK_LABEL = "modelplane.io/track"
 """``stable`` or ``canary``: keeps the two Deployments' selectors from overlapping."""
 
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+PART_OF_LABEL = "app.kubernetes.io/part-of"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+"""Marks every child the operator writes; its watches select children by it."""
+VERSION_LABEL = "app.kubernetes.io/version"
+
 APP_NAME = "modelplane-runtime"
 PART_OF = "modelplane"
 MANAGED_BY = "modelplane-operator"
@@ -33,14 +41,14 @@ def image_version(image: str) -> str | None:
 def common_labels(name: str, component: str, version: str | None = None) -> dict[str, str]:
     """The ``app.kubernetes.io`` recommended labels plus the selector label."""
     labels = {
-        "app.kubernetes.io/name": APP_NAME,
-        "app.kubernetes.io/instance": name,
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/part-of": PART_OF,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        NAME_LABEL: APP_NAME,
+        INSTANCE_LABEL: name,
+        COMPONENT_LABEL: component,
+        PART_OF_LABEL: PART_OF,
+        MANAGED_BY_LABEL: MANAGED_BY,
     }
     if version:
-        labels["app.kubernetes.io/version"] = version
+        labels[VERSION_LABEL] = version
     labels[SELECTOR_LABEL] = name
     return labels
 
@@ -58,6 +66,11 @@ def service_selector(name: str) -> dict[str, str]:
 def deployment_selector(name: str, track: Track) -> dict[str, str]:
     """Selects one track's pods; immutable once the Deployment exists, so never add to it."""
     return {SELECTOR_LABEL: name, TRACK_LABEL: track}
+
+
+def managed_selector() -> str:
+    """Label selector of every child the operator writes (for its LIST+WATCH streams)."""
+    return f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
 
 def selector_string(name: str) -> str:

@@ -31,7 +31,16 @@ from modelplane_operator.builders.service import build_service
 from modelplane_operator.builders.traffic import split
 from modelplane_operator.spec import ModelDeploymentSpec, validate_spec
 
-__all__ = ["RenderDefaults", "render", "render_spec"]
+__all__ = ["CHILD_KINDS", "RenderDefaults", "render", "render_spec"]
+
+CHILD_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("policy/v1", "PodDisruptionBudget"),
+)
+"""(apiVersion, kind) of every child ``render_spec`` can produce: what the operator writes,
+watches and asks RBAC for."""
 
 
 def render(md: dict[str, Any], defaults: RenderDefaults) -> list[dict[str, Any]]:

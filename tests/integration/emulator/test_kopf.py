@@ -12,6 +12,7 @@ import pytest
 
 from tests.fixtures.kube import KubeApi, Kubectl
 from tests.fixtures.polling import eventually
+from tests.fixtures.processes import stop_process
 from tests.integration.emulator.conftest import widget
 from tests.integration.emulator.test_kubectl import watches_opened
 
@@ -35,12 +36,7 @@ def kopf_operator(kube_api: KubeApi, kube_namespace: str, widgets_crd: Any,
         assert proc.poll() is None, log.read_text()
         yield log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, deadline_s=20, logs=log.read_text, what="kopf run")
 
 
 def test_kopf_reconciles_a_custom_resource(kopf_operator: Path, kube_api: KubeApi,

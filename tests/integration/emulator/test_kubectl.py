@@ -10,6 +10,7 @@ import httpx
 
 from tests.fixtures.kube import KubeApi, Kubectl
 from tests.fixtures.polling import eventually
+from tests.fixtures.processes import kill_process
 from tests.integration.emulator.conftest import WIDGETS, widget
 
 WIDGETS_KEY = ("emulator.example.com", "widgets")
@@ -111,7 +112,7 @@ def test_kubectl_wait_returns_when_condition_is_patched(
                    json={"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
         out, err = waiting.communicate(timeout=20)
     finally:
-        waiting.kill()
+        kill_process(waiting)  # exited already unless the test failed
     assert waiting.returncode == 0, err
     assert "condition met" in out
 
@@ -127,7 +128,7 @@ def test_kubectl_get_watch_receives_events(kubectl: Kubectl, kube_api: KubeApi,
                   json=widget("seen", kube_namespace, size="tiny"))
         lines = read_until(watching, "seen")
     finally:
-        watching.kill()
+        kill_process(watching)  # `get -w` never ends by itself
         watching.communicate()
     assert lines[-1].split()[:2] == ["seen", "tiny"]
 

@@ -387,7 +387,9 @@ def test_custom_resources_are_validated_by_their_schema(http: httpx.Client) -> N
             "replicas": {"type": "integer", "minimum": 0, "maximum": 10},
             "port": {"x-kubernetes-int-or-string": True},
             "tags": {"type": "array", "maxItems": 2, "items": {"type": "string",
-                                                               "pattern": "^[a-z]+$"}}}}}}
+                                                               "pattern": "^[a-z]+$"}},
+            "labels": {"type": "object", "maxProperties": 1,
+                       "additionalProperties": {"type": "string"}}}}}}
     crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
            "metadata": {"name": "valids.schema.example.com"},
            "spec": {"group": "schema.example.com", "scope": "Cluster",
@@ -409,9 +411,39 @@ def test_custom_resources_are_validated_by_their_schema(http: httpx.Client) -> N
         ("required", {"replicas": 1}, "spec.size: Required value"),
         ("bounds", {"size": "s", "replicas": 11}, "less than or equal to 10"),
         ("items", {"size": "s", "tags": ["a", "B"]}, "spec.tags[1]: Invalid value"),
+        ("properties", {"size": "s", "labels": {"a": "1", "b": "2"}},
+         "spec.labels: Too many: must have at most 1 items"),
+        ("quantity", {"size": "s", "port": 1.5}, "spec.port: Invalid value"),
     ]:
         resp = post(name, spec)
         assert resp.status_code == 422, (name, resp.text)
         assert fragment in resp.json()["message"], (name, resp.json()["message"])
     assert http.post(path, json={"apiVersion": "schema.example.com/v1", "kind": "Valid",
                                  "metadata": {"name": "nospec"}}).status_code == 422
+
+
+def test_deeply_nested_objects_are_stored_and_served(http: httpx.Client, kube_namespace: str,
+                                                     widgets_crd: Any) -> None:
+    # The real API server accepts JSON nested thousands of levels deep; orjson stops at
+    # 254, so the emulator must not (a 300-level affinity once reached the operator).
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(300):
+        node["x"] = {}
+        node = node["x"]
+    created(http, wd_path(kube_namespace), widget("deep", kube_namespace, free=deep))
+    stored = http.get(wd_path(kube_namespace, "deep")).json()
+    depth, node = 0, stored["spec"]["free"]
+    while node:
+        depth, node = depth + 1, node["x"]
+    assert depth == 300
+
+
+def test_invalid_answers_name_each_cause(http: httpx.Client, kube_namespace: str) -> None:
+    bad = configmap("x")
+    bad["metadata"]["labels"] = {"bad key!": "v", "ok": "not ok!"}
+    resp = http.post(cm_path(kube_namespace), json=bad)
+    assert resp.status_code == 422
+    causes = resp.json()["details"]["causes"]
+    assert [c["field"] for c in causes] == ["metadata.labels", "metadata.labels"]
+    assert all(c["reason"] == "FieldValueInvalid" and c["message"] for c in causes)

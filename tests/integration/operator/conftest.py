@@ -4,14 +4,15 @@
   subprocess with KUBECONFIG pointing at the emulator; returns an ``OperatorProcess``
   (its metrics, health, logs; stopped with SIGTERM at the end of the test).
 - ``operator``: one running operator watching the test's own namespace.
-- ``eventually``: poll a function until it returns a truthy value, with a deadline.
+- ``fault_proxy``: a fault-injecting proxy in front of the emulator (``through=`` above).
+
+Waiting is ``tests.fixtures.polling.eventually``; stopping, ``tests.fixtures.processes``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -22,8 +23,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.fixtures.faults import FaultProxy
 from tests.fixtures.kube import KubeApi, Kubectl
 from tests.fixtures.polling import eventually
+from tests.fixtures.processes import kill_process, stop_process
 
 TEST_IMAGE = "registry.example.test/modelplane/runtime:9.9.9"
 """The operator's default runtime image in these tests (so the test sees it came from there)."""
@@ -36,6 +39,7 @@ class OperatorProcess:
         self.process = process
         self.log_path = log_path
         self.url = ""
+        self.killed = False
 
     def logs(self) -> str:
         """Everything the operator logged so far."""
@@ -68,16 +72,14 @@ class OperatorProcess:
                    if sample == name and all(dict(sample_labels).get(k) == v
                                              for k, v in labels.items()))
 
+    def kill(self) -> None:
+        """kill -9, as a node failure or the OOM killer would end it."""
+        kill_process(self.process)
+        self.killed = True
+
     def stop(self) -> int:
-        """SIGTERM, and wait for a clean exit."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            raise AssertionError(f"operator ignored SIGTERM; logs:\n{self.logs()}") from None
+        """SIGTERM, and wait for a clean exit (a kill and a failure after 30 s)."""
+        return stop_process(self.process, logs=self.logs, what="the operator")
 
 
 @pytest.fixture
@@ -86,7 +88,7 @@ def start_operator(kube_api: KubeApi, modelplane_crd: list[dict[str, Any]],
     """Start operator processes for one namespace; all are stopped when the test ends."""
     started: list[OperatorProcess] = []
 
-    def start(namespace: str, **env: str) -> OperatorProcess:
+    def start(namespace: str, through: FaultProxy | None = None, **env: str) -> OperatorProcess:
         log_path = tmp_path / f"operator-{len(started)}.log"
         settings = {
             "MODELPLANE_OPERATOR_HTTP_PORT": "0",
@@ -100,8 +102,11 @@ def start_operator(kube_api: KubeApi, modelplane_crd: list[dict[str, Any]],
         argv = [sys.executable, "-m", "modelplane_runtime.cli", "operator",
                 "--namespace", namespace, "--standalone"]
         with log_path.open("wb") as log:
+            environment = kube_api.env(**settings)
+            if through is not None:  # the operator's API traffic goes through the proxy
+                environment = through.env(environment)
             process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=kube_api.env(**settings),
+                                       stdin=subprocess.DEVNULL, env=environment,
                                        cwd=os.getcwd())
         operator = OperatorProcess(process, log_path)
         started.append(operator)
@@ -110,8 +115,21 @@ def start_operator(kube_api: KubeApi, modelplane_crd: list[dict[str, Any]],
 
     yield start
     for operator in started:
+        if operator.killed:
+            continue
         code = operator.stop()
         assert code == 0, f"operator exited with {code}; logs:\n{operator.logs()}"
+
+
+@pytest.fixture
+def fault_proxy(kube_api: KubeApi, tmp_path: Path) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the emulator (tests/fixtures/faults.py); start an
+    operator with ``start_operator(namespace, through=fault_proxy)`` to put it behind."""
+    proxy = FaultProxy(kube_api.url, tmp_path).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
 
 
 @pytest.fixture

@@ -22,7 +22,10 @@ import httpx
 import pytest
 
 from tests.fixtures.kube import Kubectl
-from tests.integration.operator.conftest import Cluster, OperatorProcess, eventually
+from tests.fixtures.polling import eventually
+from tests.fixtures.ports import free_port
+from tests.fixtures.processes import stop_process
+from tests.integration.operator.conftest import Cluster, OperatorProcess
 
 HOSTS = ("127.0.0.2", "127.0.0.3")
 MODEL = "seed-mlp"
@@ -30,18 +33,17 @@ MODEL = "seed-mlp"
 
 def common_free_port(hosts: tuple[str, ...]) -> int:
     """A port free on every host (the operator scrapes one port on every pod IP)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = int(probe.getsockname()[1])
+    def free_on_all() -> int | None:
+        port = free_port(hosts[0])
         try:
             for host in hosts[1:]:
                 with socket.socket() as other:
                     other.bind((host, port))
         except OSError:
-            continue
+            return None  # taken on another host: draw again
         return port
-    raise AssertionError("no port free on every host")
+
+    return eventually(free_on_all, timeout=10, interval=0, what="a port free on every host")
 
 
 @contextmanager
@@ -65,12 +67,7 @@ def runtime(model_dir: Path, host: str, port: int, log_path: Path) -> Iterator[s
         eventually(ready, timeout=150, interval=0.2, what=f"runtime on {url}")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, deadline_s=60, logs=log_path.read_text, what=f"runtime on {url}")
 
 
 class Load:

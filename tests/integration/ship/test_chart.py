@@ -96,7 +96,7 @@ def test_chart_versions_match_the_package() -> None:
     """appVersion is the package version, and the default runtime image is the operator's."""
     import tomllib
 
-    from modelplane_operator.settings import DEFAULT_RUNTIME_IMAGE
+    from modelplane_operator.builders.defaults import DEFAULT_RUNTIME_IMAGE
 
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     project = tomllib.loads((CHART.parents[1] / "pyproject.toml").read_text())["project"]

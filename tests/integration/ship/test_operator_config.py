@@ -5,11 +5,8 @@ chart's settings (watched namespace, default runtime image) take effect.
 
 from __future__ import annotations
 
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,26 +15,12 @@ import httpx
 import pytest
 
 from tests.fixtures.kube import KubeApi, Kubectl
+from tests.fixtures.polling import eventually
+from tests.fixtures.ports import free_port
+from tests.fixtures.processes import stop_process
 from tests.integration.ship.tools import CHART, SAMPLES, Doc, helm_template
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _eventually(probe: Any, what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture
@@ -46,7 +29,7 @@ def chart_operator(
     tmp_path: Path,
 ) -> Iterator[tuple[Doc, int]]:
     """The operator started exactly as the chart's Deployment says (watching one namespace)."""
-    port = _free_port()
+    port = free_port()
     docs = helm_template(
         CHART / "ci" / "default-values.yaml",
         "--set", f"httpPort={port}", "--set", f"watchNamespaces={{{kube_namespace}}}",
@@ -65,12 +48,8 @@ def chart_operator(
     try:
         yield container, port
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = process.wait()
+        code = stop_process(process, logs=lambda: log_path.read_text()[-4000:],
+                            what="the chart's operator")
         assert code == 0, f"operator exited {code}:\n{log_path.read_text()[-4000:]}"
 
 
@@ -89,10 +68,10 @@ def test_chart_deployment_runs_and_its_probes_answer(
         http_get = container[probe]["httpGet"]
         named = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert named[http_get["port"]] == port
-        _eventually(
+        eventually(
             lambda path=http_get["path"]: (r := _get(port, path)) is not None
             and r.status_code == 200,
-            f"{probe} {http_get['path']} to answer 200",
+            timeout=30, interval=0.2, what=f"{probe} {http_get['path']} to answer 200",
         )
     (sample,) = (p for p in SAMPLES if p.name == "seed-mlp.yaml")
     kubectl("apply", "-n", kube_namespace, "-f", str(sample))
@@ -105,7 +84,8 @@ def test_chart_deployment_runs_and_its_probes_answer(
                        "jsonpath={.spec.template.spec.containers[0].image}", check=False)
         return done.stdout if done.returncode == 0 and done.stdout else None
 
-    assert _eventually(child, "the seed-mlp Deployment") == runtime_image
+    found = eventually(child, timeout=30, interval=0.2, what="the seed-mlp Deployment")
+    assert found == runtime_image
     metrics = _get(port, "/metrics")
     assert metrics is not None
     assert metrics.status_code == 200
@@ -117,18 +97,18 @@ def test_chart_operator_ignores_unwatched_namespaces(
 ) -> None:
     """watchNamespaces limits the operator: a ModelDeployment elsewhere gets no children."""
     _, port = chart_operator
-    _eventually(lambda: (r := _get(port, "/healthz")) is not None and r.status_code == 200,
-                "/healthz")
+    eventually(lambda: (r := _get(port, "/healthz")) is not None and r.status_code == 200,
+               timeout=30, interval=0.2, what="/healthz")
     other = f"{kube_namespace}-other"
     kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})
     (sample,) = (p for p in SAMPLES if p.name == "seed-mlp.yaml")
     kubectl("apply", "-n", other, "-f", str(sample))
     kubectl("apply", "-n", kube_namespace, "-f", str(sample))
     # Once the watched copy has its child, the unwatched one has had the same chance.
-    _eventually(
+    eventually(
         lambda: kubectl("get", "deployment", "seed-mlp", "-n", kube_namespace,
                         check=False).returncode == 0,
-        "the watched namespace's Deployment",
+        timeout=30, interval=0.2, what="the watched namespace's Deployment",
     )
     assert kubectl("get", "deployment", "seed-mlp", "-n", other, check=False).returncode != 0
     kubectl("delete", "namespace", other, "--wait=false", check=False)

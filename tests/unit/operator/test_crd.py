@@ -73,9 +73,10 @@ def test_free_form_only_where_kubernetes_types_pass_through() -> None:
         if node.get("x-kubernetes-preserve-unknown-fields")
     )
     assert free == [
-        ".spec.runtime.env[]",
-        ".spec.scheduling.affinity",
-        ".spec.scheduling.tolerations[]",
+        ".spec.runtime.env[].valueFrom",
+        ".spec.scheduling.affinity.nodeAffinity",
+        ".spec.scheduling.affinity.podAffinity",
+        ".spec.scheduling.affinity.podAntiAffinity",
         ".status.kopf",
     ]
 
@@ -189,6 +190,19 @@ def test_status_with_kopf_state_validates(validator: jsonschema.Validator) -> No
         (("spec", "routing", "strategy"), "fastest"),
         (("spec", "resources", "gpu"), 1.5),
         (("spec", "resources", "cpu"), {"cores": 2}),
+        (("spec", "resources", "cpu"), "1e999000"),
+        (("spec", "resources", "cpu"), "9" * 4000),
+        (("spec", "resources", "cpu"), 5000),
+        (("spec", "resources", "memory"), 0.5),
+        (("spec", "scheduling", "nodeSelector"), {"zone": "has space"}),
+        (("spec", "scheduling", "nodeSelector"), {f"k{i}": "v" for i in range(65)}),
+        (("spec", "scheduling", "tolerations"), [{"key": "a", "tolerationSeconds": "30"}]),
+        (("spec", "scheduling", "tolerations"), [{"key": "a", "operator": "In"}]),
+        (("spec", "scheduling", "affinity"), {"nodeAfinity": {}}),
+        (("spec", "runtime", "env"), [{"name": "A", "value": "x" * 40_000}]),
+        (("spec", "runtime", "env"), [{"name": "1=bad"}]),
+        (("spec", "runtime", "postprocessing"), {"p": {"labels": ["x"] * 10_001}}),
+        (("spec", "model", "uri"), "https://x/" + "a" * 5000),
         (("spec", "autoscaling"), {"minReplicas": 1}),
         (("spec", "autoscaling"), {"maxReplicas": 2, "targetInFlightPerReplica": 0}),
         (("spec", "canary"), {"model": {"uri": "demo://"}, "trafficPercent": 150}),

@@ -9,9 +9,9 @@ from typing import Any, get_args
 import pytest
 from modelplane_operator.builders.defaults import RenderDefaults
 from modelplane_operator.builders.document import dump_all
-from modelplane_operator.builders.labels import image_version, selector_string
+from modelplane_operator.builders.labels import image_version, managed_selector, selector_string
 from modelplane_operator.builders.owner import Owner
-from modelplane_operator.builders.render import render, render_spec
+from modelplane_operator.builders.render import CHILD_KINDS, render, render_spec
 from modelplane_operator.builders.service import service_url
 from modelplane_operator.builders.traffic import split
 from modelplane_operator.spec import DType, InvalidSpec, validate_spec
@@ -55,6 +55,8 @@ def test_children_kinds_and_names() -> None:
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_every_child_is_owned_by_the_model_deployment(name: str) -> None:
     for child in render(md(SPECS[name]), DEFAULTS):
+        # The operator watches, caches and asks RBAC for exactly these kinds.
+        assert (child["apiVersion"], child["kind"]) in CHILD_KINDS
         meta = child["metadata"]
         assert meta["namespace"] == "ml"
         assert meta["ownerReferences"] == [{
@@ -66,6 +68,8 @@ def test_every_child_is_owned_by_the_model_deployment(name: str) -> None:
         assert labels["app.kubernetes.io/name"] == "modelplane-runtime"
         assert labels["app.kubernetes.io/instance"] == "seed-mlp"
         assert labels["app.kubernetes.io/managed-by"] == "modelplane-operator"
+        key, value = managed_selector().split("=")  # what the operator's watches select
+        assert labels[key] == value
         assert labels["app.kubernetes.io/part-of"] == "modelplane"
         image = by_kind(render(md(SPECS[name]), DEFAULTS), "Deployment")[0]["spec"][
             "template"]["spec"]["containers"][0]["image"]

@@ -9,10 +9,10 @@ from modelplane_operator.quantity import canonical_quantity
 from modelplane_operator.spec import (
     InvalidSpec,
     ModelDeploymentSpec,
-    ModelDeploymentStatus,
     validate_name,
     validate_spec,
 )
+from modelplane_operator.status_schema import ModelDeploymentStatus
 
 from .cases import SPECS
 
@@ -102,12 +102,12 @@ def test_defaults() -> None:
           "scheduling": {"nodeSelector": {"nvidia.com/gpu.present": True}}},
          'spec.scheduling.nodeSelector["nvidia.com/gpu.present"]', "string"),
         ({"model": {"uri": "demo://"}, "scheduling": {"tolerations": [{"key": "a"}, {"op": 1}]}},
-         "spec.scheduling.tolerations[1]", "unknown toleration field 'op'"),
+         "spec.scheduling.tolerations[1].op", "unknown field"),
         ({"model": {"uri": "demo://"},
           "scheduling": {"tolerations": [{"key": "a", "operator": "In"}]}},
-         "spec.scheduling.tolerations[0].operator", "Equal or Exists"),
+         "spec.scheduling.tolerations[0].operator", "'Equal' or 'Exists'"),
         ({"model": {"uri": "demo://"}, "scheduling": {"affinity": {"nodeAfinity": {}}}},
-         "spec.scheduling.affinity.nodeAfinity", "unknown affinity field"),
+         "spec.scheduling.affinity.nodeAfinity", "unknown field"),
         ({"model": {"uri": "demo://"}, "scheduling": {"priorityClassName": "High"}},
          "spec.scheduling.priorityClassName", "PriorityClass"),
         ({"model": {"uri": "demo://"}, "runtime": {"batching": {"maxBatchSize": 0}}},
@@ -119,6 +119,8 @@ def test_defaults() -> None:
         ({"model": {"uri": "demo://"}, "runtime": {"image": "has space:1"}},
          "spec.runtime.image", "spaces"),
         ({"model": {"uri": "demo://"}, "runtime": {"env": [{"value": "x"}]}},
+         "spec.runtime.env[0].name", "required"),
+        ({"model": {"uri": "demo://"}, "runtime": {"env": [{"name": "1=x"}]}},
          "spec.runtime.env[0].name", "environment variable name"),
         ({"model": {"uri": "demo://"}, "runtime": {"env": [{"name": "A", "value": 1}]}},
          "spec.runtime.env[0].value", "string"),
@@ -215,9 +217,122 @@ def test_quantities_are_stored_in_the_api_servers_canonical_form(
     assert canonical_quantity(text) == canonical
 
 
-def test_numeric_quantities_are_accepted() -> None:
-    spec = validate_spec({"model": {"uri": "demo://"}, "resources": {"cpu": 2, "memory": 0.5}})
-    assert (spec.resources.cpu, spec.resources.memory) == ("2", "500m")
+def test_integer_quantities_are_accepted_and_floats_refused_as_the_crd_does() -> None:
+    spec = validate_spec({"model": {"uri": "demo://"},
+                          "resources": {"cpu": 2, "memory": 1073741824}})
+    assert (spec.resources.cpu, spec.resources.memory) == ("2", "1073741824")
+    # The CRD says int-or-string: the API server refuses 0.5 before the operator sees it.
+    with pytest.raises(InvalidSpec) as caught:
+        validate_spec({"model": {"uri": "demo://"}, "resources": {"memory": 0.5}})
+    assert caught.value.field == "spec.resources.memory"
+    assert "string or integer" in caught.value.message
+
+
+DEEP: dict[str, Any] = {}
+_node = DEEP
+for _ in range(300):
+    _node["x"] = {}
+    _node = _node["x"]
+
+
+@pytest.mark.timeout(20)  # a hang here is the bug: 1e999000 once took 22 s to refuse
+@pytest.mark.parametrize(
+    ("raw", "field", "fragment"),
+    [
+        ({"resources": {"cpu": "1e999000"}}, "spec.resources.cpu", "not a Kubernetes quantity"),
+        ({"resources": {"cpu": "1e999999"}}, "spec.resources.cpu", "not a Kubernetes quantity"),
+        ({"resources": {"cpu": "9" * 4000}}, "spec.resources.cpu", "at most 64 characters"),
+        ({"resources": {"cpu": "1e99"}}, "spec.resources.cpu", "at most 4096 cores"),
+        ({"resources": {"cpu": "4097"}}, "spec.resources.cpu", "at most 4096 cores"),
+        ({"resources": {"cpu": 10**30}}, "spec.resources.cpu", "at most 4096 cores"),
+        ({"resources": {"memory": "65Ti"}}, "spec.resources.memory", "at most"),
+        ({"resources": {"memory": "1Ei"}}, "spec.resources.memory", "at most"),
+        ({"replicas": "3"}, "spec.replicas", "integer"),
+        ({"replicas": True}, "spec.replicas", "integer"),
+        ({"replicas": 3.0}, "spec.replicas", "integer"),
+        ({"resources": {"gpu": "1"}}, "spec.resources.gpu", "integer"),
+        ({"autoscaling": {"maxReplicas": "4"}}, "spec.autoscaling.maxReplicas", "integer"),
+        ({"autoscaling": {"maxReplicas": 4, "targetInFlightPerReplica": 1e300}},
+         "spec.autoscaling.targetInFlightPerReplica", "less than or equal"),
+        ({"model": {"uri": "demo://", "version": 2**64}}, "spec.model.version", "less than"),
+        ({"model": {"uri": "https://x/" + "a" * 5000}}, "spec.model.uri", "at most 4096"),
+        ({"scheduling": {"nodeSelector": {"bad key!": "x"}}},
+         'spec.scheduling.nodeSelector["bad key!"]', "not a label key"),
+        ({"scheduling": {"nodeSelector": {"Example.com/zone": "a"}}},
+         'spec.scheduling.nodeSelector["Example.com/zone"]', "prefix"),
+        ({"scheduling": {"nodeSelector": {"zone": "has space"}}},
+         "spec.scheduling.nodeSelector.zone", "pattern"),
+        ({"scheduling": {"nodeSelector": {"zone": "a" * 64}}},
+         "spec.scheduling.nodeSelector.zone", "at most 63"),
+        ({"scheduling": {"nodeSelector": {f"k{i}": "v" for i in range(65)}}},
+         "spec.scheduling.nodeSelector", "at most 64"),
+        ({"scheduling": {"tolerations": [{"key": "a", "effect": "NoExecute",
+                                          "tolerationSeconds": "30"}]}},
+         "spec.scheduling.tolerations[0].tolerationSeconds", "integer"),
+        ({"scheduling": {"tolerations": [{"key": "a", "effect": "NoSchedule",
+                                          "tolerationSeconds": 30}]}},
+         "spec.scheduling.tolerations[0].tolerationSeconds", "NoExecute"),
+        ({"scheduling": {"tolerations": [{"value": "x"}]}},
+         "spec.scheduling.tolerations[0].operator", "Exists when the key is empty"),
+        ({"scheduling": {"tolerations": [{"key": "a", "operator": "Exists", "value": "x"}]}},
+         "spec.scheduling.tolerations[0].value", "empty"),
+        ({"scheduling": {"tolerations": [{"key": "bad key"}]}},
+         "spec.scheduling.tolerations[0].key", "not a label key"),
+        ({"scheduling": {"tolerations": [{"key": "a"}] * 65}},
+         "spec.scheduling.tolerations", "at most 64"),
+        ({"scheduling": {"affinity": {"nodeAffinity": DEEP}}},
+         "spec.scheduling.affinity.nodeAffinity", "nested deeper than 16"),
+        ({"scheduling": {"affinity": {"nodeAffinity": {"x": list(range(5000))}}}},
+         "spec.scheduling.affinity.nodeAffinity", "more than 2000 values"),
+        ({"runtime": {"env": [{"name": "A", "valueFrom": DEEP}]}},
+         "spec.runtime.env[0].valueFrom", "nested deeper"),
+        ({"runtime": {"env": [{"name": f"V{i}", "value": "x"} for i in range(257)]}},
+         "spec.runtime.env", "at most 256"),
+        ({"runtime": {"env": [{"name": "BIG", "value": "x" * 40_000}]}},
+         "spec.runtime.env[0].value", "at most 32768"),
+        ({"runtime": {"postprocessing": {"p": {"labels": ["x"] * 10_001}}}},
+         "spec.runtime.postprocessing.p.labels", "at most 10000"),
+        ({"runtime": {"postprocessing": {"p": {"labels": ["x" * 200] * 9_000}}}},
+         "spec.runtime.postprocessing", "KiB"),
+        ({"runtime": {"postprocessing": {"p": {"threshold": float("inf")}}}},
+         "spec.runtime.postprocessing.p.threshold", "finite"),
+        ({"runtime": {"preprocessing": {"x": {"shape": [1] * 33}}}},
+         "spec.runtime.preprocessing.x.shape", "at most 32"),
+        ({"runtime": {"image": "r/" + "a" * 2000}}, "spec.runtime.image", "at most 1024"),
+    ],
+)
+def test_hostile_specs_are_refused_quickly_naming_the_field(
+        raw: dict[str, Any], field: str, fragment: str) -> None:
+    spec = {"model": {"uri": "demo://"}, **raw}
+    with pytest.raises(InvalidSpec) as caught:
+        validate_spec(spec)
+    assert caught.value.field == field, str(caught.value)
+    assert fragment.lower() in caught.value.message.lower(), caught.value.message
+
+
+def test_a_real_toleration_and_affinity_pass_through_unchanged() -> None:
+    toleration = {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                  "effect": "NoExecute", "tolerationSeconds": 300}
+    spec = validate_spec({"model": {"uri": "demo://"},
+                          "scheduling": {"tolerations": [toleration, {"operator": "Exists"}],
+                                         "affinity": SPECS["gpu"]["scheduling"]["affinity"]}})
+    assert spec.scheduling.tolerations[0].manifest() == toleration
+    assert spec.scheduling.affinity is not None
+    assert spec.scheduling.affinity.manifest() == SPECS["gpu"]["scheduling"]["affinity"]
+
+
+def test_the_message_of_many_problems_is_bounded() -> None:
+    labels = [{"bad": i} for i in range(5000)]
+    with pytest.raises(InvalidSpec) as caught:
+        validate_spec({"model": {"uri": "demo://"},
+                       "runtime": {"env": [{"name": f"V{i}", "value": i} for i in range(200)],
+                                   "postprocessing": {"p": {"labels": labels}}}})
+    assert len(caught.value.problems) == 5200
+    message = str(caught.value)
+    assert len(message) < 4000
+    assert message.startswith("spec.runtime.postprocessing.p.labels[0]: ") or message.startswith(
+        "spec.runtime.env[0].value: ")
+    assert message.endswith("; and 5190 more problems")
 
 
 def test_status_model_round_trips_with_camel_case() -> None:

@@ -11,7 +11,9 @@ from modelplane_operator.status import (
     Target,
     build_status,
     condition_of,
+    desired_replicas,
     invalid_status,
+    rejected_status,
     status_patch,
 )
 
@@ -176,6 +178,35 @@ def test_invalid_spec_status_names_the_field() -> None:
     assert "spec.autoscaling.maxReplicas" in ready["message"]
     assert status["observedGeneration"] == 4
     assert reason(status, "Degraded") == ("True", "InvalidSpec")
+
+
+def test_a_rejected_child_keeps_the_counts_and_says_why() -> None:
+    live = status_of([None], [])
+    message = "the API server refused Deployment m: 422 Invalid: quota; applied: Service m"
+    status = rejected_status(live, message=message, generation=3, previous={}, now=NOW)
+    assert {k: status[k] for k in ("ready", "url", "observedGeneration")} == {
+        "ready": "0/2", "url": TARGET.url, "observedGeneration": 3}
+    assert reason(status, "Ready") == ("False", "ChildRejected")
+    assert reason(status, "Degraded") == ("True", "ChildRejected")
+    assert reason(status, "Progressing") == ("False", "ChildRejected")
+    assert condition_of(status, "Ready")["message"] == message  # type: ignore[index]
+    # One Warning per distinct message, none for the same one again.
+    assert transitions(live, status) == [("Warning", "ChildRejected", message)]
+    assert transitions(status, status) == []
+    again = rejected_status(live, message=message + "!", generation=3, previous=status, now=NOW)
+    assert transitions(status, again) == [("Warning", "ChildRejected", message + "!")]
+
+
+def test_desired_replicas_follow_the_live_count_then_the_render_then_the_hpa() -> None:
+    def dep(name: str, replicas: int | None) -> dict[str, Any]:
+        spec = {} if replicas is None else {"replicas": replicas}
+        return {"kind": "Deployment", "metadata": {"name": name}, "spec": spec}
+
+    hpa = {"kind": "HorizontalPodAutoscaler", "metadata": {"name": "m"},
+           "spec": {"scaleTargetRef": {"name": "m"}, "minReplicas": 3}}
+    rendered = [dep("m", None), dep("m-canary", 1), hpa]
+    assert desired_replicas(rendered, [None, None]) == 3 + 1  # HPA minimum, rendered count
+    assert desired_replicas(rendered, [dep("m", 5), dep("m-canary", 1)]) == 5 + 1  # live wins
 
 
 # ---- patches: no spurious writes ------------------------------------------------------------

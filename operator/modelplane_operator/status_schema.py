@@ -1,0 +1,95 @@
+"""The ModelDeployment's status schema: the shape the operator writes into ``status``.
+
+These models generate the CRD's status schema (crd.py); the operator builds the status
+itself as plain mappings (status.py) and does not parse it back through them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from modelplane_operator.resource import ResourceModel
+
+
+class Condition(ResourceModel):
+    """A status condition (the shape of metav1.Condition)."""
+
+    type: str
+    """Ready, Progressing or Degraded."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+    reason: str = ""
+    """CamelCase reason, e.g. InvalidSpec, ModelLoadFailed, Unschedulable."""
+    message: str = ""
+    """Human-readable detail."""
+    last_transition_time: str | None = None
+    """RFC 3339 time the status last changed."""
+    observed_generation: int | None = None
+    """metadata.generation this condition was computed from."""
+
+
+class Load(ResourceModel):
+    """Live load aggregated from the ready replicas' /metrics."""
+
+    requests_per_second: float = 0.0
+    """Requests per second across replicas (rate between two scrapes)."""
+    in_flight: float = 0.0
+    """Requests being served right now across replicas."""
+    latency_p50_ms: float | None = None
+    """Median request latency over the last scrape interval."""
+    latency_p99_ms: float | None = None
+    """99th percentile request latency over the last scrape interval."""
+    error_rate: float = 0.0
+    """Share of requests answered with 5xx over the last scrape interval."""
+    updated_at: str | None = None
+    """RFC 3339 time of the scrape."""
+
+
+class PodStatus(ResourceModel):
+    """One replica, for `kubectl describe`."""
+
+    name: str
+    """Pod name."""
+    ready: bool = False
+    """Pod Ready condition."""
+    restarts: int = 0
+    """Restarts of the runtime container."""
+    phase: str | None = None
+    """Pod phase."""
+    track: Literal["stable", "canary"] = "stable"
+    """Which model the pod serves."""
+    node: str | None = None
+    """Node the pod runs on."""
+    message: str | None = None
+    """Why the pod is not ready, when known."""
+
+
+class ModelDeploymentStatus(ResourceModel):
+    """Observed state, written by the operator."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    conditions: list[Condition] = Field(default_factory=list)
+    """Ready, Progressing, Degraded."""
+    replicas: int = 0
+    """Pods that exist (read by the scale subresource)."""
+    ready_replicas: int = 0
+    """Pods that are ready."""
+    updated_replicas: int = 0
+    """Pods running the current pod template."""
+    ready: str = ""
+    """Ready over desired, e.g. 2/3 (the READY column)."""
+    selector: str = ""
+    """Label selector of the pods (read by the scale subresource)."""
+    url: str = ""
+    """In-cluster URL of the Service."""
+    observed_generation: int | None = None
+    """metadata.generation the status reflects."""
+    model_version: str | None = None
+    """Model version being served."""
+    load: Load | None = None
+    """Live load."""
+    pods: list[PodStatus] = Field(default_factory=list)
+    """Per-replica health (first few replicas)."""
