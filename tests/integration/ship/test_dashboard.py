@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
+from tests.fixtures.binaries import require_binary
 from tests.integration.ship.tools import CHART, ROOT, run
 
 DASHBOARD = CHART / "dashboards" / "modelplane.json"
@@ -64,9 +63,7 @@ def test_queries_name_only_runtime_metrics() -> None:
 
 def test_queries_are_valid_promql(tmp_path: Path) -> None:
     """promtool parses every query (Grafana's variables replaced by what Grafana sends)."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is missing: apt-get install prometheus", pytrace=False)
+    promtool = require_binary("promtool")
     rules = [
         {"record": f"modelplane:dashboard_query_{i}", "expr": expr
          .replace("$__rate_interval", "1m").replace("$namespace", ".*")
@@ -81,9 +78,7 @@ def test_queries_are_valid_promql(tmp_path: Path) -> None:
 
 def test_promtool_rejects_a_broken_query(tmp_path: Path) -> None:
     """The PromQL check above can fail: a typo is caught."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is missing: apt-get install prometheus", pytrace=False)
+    promtool = require_binary("promtool")
     path = tmp_path / "rules.yaml"
     rule = {"record": "x:y", "expr": "sum by (le (rate(modelplane_requests_total[1m]))"}
     path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [rule]}]}))
