@@ -43,3 +43,23 @@ def test_a_bad_flag_stops_with_one_line_before_loading_tensorflow(demo_model_dir
                 if line.startswith("import time:")]
     assert "modelplane_runtime.settings" in imported
     assert [m for m in imported if m.split(".")[0] in ("tensorflow", "keras")] == []
+
+
+def test_versions_the_repository_lacks_are_named_as_the_user_gave_them(
+    two_io_model_dir: Path, tmp_path: Path
+) -> None:
+    import json
+    import os
+
+    flag = subprocess.run(serve_command(two_io_model_dir, "--versions", "1,5"),
+                          capture_output=True, text=True, timeout=120, check=False)
+    variable = subprocess.run(serve_command(two_io_model_dir),
+                              capture_output=True, text=True, timeout=120, check=False,
+                              env={**os.environ, "MODELPLANE_MODEL_LABELS": "stable=9"})
+    for done, named in ((flag, "--versions '1,5': version(s) 5 not in the repository"),
+                        (variable, "MODELPLANE_MODEL_LABELS: label 'stable' points at "
+                                   "version 9")):
+        assert done.returncode == 3
+        (error,) = [json.loads(line) for line in done.stderr.splitlines()
+                    if line.startswith("{") and '"level":"error"' in line]
+        assert named in error["message"], error
