@@ -1,13 +1,12 @@
 """Smoke tests of the benchmark harness itself (not of the runtime).
 
-Run explicitly (``pytest bench/test_harness.py``); the project's default suite collects
-only ``tests/``. The run test starts the real floor server and real wrk.
+The default suite collects them (pyproject's testpaths name ``bench``). The run test starts
+the real floor server and real wrk (``make tools`` installs wrk into .tools/bin).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from bench.runtime import report
+from bench.runtime.h2load import h2load_available
+from bench.runtime.wrk import wrk_binary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,8 +50,10 @@ def test_medians_and_ratios_use_the_best_peer_and_the_floor() -> None:
     assert "modelplane-v1" in report.table(list(rows.values()))
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_a_floor_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
+    if wrk_binary() is None:
+        pytest.fail("wrk is missing: run `make tools` (it installs wrk into .tools/bin)",
+                    pytrace=False)
     out = tmp_path / "run.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.runtime", "--only", "floor", "--models", "seed",
@@ -97,7 +100,8 @@ def test_h2load_output_and_log_are_read(tmp_path: Path) -> None:
     assert result.client_cpu == pytest.approx(0.25)
 
 
-@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load is not installed")
+@pytest.mark.skipif(not h2load_available(),
+                    reason="h2load is not installed (apt-get install nghttp2-client)")
 def test_a_grpc_floor_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "unary.json"
     done = subprocess.run(
