@@ -13,7 +13,7 @@ protocol (streaming, repository, shared memory, statistics) answer UNIMPLEMENTED
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -23,9 +23,12 @@ from modelplane_runtime.codecs.v2 import PLATFORM, SERVER_NAME
 from modelplane_runtime.codecs.v2proto import parameter, read_inputs, write_outputs
 from modelplane_runtime.dataplane.versions import AVAILABLE
 from modelplane_runtime.errors import InvalidInput, ModelplaneError
-from modelplane_runtime.grpc.rpc import Calls
+from modelplane_runtime.grpc.rpc import Calls, traced_submit
 from modelplane_runtime.serving import Runtime
 from modelplane_runtime.signature import SignatureSpec, v2_datatype
+
+if TYPE_CHECKING:
+    from modelplane_runtime.tracing import RequestTrace
 
 SERVICE: Final = "inference.GRPCInferenceService"
 SIGNATURE_PARAMETER: Final = "signature_name"
@@ -44,35 +47,35 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: 
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         """Always live while the process answers."""
 
-        async def live() -> Any:
+        async def live(trace: RequestTrace | None) -> Any:
             return service_pb2.ServerLiveResponse(live=True)
 
-        return await self.calls.run(context, "ServerLive", None, live, auth=False)
+        return await self.calls.run(context, f"/{SERVICE}/ServerLive", None, live, auth=False)
 
     async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         """Ready once the model is loaded, until the drain begins."""
 
-        async def ready() -> Any:
+        async def ready(trace: RequestTrace | None) -> Any:
             return service_pb2.ServerReadyResponse(ready=self.runtime.ready)
 
-        return await self.calls.run(context, "ServerReady", None, ready, auth=False)
+        return await self.calls.run(context, f"/{SERVICE}/ServerReady", None, ready, auth=False)
 
     async def ServerMetadata(
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
         """The server's name and version."""
 
-        async def metadata() -> Any:
+        async def metadata(trace: RequestTrace | None) -> Any:
             return service_pb2.ServerMetadataResponse(
                 name=SERVER_NAME, version=__version__, extensions=[]
             )
 
-        return await self.calls.run(context, "ServerMetadata", None, metadata)
+        return await self.calls.run(context, f"/{SERVICE}/ServerMetadata", None, metadata)
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         """Whether the model (version) can take requests now."""
 
-        async def ready() -> Any:
+        async def ready(trace: RequestTrace | None) -> Any:
             try:
                 self._resolve(request.name, request.version)
             except InvalidInput:
@@ -81,14 +84,15 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: 
                 return service_pb2.ModelReadyResponse(ready=False)
             return service_pb2.ModelReadyResponse(ready=self.runtime.ready)
 
-        return await self.calls.run(context, "ModelReady", request.name, ready)
+        return await self.calls.run(context, f"/{SERVICE}/ModelReady", request.name, ready)
 
     async def ModelMetadata(
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
         """Name, versions, platform, and the default signature's inputs and outputs."""
         return await self.calls.run(
-            context, "ModelMetadata", request.name, lambda: self._metadata(request)
+            context, f"/{SERVICE}/ModelMetadata", request.name,
+            lambda trace: self._metadata(request),
         )
 
     async def _metadata(self, request: Any) -> Any:
@@ -110,10 +114,11 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         """Run the model on the request's tensors (batched with other requests)."""
         return await self.calls.run(
-            context, "ModelInfer", request.model_name, lambda: self._infer(request)
+            context, f"/{SERVICE}/ModelInfer", request.model_name,
+            lambda trace: self._infer(request, trace),
         )
 
-    async def _infer(self, request: Any) -> Any:
+    async def _infer(self, request: Any, trace: RequestTrace | None) -> Any:
         runtime = self.runtime
         dataplane = runtime.dataplane
         name = request.model_name
@@ -121,13 +126,23 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: 
         spec = dataplane.signature(name, version, parameter(request.parameters,
                                                              SIGNATURE_PARAMETER))
         names = _requested(request.outputs, spec)
-        inputs = read_inputs(request, runtime.settings.max_body_bytes)
-        outputs = await dataplane.submit(name, version, spec.name, inputs, strict_dtypes=True)
+        if trace is None:
+            inputs = read_inputs(request, runtime.settings.max_body_bytes)
+            outputs = await dataplane.submit(name, version, spec.name, inputs,
+                                             strict_dtypes=True)
+        else:
+            trace.decoding()
+            inputs = read_inputs(request, runtime.settings.max_body_bytes)
+            trace.decoded()
+            outputs = await traced_submit(dataplane, trace, name, version, spec.name, inputs)
+            trace.encoding()
         response = service_pb2.ModelInferResponse(
             model_name=name, model_version=str(version), id=request.id
         )
         write_outputs(response, outputs, names or list(outputs),
                       raw=bool(request.raw_input_contents))
+        if trace is not None:
+            trace.encoded()
         return response
 
 

@@ -37,7 +37,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):  # type: ignore
     ) -> Any:
         """Every served version's state (or the one the request names)."""
         return await self.calls.run(
-            context, "GetModelStatus", request.model_spec.name, lambda: self._status(request)
+            context, f"/{SERVICE}/GetModelStatus", request.model_spec.name,
+            lambda trace: self._status(request),
         )
 
     async def _status(self, request: Any) -> Any:
@@ -72,10 +73,12 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):  # type: ignore
     ) -> Any:
         """Not served: the runtime's models come from its settings."""
 
-        async def refuse() -> Any:
+        async def refuse(trace: object) -> Any:
             raise Unimplemented(
                 "HandleReloadConfigRequest is not served: the models a runtime serves come "
                 "from its settings (the ModelDeployment), not from a pushed config"
             )
 
-        return await self.calls.run(context, "HandleReloadConfigRequest", None, refuse)
+        return await self.calls.run(
+            context, f"/{SERVICE}/HandleReloadConfigRequest", None, refuse
+        )

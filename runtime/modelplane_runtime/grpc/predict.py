@@ -12,7 +12,7 @@ answers "Expects arg[0] to be float but double is provided".
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 from google.protobuf import any_pb2
@@ -28,11 +28,15 @@ from modelplane_runtime.codecs.tfproto import dtype_enum, read_tensor, write_ten
 from modelplane_runtime.errors import InvalidInput
 from modelplane_runtime.grpc import examples
 from modelplane_runtime.grpc.modelspec import fill_model_spec, resolve
-from modelplane_runtime.grpc.rpc import Calls
+from modelplane_runtime.grpc.rpc import Calls, traced_submit
 from modelplane_runtime.serving import Runtime
 from modelplane_runtime.signature import SignatureSpec
 
+if TYPE_CHECKING:
+    from modelplane_runtime.tracing import RequestTrace
+
 SERVICE: Final = "tensorflow.serving.PredictionService"
+PREDICT: Final = f"/{SERVICE}/Predict"
 SIGNATURE_DEF: Final = "signature_def"
 """The one ``metadata_field`` GetModelMetadata serves, as in TF Serving."""
 
@@ -50,10 +54,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
     ) -> predict_pb2.PredictResponse:
         """Run the signature on the request's tensors (batched with other requests)."""
         return await self.calls.run(
-            context, "Predict", request.model_spec.name, lambda: self._predict(request)
+            context, PREDICT, request.model_spec.name, lambda trace: self._predict(request, trace)
         )
 
-    async def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    async def _predict(
+        self, request: predict_pb2.PredictRequest, trace: RequestTrace | None
+    ) -> predict_pb2.PredictResponse:
         runtime = self.runtime
         dataplane = runtime.dataplane
         model_spec = request.model_spec
@@ -62,13 +68,23 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
         spec = dataplane.signature(name, version, model_spec.signature_name or None)
         wanted = _output_filter(request.output_filter, spec)
         limit = runtime.settings.max_body_bytes
-        inputs = {key: read_tensor(tensor, key, limit) for key, tensor in request.inputs.items()}
-        outputs = await dataplane.submit(name, version, spec.name, inputs, strict_dtypes=True)
+        if trace is None:
+            inputs = {k: read_tensor(tensor, k, limit) for k, tensor in request.inputs.items()}
+            outputs = await dataplane.submit(name, version, spec.name, inputs,
+                                             strict_dtypes=True)
+        else:
+            trace.decoding()
+            inputs = {k: read_tensor(tensor, k, limit) for k, tensor in request.inputs.items()}
+            trace.decoded()
+            outputs = await traced_submit(dataplane, trace, name, version, spec.name, inputs)
+            trace.encoding()
         response = predict_pb2.PredictResponse()
         fill_model_spec(response.model_spec, name, version, spec.name)
         tensors = response.outputs
         for key in wanted or outputs:
             write_tensor(tensors[key], outputs[key])
+        if trace is not None:
+            trace.encoded()
         return response
 
     async def GetModelMetadata(
@@ -78,7 +94,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """The model's signatures (``signature_def``), as TF Serving's metadata answer."""
         return await self.calls.run(
-            context, "GetModelMetadata", request.model_spec.name, lambda: self._metadata(request)
+            context, f"/{SERVICE}/GetModelMetadata", request.model_spec.name,
+            lambda trace: self._metadata(request),
         )
 
     async def _metadata(
@@ -107,13 +124,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
     async def Classify(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         """Classify tf.Examples with a classification signature (examples.py)."""
         return await self.calls.run(
-            context, "Classify", request.model_spec.name, lambda: self.examples.classify(request)
+            context, f"/{SERVICE}/Classify", request.model_spec.name,
+            lambda trace: self.examples.classify(request),
         )
 
     async def Regress(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         """Regress tf.Examples with a regression signature (examples.py)."""
         return await self.calls.run(
-            context, "Regress", request.model_spec.name, lambda: self.examples.regress(request)
+            context, f"/{SERVICE}/Regress", request.model_spec.name,
+            lambda trace: self.examples.regress(request),
         )
 
     async def MultiInference(
@@ -122,7 +141,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer): 
         """Several classify/regress signatures on the same tf.Examples (examples.py)."""
         name = request.tasks[0].model_spec.name if request.tasks else ""
         return await self.calls.run(
-            context, "MultiInference", name, lambda: self.examples.multi_inference(request)
+            context, f"/{SERVICE}/MultiInference", name,
+            lambda trace: self.examples.multi_inference(request),
         )
 
 
