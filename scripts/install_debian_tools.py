@@ -1,13 +1,16 @@
-"""Install Debian's prometheus, promtool and wrk into .tools/ (git-ignored), without root.
+"""Install Debian's prometheus, promtool, wrk and h2load into .tools/ (git-ignored), without root.
 
 The default test suite drives them for real: Prometheus scrapes the runtime, promtool checks
-the Grafana dashboard's PromQL, wrk loads the benchmark harness. They come from Debian's
+the Grafana dashboard's PromQL, wrk and h2load (nghttp2-client: unary gRPC) load the
+benchmark harness. They come from Debian's
 packages through apt's own client, run as whoever runs this script: ``apt-get update`` into a
 private list folder (.tools/apt, so neither root nor fresh system lists are needed),
 ``apt-get download`` of the .deb files, and ``dpkg-deb --fsys-tarfile`` to read them. Only
 the named files are extracted, under fixed names, so nothing in a package can write
-elsewhere, and nothing is installed system-wide. wrk links LuaJIT, which is extracted beside
-it; ``.tools/bin/wrk`` is a wrapper that points the loader there.
+elsewhere, and nothing is installed system-wide. wrk links LuaJIT and h2load libev,
+jemalloc and libnghttp2, which a minimal system may lack: each is extracted with its
+libraries into .tools/lib/<tool>, and ``.tools/bin/<tool>`` is a wrapper that points the
+loader there.
 
 Idempotent: tools already in .tools/bin that run are kept. Without apt-get (not a Debian or
 Ubuntu machine) tools already on PATH are accepted; otherwise it says what to install.
@@ -47,13 +50,18 @@ TOOLS = (
     Tool("prometheus", "prometheus", "usr/bin/prometheus", ("--version",), "prometheus, version"),
     Tool("promtool", "prometheus", "usr/bin/promtool", ("--version",), "promtool, version"),
     Tool("wrk", "wrk", "usr/bin/wrk", ("-v",), "wrk "),
+    Tool("h2load", "nghttp2-client", "usr/bin/h2load", ("--version",), "h2load nghttp2/"),
 )
-LUAJIT_PACKAGE = "libluajit-5.1-2"
-LUAJIT_SONAME = "libluajit-5.1.so.2"
-WRK_WRAPPER = """#!/bin/sh
-# wrk from Debian's package with its LuaJIT beside it (scripts/install_debian_tools.py).
-here=$(dirname "$0")/../lib/wrk
-LD_LIBRARY_PATH="$here${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$here/wrk" "$@"
+LIBRARIES: dict[str, tuple[tuple[str, str], ...]] = {
+    "wrk": (("libluajit-5.1-2", "libluajit-5.1.so.2"),),
+    "h2load": (("libev4", "libev.so.4"), ("libjemalloc2", "libjemalloc.so.2"),
+               ("libnghttp2-14", "libnghttp2.so.14")),
+}
+"""Tools run through a wrapper, and the (package, shared library) pairs they load."""
+WRAPPER = """#!/bin/sh
+# {tool} from Debian's package with its libraries beside it (scripts/install_debian_tools.py).
+here=$(dirname "$0")/../lib/{tool}
+LD_LIBRARY_PATH="$here${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}" exec "$here/{tool}" "$@"
 """
 
 
@@ -161,17 +169,24 @@ def place(target: Path, data: bytes, mode: int = 0o755) -> None:
 
 
 def install(tools: Path) -> None:
-    """Download the packages and extract the tools into tools/bin (wrk into tools/lib/wrk)."""
-    debs = download(tools, sorted({t.package for t in TOOLS} | {LUAJIT_PACKAGE}))
-    bin_dir, wrk_dir = tools / "bin", tools / "lib" / "wrk"
+    """Download the packages and extract the tools into tools/bin, a wrapped tool and its
+    libraries into tools/lib/<tool> (see LIBRARIES)."""
+    libraries = {package: (tool, soname) for tool, libs in LIBRARIES.items()
+                 for package, soname in libs}
+    debs = download(tools, sorted({t.package for t in TOOLS} | set(libraries)))
+    bin_dir = tools / "bin"
     for package, deb in debs.items():
         tools_here = [t for t in TOOLS if t.package == package]
-        files = read_members(deb, [t.member for t in tools_here] or [LUAJIT_SONAME])
+        library = libraries.get(package)
+        wanted = [t.member for t in tools_here] + ([library[1]] if library else [])
+        files = read_members(deb, wanted)
         for tool in tools_here:
-            place((wrk_dir if tool.name == "wrk" else bin_dir) / tool.name, files[tool.member])
-        if package == LUAJIT_PACKAGE:
-            place(wrk_dir / LUAJIT_SONAME, files[LUAJIT_SONAME], 0o644)
-    place(bin_dir / "wrk", WRK_WRAPPER.encode())
+            folder = tools / "lib" / tool.name if tool.name in LIBRARIES else bin_dir
+            place(folder / tool.name, files[tool.member])
+        if library is not None:
+            place(tools / "lib" / library[0] / library[1], files[library[1]], 0o644)
+    for tool in LIBRARIES:
+        place(bin_dir / tool, WRAPPER.format(tool=tool).encode())
     # The lists and packages served their purpose (the next install refreshes them anyway).
     shutil.rmtree(tools / "apt")
     shutil.rmtree(tools / "cache" / "debian")

@@ -12,7 +12,6 @@ time (from the kernel's rusage of the child) says whether the generator was the 
 
 from __future__ import annotations
 
-import os
 import re
 import resource
 import struct
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from bench.tools import tool_binary
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ def run_h2load(
 ) -> H2loadResult:
     """Load ``url`` (``http://host:port/package.Service/Method``) for ``duration`` seconds."""
     command = [
-        "taskset", "-c", cpu, "h2load", "-t", "1", "-c", str(connections), "-m", str(streams),
+        "taskset", "-c", cpu, tool_binary("h2load") or "h2load", "-t", "1",
+        "-c", str(connections), "-m", str(streams),
         "-D", str(max(1, round(duration))), "-d", str(body),  # whole seconds only
         "-H", "content-type: application/grpc", "-H", "te: trailers",
     ]
@@ -88,7 +90,5 @@ def _parse(text: str, log: Path | None, cpu_seconds: float, duration: float) -> 
 
 
 def h2load_available() -> bool:
-    """True when the h2load command is installed (``apt-get install nghttp2-client``)."""
-    return any(
-        (Path(folder) / "h2load").is_file() for folder in os.environ.get("PATH", "").split(":")
-    )
+    """True when h2load is installed (``make tools`` puts Debian's in .tools/bin)."""
+    return tool_binary("h2load") is not None

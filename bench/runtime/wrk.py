@@ -7,11 +7,12 @@ prints the exact percentiles (microseconds) and error counts as one JSON line in
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.tools import tool_binary
 
 _LUA = """
 wrk.method = "POST"
@@ -30,12 +31,9 @@ end
 """
 
 
-_TOOLS_WRK = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "wrk"
-
-
 def wrk_binary() -> str | None:
     """wrk from .tools/bin (``make tools`` puts Debian's there), else from PATH, else None."""
-    return str(_TOOLS_WRK) if _TOOLS_WRK.is_file() else shutil.which("wrk")
+    return tool_binary("wrk")
 
 
 @dataclass(frozen=True)
