@@ -79,8 +79,10 @@ def _traffic() -> list[Spec]:
          [(_quantile(q, lat), f"p{int(q * 100)} {md}") for q in (0.5, 0.9, 0.99)],
          "Whole-request latency percentiles from the runtime's histogram."),
         ("Errors", "percentunit",
-         [(_share(req, "5.."), f"5xx {md}"), (_share(req, "4.."), f"4xx {md}")],
-         "Share of requests answered with a server (5xx) or client (4xx) error."),
+         [(_share(req, "5..|" + "|".join(contract.GRPC_SERVER_ERROR_CODES)), f"5xx {md}"),
+          (_share(req, "4..|" + "|".join(contract.GRPC_CLIENT_ERROR_CODES)), f"4xx {md}")],
+         "Share of requests answered with a server (5xx, or a server-side gRPC code) or "
+         "client (4xx, or a client-side gRPC code) error."),
         ("In-flight requests", "short",
          [(f"sum by ({BY}) ({contract.METRIC_IN_FLIGHT}{{{SEL}}})", md)],
          "Requests being served right now, across replicas."),

@@ -11,7 +11,8 @@ a window; windows of all ready pods add up to the ModelDeployment's ``status.loa
   *increases* within the window (so they describe recent traffic, not the process's
   lifetime), merged over pods and interpolated linearly inside the bucket exactly like
   PromQL's ``histogram_quantile``.
-- ``errorRate``: share of requests in the window answered with a 5xx. 4xx answers are the
+- ``errorRate``: share of requests in the window answered with a 5xx (or, over gRPC, a
+  server-side code: contract.GRPC_SERVER_ERROR_CODES). 4xx answers are the
   client's mistake (bad input is expected and answered correctly), so they do not count:
   the number says whether the model server is failing, which is what an operator acts on.
 """
@@ -98,7 +99,8 @@ def parse_snapshot(text: str, taken_at: float) -> Snapshot:
         for sample in family.samples:
             if sample.name == contract.METRIC_REQUESTS:
                 requests += sample.value
-                if sample.labels.get("code", "").startswith("5"):
+                code = sample.labels.get("code", "")
+                if code.startswith("5") or code in contract.GRPC_SERVER_ERROR_CODES:
                     server_errors += sample.value
             elif sample.name == contract.METRIC_IN_FLIGHT:
                 in_flight += sample.value

@@ -64,6 +64,11 @@ GRPC_SERVER_ERROR_CODES: Final = (
 )
 """The gRPC ``code`` labels that count as server errors, as a 5xx does for HTTP (the codes
 grpc-gateway maps to 5xx statuses); the others are the client's (INVALID_ARGUMENT, ...)."""
+GRPC_CLIENT_ERROR_CODES: Final = (
+    "CANCELLED", "INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNAUTHENTICATED",
+)
+"""Every other gRPC code but OK: the client's errors, as a 4xx is (grpc-gateway's 4xx)."""
 METRIC_REQUEST_LATENCY: Final = "modelplane_request_duration_seconds"
 """Histogram of whole-request latency; labels: model, protocol."""
 METRIC_INFERENCE_LATENCY: Final = "modelplane_inference_duration_seconds"

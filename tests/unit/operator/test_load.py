@@ -36,7 +36,9 @@ class FakeRuntimeMetrics:
         self.in_flight = Gauge(contract.METRIC_IN_FLIGHT, "in flight", ["model"],
                                registry=self.registry)
 
-    def serve(self, seconds: float, code: int = 200, protocol: str = "v2", n: int = 1) -> None:
+    def serve(
+        self, seconds: float, code: int | str = 200, protocol: str = "v2", n: int = 1
+    ) -> None:
         for _ in range(n):
             self.requests.labels("m", protocol, str(code)).inc()
             self.latency.labels("m", protocol).observe(seconds)
@@ -96,6 +98,16 @@ def test_parse_sums_every_label_and_separates_server_errors() -> None:
     assert snap.in_flight == 3
     assert snap.buckets[-1] == (math.inf, 14.0)
     assert dict(snap.buckets)[0.025] == 12.0  # 5 + 3 at 20 ms, 4 at 1 ms
+
+
+def test_grpc_server_side_codes_are_server_errors_and_client_ones_are_not() -> None:
+    runtime = FakeRuntimeMetrics()
+    runtime.serve(0.02, code="OK", protocol="grpc", n=5)
+    runtime.serve(0.02, code="UNAVAILABLE", protocol="grpc", n=2)
+    runtime.serve(0.02, code="DEADLINE_EXCEEDED", protocol="grpc", n=1)
+    runtime.serve(0.02, code="INVALID_ARGUMENT", protocol="grpc", n=4)
+    snap = runtime.snapshot(10.0)
+    assert (snap.requests, snap.server_errors) == (12, 3)
 
 
 def test_rate_and_quantiles_come_from_the_window_not_the_lifetime() -> None:
