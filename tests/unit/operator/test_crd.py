@@ -92,7 +92,8 @@ def test_every_spec_field_is_in_the_schema() -> None:
         "minReplicas", "maxReplicas", "targetCPUUtilization", "targetInFlightPerReplica",
         "targetRequestsPerSecondPerReplica",
     }
-    assert set(spec["model"]["properties"]) == {"uri", "format", "version", "credentialsSecret"}
+    assert set(spec["model"]["properties"]) == {"uri", "format", "version", "credentialsSecret",
+                                                "serviceAccountName", "pollSeconds"}
     assert spec["model"]["required"] == ["uri"]
     assert set(spec["resources"]["properties"]) == {"cpu", "memory", "gpu"}
     assert spec["resources"]["properties"]["cpu"]["x-kubernetes-int-or-string"] is True
