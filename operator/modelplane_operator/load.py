@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from modelplane_runtime import contract
 from prometheus_client.parser import text_string_to_metric_families
 
+AVAILABLE = "AVAILABLE"
+"""The version state of a version that takes requests (TF Serving's name)."""
+
 Buckets = tuple[tuple[float, float], ...]
 """Cumulative histogram buckets: ``(upper bound in seconds, count)``, sorted, ``+Inf`` last."""
 
@@ -39,7 +42,9 @@ class Snapshot:
     in_flight: float
     buckets: Buckets
     versions: frozenset[str] = frozenset()
-    """Model versions the pod has loaded (from ``modelplane_model_load_seconds``)."""
+    """Model versions the pod serves: ``AVAILABLE`` in ``modelplane_model_version_state``,
+    or, from a runtime too old to report states, those it ever loaded
+    (``modelplane_model_load_seconds``, which keeps versions since unloaded)."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,8 @@ def parse_snapshot(text: str, taken_at: float) -> Snapshot:
     """Read the runtime's metrics from the Prometheus text format, summed over all labels."""
     requests = server_errors = in_flight = 0.0
     cumulative: dict[float, float] = {}
-    versions: set[str] = set()
+    loaded: set[str] = set()
+    available: set[str] | None = None  # None: the runtime reports no version states
     bucket_name = contract.METRIC_REQUEST_LATENCY + "_bucket"
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -102,8 +108,12 @@ def parse_snapshot(text: str, taken_at: float) -> Snapshot:
                     server_errors += sample.value
             elif sample.name == contract.METRIC_IN_FLIGHT:
                 in_flight += sample.value
+            elif sample.name == contract.METRIC_MODEL_VERSION_STATE:
+                available = set() if available is None else available
+                if sample.labels.get("state") == AVAILABLE and sample.value >= 1:
+                    available.add(sample.labels.get("version", ""))
             elif sample.name == contract.METRIC_MODEL_LOAD and "version" in sample.labels:
-                versions.add(sample.labels["version"])
+                loaded.add(sample.labels["version"])
             elif sample.name == bucket_name:
                 bound = float(sample.labels["le"])
                 cumulative[bound] = cumulative.get(bound, 0.0) + sample.value
@@ -113,7 +123,7 @@ def parse_snapshot(text: str, taken_at: float) -> Snapshot:
         server_errors=server_errors,
         in_flight=in_flight,
         buckets=tuple(sorted(cumulative.items())),
-        versions=frozenset(versions),
+        versions=frozenset(loaded if available is None else available - {""}),
     )
 
 

@@ -88,7 +88,8 @@ class ModelDeploymentStatus(ResourceModel):
     observed_generation: int | None = None
     """metadata.generation the status reflects."""
     model_version: str | None = None
-    """Model version being served."""
+    """Model versions being served (AVAILABLE in the runtimes' version states), comma-separated
+    in numeric order; kept while no replica can be asked."""
     load: Load | None = None
     """Live load."""
     pods: list[PodStatus] = Field(default_factory=list)
