@@ -43,6 +43,7 @@ from modelplane_operator.cache import Cache, ChildKey, Key, child_key, key_of, o
 from modelplane_operator.events import EventPoster
 from modelplane_operator.kube import ApiError, KubeClient
 from modelplane_operator.metrics import OperatorMetrics
+from modelplane_operator.podmetrics import PodMetricsReader
 from modelplane_operator.repair import Repairer
 from modelplane_operator.reporter import StatusReporter
 from modelplane_operator.scrape import LoadTracker, Scraper
@@ -55,6 +56,7 @@ from modelplane_operator.status import (
     invalid_status,
     rejected_status,
 )
+from modelplane_operator.usage import with_readings
 from modelplane_operator.watch import Watcher
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ class Controller:
         self._rejected: dict[Key, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loads = LoadTracker(scraper)
+        self._resource_use = PodMetricsReader(client, settings.namespaces)
         self.status = StatusReporter(client, self.cache, self._events, metrics,
                                      self._wanted_status, clock, self._spawn)
         self._repairs = Repairer(self._applier, self._events, metrics, self._wanted_child,
@@ -369,11 +372,14 @@ class Controller:
             selector=selector_string(name),
             desired_replicas=desired,
         )
-        return build_status(
+        pods = list(self.cache.pods.get(key, {}).values())
+        status = build_status(
             generation=generation, target=target, deployments=deployments,
-            pods=list(self.cache.pods.get(key, {}).values()), load=load, load_updated_at=at,
-            previous=current, now=self._clock(),
+            pods=pods, load=load, load_updated_at=at, previous=current, now=self._clock(),
         )
+        # CPU, memory and GPUs per replica and in total, and each replica's versions.
+        return with_readings(status, pods, self._resource_use.usage(),
+                             self._loads.replicas(key), current)
 
     async def refresh_status(self, key: Key) -> bool:
         """Recompute one status from the cache; write it if it differs. True if written."""
@@ -383,7 +389,8 @@ class Controller:
 
     async def scrape_round(self) -> None:
         """Scrape every ready pod once and recompute every status (the periodic resync)."""
-        answered, asked = await self._loads.round(self.cache.pods, self._clock())
+        (answered, asked), _ = await asyncio.gather(
+            self._loads.round(self.cache.pods, self._clock()), self._resource_use.round())
         self.metrics.scrapes.labels("ok").inc(answered)
         self.metrics.scrapes.labels("failed").inc(asked - answered)
         keys = list(self.cache.mds)

@@ -25,11 +25,37 @@ from dataclasses import dataclass
 from modelplane_runtime import contract
 from prometheus_client.parser import text_string_to_metric_families
 
+
+def _metric(attr: str, fallback: str) -> str:
+    # GPU series come with the runtime's resource metrics; until its contract names them,
+    # this documented spelling (the same) is used.
+    return str(getattr(contract, attr, fallback))
+
+
+METRIC_GPU_UTILIZATION = _metric("METRIC_GPU_UTILIZATION", "modelplane_gpu_utilization_ratio")
+"""Gauge 0..1 per GPU (labels gpu, uuid): share of the last sample period a kernel ran."""
+METRIC_GPU_MEMORY_USED = _metric("METRIC_GPU_MEMORY_USED", "modelplane_gpu_memory_used_bytes")
+METRIC_GPU_MEMORY_TOTAL = _metric("METRIC_GPU_MEMORY_TOTAL",
+                                  "modelplane_gpu_memory_total_bytes")
+_GPU_FIELDS = {METRIC_GPU_UTILIZATION: 0, METRIC_GPU_MEMORY_USED: 1, METRIC_GPU_MEMORY_TOTAL: 2}
+
 AVAILABLE = "AVAILABLE"
 """The version state of a version that takes requests (TF Serving's name)."""
 
 Buckets = tuple[tuple[float, float], ...]
 """Cumulative histogram buckets: ``(upper bound in seconds, count)``, sorted, ``+Inf`` last."""
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU as a replica's runtime reads it from NVML (None: not reported)."""
+
+    utilization: float | None
+    """0..1."""
+    memory_used: float | None
+    """Bytes in use on the device, by every process."""
+    memory_total: float | None
+    """Bytes on the device."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +67,8 @@ class Snapshot:
     server_errors: float
     in_flight: float
     buckets: Buckets
+    gpus: tuple[Gpu, ...] = ()
+    """The GPUs the pod's runtime sees (none without a GPU or NVML)."""
     versions: frozenset[str] = frozenset()
     """Model versions the pod serves: ``AVAILABLE`` in ``modelplane_model_version_state``,
     or, from a runtime too old to report states, those it ever loaded
@@ -99,6 +127,9 @@ def parse_snapshot(text: str, taken_at: float) -> Snapshot:
     cumulative: dict[float, float] = {}
     loaded: set[str] = set()
     available: set[str] | None = None  # None: the runtime reports no version states
+    # Per device (its uuid, else its index): with several worker processes each may
+    # report the same GPU; one device counts once.
+    gpus: dict[str, list[float | None]] = {}
     bucket_name = contract.METRIC_REQUEST_LATENCY + "_bucket"
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -114,6 +145,10 @@ def parse_snapshot(text: str, taken_at: float) -> Snapshot:
                     available.add(sample.labels.get("version", ""))
             elif sample.name == contract.METRIC_MODEL_LOAD and "version" in sample.labels:
                 loaded.add(sample.labels["version"])
+            elif sample.name in _GPU_FIELDS:
+                device = sample.labels.get("uuid") or sample.labels.get("gpu", "")
+                readings = gpus.setdefault(device, [None, None, None])
+                readings[_GPU_FIELDS[sample.name]] = sample.value
             elif sample.name == bucket_name:
                 bound = float(sample.labels["le"])
                 cumulative[bound] = cumulative.get(bound, 0.0) + sample.value
@@ -123,6 +158,7 @@ def parse_snapshot(text: str, taken_at: float) -> Snapshot:
         server_errors=server_errors,
         in_flight=in_flight,
         buckets=tuple(sorted(cumulative.items())),
+        gpus=tuple(Gpu(*gpus[device]) for device in sorted(gpus)),
         versions=frozenset(loaded if available is None else available - {""}),
     )
 

@@ -20,7 +20,7 @@ from modelplane_operator.termination import detail as termination_detail
 
 OWNED_KEYS = (
     "replicas", "readyReplicas", "updatedReplicas", "ready", "selector", "url",
-    "observedGeneration", "conditions", "pods", "load", "modelVersion",
+    "observedGeneration", "conditions", "pods", "load", "modelVersion", "resources",
 )
 """Top-level status fields this operator writes (``status.kopf`` belongs to kopf)."""
 

@@ -144,7 +144,11 @@ def test_names_subresources_and_columns() -> None:
         },
     }
     columns = [(c["name"].upper(), c["jsonPath"]) for c in version["additionalPrinterColumns"]]
-    assert [name for name, _ in columns] == ["READY", "MODEL", "RPS", "P99", "URL", "AGE"]
+    shown = [c["name"].upper() for c in version["additionalPrinterColumns"]
+             if not c.get("priority")]
+    assert shown == ["READY", "MODEL", "RPS", "P99", "URL", "AGE"]
+    wide = [c["name"].upper() for c in version["additionalPrinterColumns"] if c.get("priority")]
+    assert wide == ["CPU", "MEMORY", "GPU%"]  # kubectl get md -o wide
     schema = version["schema"]["openAPIV3Schema"]
     for _, json_path in columns:
         node = schema
