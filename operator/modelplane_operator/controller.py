@@ -103,6 +103,7 @@ class Controller:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loads = LoadTracker(scraper)
         self._resource_use = PodMetricsReader(client, settings.namespaces)
+        self._usage_read: asyncio.Task[object] | None = None
         self.status = StatusReporter(client, self.cache, self._events, metrics,
                                      self._wanted_status, clock, self._spawn)
         self._repairs = Repairer(self._applier, self._events, metrics, self._wanted_child,
@@ -389,8 +390,12 @@ class Controller:
 
     async def scrape_round(self) -> None:
         """Scrape every ready pod once and recompute every status (the periodic resync)."""
-        (answered, asked), _ = await asyncio.gather(
-            self._loads.round(self.cache.pods, self._clock()), self._resource_use.round())
+        # The resource metrics API is read beside the round, never waited for: a hanging
+        # metrics-server delays no status (its reading is used once it arrives).
+        if self._usage_read is None or self._usage_read.done():
+            self._usage_read = asyncio.create_task(self._resource_use.round(),
+                                                   name="resource metrics read")
+        answered, asked = await self._loads.round(self.cache.pods, self._clock())
         self.metrics.scrapes.labels("ok").inc(answered)
         self.metrics.scrapes.labels("failed").inc(asked - answered)
         keys = list(self.cache.mds)
@@ -434,7 +439,9 @@ class Controller:
         """Stop background work and flush queued Events."""
         self.status.close()
         await self._repairs.close()
-        tasks = list(self._tasks)
+        tasks: list[asyncio.Task[Any]] = list(self._tasks)
+        if self._usage_read is not None:
+            tasks.append(self._usage_read)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

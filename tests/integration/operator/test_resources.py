@@ -20,11 +20,13 @@ from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 from modelplane_operator import load
 from modelplane_runtime.metrics import Metrics
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
+from tests.fixtures.faults import FaultProxy, Rule
 from tests.fixtures.kube import KubeApi, Kubectl
 from tests.fixtures.polling import eventually
 from tests.integration.operator.conftest import Cluster, OperatorProcess
@@ -212,6 +214,59 @@ def test_without_metrics_server_nothing_breaks_and_the_fields_are_absent(
     assert "Traceback" not in logs
     assert operator.metric("modelplane_operator_errors_total") == 0
     assert kubectl("get", "md", MODEL, "-n", kube_namespace).returncode == 0
+
+
+def test_a_forbidden_or_hanging_metrics_api_only_drops_the_figures(
+    start_operator: Any, fault_proxy: FaultProxy, kube_api: KubeApi, kubectl: Kubectl,
+    cluster: Cluster, kube_namespace: str,
+) -> None:
+    """A role without `list` on pods.metrics.k8s.io (RBAC answers 403), then an adapter
+    that hangs: the operator keeps serving every other status field, says why once each,
+    and shows CPU as soon as it can read it."""
+    port = common_free_port(HOSTS)
+    fault_proxy.add(Rule("status", status=403, path="^/apis/metrics.k8s.io/", times=None,
+                         message='pods.metrics.k8s.io is forbidden: User "system:'
+                         'serviceaccount:modelplane-system:modelplane" cannot list resource '
+                         '"pods" in API group "metrics.k8s.io" in the namespace '
+                         f'"{kube_namespace}"'))
+    with gpu_replicas(port) as replicas:
+        for replica in replicas:
+            replica.gpu(0.2, 4 * GiB)
+        operator: OperatorProcess = start_operator(
+            kube_namespace, through=fault_proxy, MODELPLANE_OPERATOR_SCRAPE_PORT=str(port))
+        kubectl.apply(model(kube_namespace))
+        deployment = eventually(lambda: cluster.get("deployment", MODEL), what="Deployment")
+        register_ready_pods(kubectl, kube_namespace, deployment)
+        measure(kube_api, kube_namespace, [(0.5, GiB), (0.5, GiB)])
+        eventually(lambda: (c := cluster.condition(MODEL)) and c["status"] == "True",
+                   what="Ready=True")
+        eventually(lambda: resources(cluster).get("gpuUtilization") == 20, what="GPU%")
+        eventually(lambda: len(fault_proxy.entries(path="metrics.k8s.io")) >= 3,
+                   what="three rounds refused")
+        assert "cpu" not in resources(cluster)
+
+        # The role is fixed; then the API hangs past the operator's 5 s timeout.
+        fault_proxy.quiet()
+        eventually(lambda: resources(cluster).get("cpu") == "1000m", timeout=30,
+                   what="CPU once allowed")
+        fault_proxy.add(Rule("delay", path="^/apis/metrics.k8s.io/", delay_s=30, times=None))
+        eventually(lambda: "cpu" not in resources(cluster), timeout=60,
+                   what="CPU gone while the API hangs")
+        # The status rounds (every 1 s here) go on, not held by the hanging API.
+        rounds = operator.metric("modelplane_operator_status_rounds_total")
+        eventually(lambda: operator.metric("modelplane_operator_status_rounds_total")
+                   >= rounds + 3, timeout=10, what="three more status rounds")
+        replicas[0].gpu(0.6, 4 * GiB)
+        eventually(lambda: resources(cluster).get("gpuUtilization") == 40, timeout=10,
+                   what="GPU figures still follow")
+        health = httpx.get(operator.url + "/healthz", timeout=5)
+        assert health.status_code == 200, health.text
+        fault_proxy.quiet()
+
+    logs = operator.logs()
+    assert logs.count("may not list pods.metrics.k8s.io") == 1
+    assert logs.count("did not answer within 5s") == 1
+    assert "Traceback" not in logs
 
 
 @pytest.fixture(autouse=True)
