@@ -25,19 +25,9 @@ from dataclasses import dataclass
 from modelplane_runtime import contract
 from prometheus_client.parser import text_string_to_metric_families
 
-
-def _metric(attr: str, fallback: str) -> str:
-    # GPU series come with the runtime's resource metrics; until its contract names them,
-    # this documented spelling (the same) is used.
-    return str(getattr(contract, attr, fallback))
-
-
-METRIC_GPU_UTILIZATION = _metric("METRIC_GPU_UTILIZATION", "modelplane_gpu_utilization_ratio")
-"""Gauge 0..1 per GPU (labels gpu, uuid): share of the last sample period a kernel ran."""
-METRIC_GPU_MEMORY_USED = _metric("METRIC_GPU_MEMORY_USED", "modelplane_gpu_memory_used_bytes")
-METRIC_GPU_MEMORY_TOTAL = _metric("METRIC_GPU_MEMORY_TOTAL",
-                                  "modelplane_gpu_memory_total_bytes")
-_GPU_FIELDS = {METRIC_GPU_UTILIZATION: 0, METRIC_GPU_MEMORY_USED: 1, METRIC_GPU_MEMORY_TOTAL: 2}
+_GPU_FIELDS = {contract.METRIC_GPU_UTILIZATION: 0, contract.METRIC_GPU_MEMORY_USED: 1,
+               contract.METRIC_GPU_MEMORY_TOTAL: 2}
+"""Per-GPU gauges (labels gpu, uuid) and their place in a ``Gpu``."""
 
 AVAILABLE = "AVAILABLE"
 """The version state of a version that takes requests (TF Serving's name)."""

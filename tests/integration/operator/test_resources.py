@@ -5,9 +5,9 @@ Two parts play components this machine cannot run:
   (tests/fixtures/apiserver/resource_metrics.py), as metrics-server would have measured
   it from the kubelets, and switches that API off or breaks it;
 - a GPU: this machine has none, so each replica's /metrics is a stand-in on the pod's
-  address serving what a GPU runtime's exposition holds: the runtime's own `Metrics`
-  (requests, version states) plus the per-GPU gauges its NVML collector exports, under
-  the contract's names. The test sets the readings.
+  address serving what a GPU runtime's exposition holds, made by the runtime's own code:
+  its `Metrics` (requests, version states) and its GPU families (`gpus.gpu_families`) over
+  readings the test sets where NVML would have given them.
 As in test_live_load.py, the test plays the kubelet: it registers ready Pods with those
 addresses and fakes the rollout through the Deployment's /status.
 """
@@ -22,9 +22,11 @@ from typing import Any
 
 import httpx
 import pytest
-from modelplane_operator import load
+from modelplane_runtime.gpus import GpuReading, gpu_families
 from modelplane_runtime.metrics import Metrics
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from tests.fixtures.faults import FaultProxy, Rule
 from tests.fixtures.kube import KubeApi, Kubectl
@@ -48,11 +50,17 @@ class GpuReplica:
         self.registry = CollectorRegistry()
         metrics = Metrics(self.registry)
         metrics.observe_versions(MODEL, {1: "AVAILABLE"})
-        labels = ["gpu", "uuid"]
-        self._gauges = [Gauge(name, name, labels, registry=self.registry) for name in (
-            load.METRIC_GPU_UTILIZATION, load.METRIC_GPU_MEMORY_USED,
-            load.METRIC_GPU_MEMORY_TOTAL)]
+        self.readings: list[GpuReading] = []
         self.uuid = uuid
+        replica = self
+
+        class Nvml(Collector):
+            """The runtime's GPU families (gpus.py) over the readings the test sets."""
+
+            def collect(self) -> Iterator[Metric]:
+                yield from gpu_families(replica.readings)
+
+        self.registry.register(Nvml())
         registry = self.registry
 
         class Handler(BaseHTTPRequestHandler):
@@ -71,8 +79,10 @@ class GpuReplica:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def gpu(self, utilization: float, used: int, total: int = 80 * GiB) -> None:
-        for gauge, value in zip(self._gauges, (utilization, used, total), strict=True):
-            gauge.labels("0", self.uuid).set(value)
+        self.readings = [GpuReading(gpu=0, uuid=self.uuid, name="NVIDIA H200",
+                                    utilization=utilization, memory_used=used,
+                                    memory_total=total, power_watts=310.0,
+                                    temperature_celsius=51.0)]
 
     def close(self) -> None:
         self.server.shutdown()

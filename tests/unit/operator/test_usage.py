@@ -4,10 +4,10 @@ and in total, and figures that stay still while usage only wobbles (issue 13).""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from modelplane_operator import load
 from modelplane_operator.load import parse_snapshot
 from modelplane_operator.status import status_patch
 from modelplane_operator.usage import (
@@ -19,8 +19,10 @@ from modelplane_operator.usage import (
     settle,
     with_readings,
 )
-from modelplane_runtime import contract
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from modelplane_runtime.gpus import GpuReading, gpu_families
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 MiB = 2**20
 GiB = 2**30
@@ -36,27 +38,21 @@ def pod_metrics(name: str, *containers: tuple[str, str], namespace: str = "ml") 
                            for i, (cpu, memory) in enumerate(containers)]}
 
 
-def gpu_exposition(*devices: tuple[str, float, float, float], workers: int = 1) -> str:
-    """What a GPU runtime's /metrics says, per device (uuid, utilisation, used, total);
-    ``workers`` > 1 repeats each device as several worker processes report it."""
+def gpu_exposition(*devices: tuple[str, float, float, float]) -> str:
+    """What a GPU runtime's /metrics says, per device (uuid, utilisation, used, total):
+    the runtime's own GPU families (gpus.py), with the readings NVML would have given."""
+    readings = [GpuReading(gpu=i, uuid=uuid, name="NVIDIA H200", utilization=ratio,
+                           memory_used=used, memory_total=total, power_watts=300.0,
+                           temperature_celsius=45.0)
+                for i, (uuid, ratio, used, total) in enumerate(devices)]
+
+    class Readings(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield from gpu_families(readings)
+
     registry = CollectorRegistry()
-    labels = ["gpu", "uuid", "worker"]
-    utilization = Gauge(load.METRIC_GPU_UTILIZATION, "u", labels, registry=registry)
-    used = Gauge(load.METRIC_GPU_MEMORY_USED, "m", labels, registry=registry)
-    total = Gauge(load.METRIC_GPU_MEMORY_TOTAL, "t", labels, registry=registry)
-    for index, (uuid, ratio, in_use, size) in enumerate(devices):
-        for worker in range(workers):
-            values = (str(index), uuid, str(worker))
-            utilization.labels(*values).set(ratio)
-            used.labels(*values).set(in_use)
-            total.labels(*values).set(size)
+    registry.register(Readings())
     return generate_latest(registry).decode()
-
-
-def test_metric_names_are_the_runtime_contracts() -> None:
-    for name in ("METRIC_GPU_UTILIZATION", "METRIC_GPU_MEMORY_USED", "METRIC_GPU_MEMORY_TOTAL"):
-        assert getattr(load, name) == getattr(contract, name, getattr(load, name))
-    assert load.METRIC_GPU_UTILIZATION == "modelplane_gpu_utilization_ratio"
 
 
 def test_pod_usage_adds_up_containers_in_metrics_server_units() -> None:
@@ -85,9 +81,8 @@ def test_figures_read_like_kubectl_top() -> None:
                                                                           "3072Mi"]
 
 
-def test_gpus_are_read_per_device_once_whatever_the_workers() -> None:
-    text = gpu_exposition(("GPU-a", 0.5, 10 * GiB, 80 * GiB), ("GPU-b", 1.0, 70 * GiB, 80 * GiB),
-                          workers=2)
+def test_gpus_are_read_per_device() -> None:
+    text = gpu_exposition(("GPU-a", 0.5, 10 * GiB, 80 * GiB), ("GPU-b", 1.0, 70 * GiB, 80 * GiB))
     snap = parse_snapshot(text, 1.0)
     assert len(snap.gpus) == 2
     figures = gpu_figures([snap])
