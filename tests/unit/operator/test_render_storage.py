@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 from modelplane_operator.builders.render import render
 from modelplane_operator.builders.storage import (
@@ -16,6 +17,7 @@ from modelplane_operator.builders.storage import (
     SECRET_FILE_MODE,
     runtime_env,
 )
+from modelplane_operator.crd import crd, to_jsonschema
 from modelplane_operator.spec import InvalidSpec, ModelSource, validate_spec
 from modelplane_runtime import contract
 from modelplane_runtime.settings import load_settings
@@ -243,3 +245,55 @@ def test_the_runtime_reads_the_rendered_poll_variables(monkeypatch: pytest.Monke
     assert settings.model_uri == "gs://models/fraud"
     storage = load_storage_settings()
     assert storage.credentials_dir == Path(CREDENTIALS_MOUNT_PATH)
+
+
+# ---- the CRD schema says the same as the spec (what the API server refuses first) --------
+
+
+@pytest.fixture(scope="module")
+def schema() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(
+        to_jsonschema(crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]))
+
+
+@pytest.mark.parametrize("model", [
+    {"uri": "az://models/fraud", "pollSeconds": 30, "serviceAccountName": "reader"},
+    {"uri": AZURE_HTTPS + "?sv=1&sig=abc", "credentialsSecret": "keys"},
+    {"uri": "gs://models/fraud", "pollSeconds": 0},
+])
+def test_the_crd_accepts_object_store_models(
+    schema: jsonschema.Draft202012Validator, model: dict[str, Any]
+) -> None:
+    schema.validate(md({"model": model}))
+
+
+@pytest.mark.parametrize("model", [
+    {"uri": "ftp://models/fraud"},
+    {"uri": "AZ://models/fraud"},
+    {"uri": "models/fraud"},
+    {"uri": "s3://models/fraud", "pollSeconds": -1},
+    {"uri": "s3://models/fraud", "pollSeconds": 86_401},
+    {"uri": "s3://models/fraud", "pollSeconds": "30"},
+    {"uri": "s3://models/fraud", "serviceAccountName": "a" * 254},
+])
+def test_the_crd_refuses_what_the_spec_refuses(
+    schema: jsonschema.Draft202012Validator, model: dict[str, Any]
+) -> None:
+    assert list(schema.iter_errors(md({"model": model}))), model
+    with pytest.raises(InvalidSpec):
+        validate_spec({"model": model})
+
+
+def test_status_with_resource_use_validates(schema: jsonschema.Draft202012Validator) -> None:
+    obj = md({"model": {"uri": "demo://"}})
+    obj["status"] = {
+        "modelVersion": "2",
+        "resources": {"cpu": "1500m", "memory": "2048Mi", "gpus": 2, "gpuUtilization": 60,
+                      "gpuMemoryUsed": "40960Mi", "gpuMemoryTotal": "163840Mi"},
+        "pods": [{"name": "p", "cpu": "250m", "memory": "512Mi", "gpuUtilization": 30,
+                  "gpuMemoryUsed": "10240Mi", "gpuMemoryTotal": "81920Mi",
+                  "modelVersion": "2"}],
+    }
+    schema.validate(obj)
+    obj["status"]["resources"]["gpuUtilization"] = "60%"
+    assert list(schema.iter_errors(obj))
