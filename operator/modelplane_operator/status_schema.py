@@ -81,8 +81,8 @@ class PodStatus(ResourceModel):
 
 class ResourceUsage(ResourceModel):
     """What the replicas use together, as ``kubectl top`` shows it. A figure is rewritten
-    when it moves by more than a tenth (CPU, at least 5m), a twentieth (memory, at least
-    16Mi; GPU memory, at least 64Mi) or 5 points (GPU utilisation)."""
+    when it moves by more than a tenth (CPU, at least 10m), a twentieth (memory, at least
+    32Mi; GPU memory, at least 64Mi) or 5 points (GPU utilisation)."""
 
     cpu: str | None = None
     """CPU in use by every replica, in millicores (metrics.k8s.io, e.g. metrics-server)."""
