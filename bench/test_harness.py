@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.runtime import report
+from bench.runtime.h2load import h2load_available
 from bench.runtime.wrk import wrk_binary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,3 +72,49 @@ def test_a_floor_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
         assert 0 < row["peak_rss_mb"] < 1000
         assert row["cold_start_s"] > 0
     assert "floor" in done.stdout
+
+
+H2LOAD_OUTPUT = (
+    "finished in 2.00s, 4511.19 req/s, 418.66KB/s\n"
+    "requests: 9022 total, 9022 started, 9022 done, 9020 succeeded, 2 failed, 0 errored, "
+    "0 timeout\n"
+    "status codes: 9020 2xx, 0 3xx, 0 4xx, 2 5xx\n"
+    "traffic: 837.27KB (857362) total, 52.94KB (54212) headers (space savings 93.59%), "
+    "405.99KB (415742) data\n"
+)
+
+
+def test_h2load_output_and_log_are_read(tmp_path: Path) -> None:
+    from bench.runtime.h2load import _parse, grpc_frame
+
+    assert grpc_frame(b"abc") == b"\x00\x00\x00\x00\x03abc"
+    log = tmp_path / "h2.log"
+    log.write_text("".join(f"1700000000{i:06d}\t200\t{1000 * (i + 1)}\n" for i in range(100)))
+    result = _parse(H2LOAD_OUTPUT, log, cpu_seconds=0.5, duration=2.0)
+    assert result.rps == pytest.approx(4511.19)
+    assert result.requests == 9020
+    assert result.errors == 4  # 2 not succeeded + 2 failed
+    assert result.data_per_request == pytest.approx(415742 / 9020)
+    assert result.p50_ms == pytest.approx(50.5)
+    assert result.p99_ms == pytest.approx(99.01)
+    assert result.client_cpu == pytest.approx(0.25)
+
+
+@pytest.mark.skipif(not h2load_available(),
+                    reason="h2load is not installed (apt-get install nghttp2-client)")
+def test_a_grpc_floor_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "unary.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.runtime.unary", "--only", "grpc-floor", "--models", "seed",
+         "--streams", "1,8", "--duration", "1", "--warmup", "0",
+         "--venvs", str(tmp_path), "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = {row["connections"]: row for row in json.loads(out.read_text())["medians"]}
+    assert set(rows) == {1, 8}
+    for row in rows.values():
+        assert row["rps"] > 50
+        assert row["errors"] == 0
+        assert 0 < row["client_cpu"] < 1.5
+    assert "h2load's busiest run used" in done.stdout

@@ -1,5 +1,11 @@
 """Root of the test suite: fixture plugins live in tests/fixtures, one module per area."""
 
+import os
+
+# Runtimes the tests start serve gRPC only where a test asks for it (``--grpc-port``, a free
+# port): many run at once on 127.0.0.1, and the default port 8081 fits only one of them.
+os.environ.setdefault("MODELPLANE_GRPC_PORT", "0")
+
 pytest_plugins = [
     "tests.fixtures.models",  # TensorFlow test models built on demand (runtime)
     "tests.fixtures.runtime_server",  # the runtime as a real server process

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 _SERVE_DESCRIPTION = """\
 Serve a model over HTTP: TensorFlow Serving's REST API (v1), the Open Inference
 Protocol (v2), health probes and Prometheus metrics on one port, with dynamic
-batching of concurrent requests.
+batching of concurrent requests; and over gRPC on --grpc-port: TF Serving's
+PredictionService and ModelService, the v2 GRPCInferenceService, grpc.health.v1.
 
 PATH is a TensorFlow Serving model repository (integer version folders, each a
 SavedModel or one .keras/.h5 file; the newest is served unless --versions or
@@ -78,6 +79,9 @@ def _server_flags(name_default: str) -> list[tuple[str, str, dict[str, Any]]]:
             default=False)}),
         ("--host", "host", {"help": text("host", "address to bind")}),
         ("--port", "port", {"type": int, "help": text("port", "TCP port; 0 picks a free one")}),
+        ("--grpc-port", "grpc_port", {"type": int, "help": text(
+            "grpc_port", "gRPC port (TF Serving's and the v2 services, health); 0 turns gRPC "
+            "off")}),
         ("--workers", "workers", {"type": int, "metavar": "N", "help": text(
             "workers", "server processes sharing the port")}),
         ("--format", "model_format", {"choices": ["auto", "savedmodel", "keras"], "help": text(

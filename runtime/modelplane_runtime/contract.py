@@ -8,6 +8,14 @@ from typing import Final
 
 HTTP_PORT: Final = 8080
 """Container port of the runtime's HTTP server (v1, v2, /metrics)."""
+GRPC_PORT: Final = 8081
+"""Container port of the runtime's gRPC server (TF Serving's PredictionService and
+ModelService, the v2 GRPCInferenceService, grpc.health.v1, reflection); 0 turns it off."""
+GRPC_HEALTH_READY: Final = ""
+"""grpc.health.v1 service name for readiness (the default service a ``grpc:`` probe asks
+about): SERVING once the model is loaded, NOT_SERVING while loading or draining."""
+GRPC_HEALTH_LIVE: Final = "liveness"
+"""grpc.health.v1 service name for liveness: SERVING while the process serves at all."""
 
 MODEL_MOUNT_PATH: Final = "/mnt/models"
 """Where the storage initializer puts the model and the runtime reads it."""
@@ -20,6 +28,7 @@ ENV_MODEL_PATH: Final = "MODELPLANE_MODEL_PATH"
 ENV_MODEL_VERSION: Final = "MODELPLANE_MODEL_VERSION"
 ENV_MODEL_FORMAT: Final = "MODELPLANE_MODEL_FORMAT"
 ENV_PORT: Final = "MODELPLANE_PORT"
+ENV_GRPC_PORT: Final = "MODELPLANE_GRPC_PORT"
 ENV_MAX_BATCH_SIZE: Final = "MODELPLANE_MAX_BATCH_SIZE"
 ENV_MAX_LATENCY_MS: Final = "MODELPLANE_MAX_LATENCY_MS"
 ENV_LOG_LEVEL: Final = "MODELPLANE_LOG_LEVEL"
@@ -54,7 +63,13 @@ METRICS_PATH: Final = "/metrics"
 
 # Prometheus metric names exposed on METRICS_PATH; the operator aggregates these.
 METRIC_REQUESTS: Final = "modelplane_requests_total"
-"""Counter; labels: model, protocol (v1|v2), code (HTTP status)."""
+"""Counter; labels: model, protocol (v1|v2|grpc), code (HTTP status; for grpc the gRPC code
+name, e.g. OK, INVALID_ARGUMENT)."""
+GRPC_SERVER_ERROR_CODES: Final = (
+    "UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+)
+"""The gRPC ``code`` labels that count as server errors, as a 5xx does for HTTP (the codes
+grpc-gateway maps to 5xx statuses); the others are the client's (INVALID_ARGUMENT, ...)."""
 METRIC_REQUEST_LATENCY: Final = "modelplane_request_duration_seconds"
 """Histogram of whole-request latency; labels: model, protocol."""
 METRIC_INFERENCE_LATENCY: Final = "modelplane_inference_duration_seconds"

@@ -56,6 +56,14 @@ class UnsupportedMediaType(ModelplaneError):
     grpc_code = "INVALID_ARGUMENT"
 
 
+class Unimplemented(ModelplaneError):
+    """The request asks for something this server does not do (a method TF Serving has but
+    the model cannot serve, such as MultiInference with a predict signature)."""
+
+    status_code = 501
+    grpc_code = "UNIMPLEMENTED"
+
+
 class ModelNotReady(ModelplaneError):
     """The model exists but is loading, failed to load, or the server is draining."""
 

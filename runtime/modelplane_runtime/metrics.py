@@ -52,7 +52,9 @@ _LATENCY_BUCKETS: Final = (
 _BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
 
 
-_REQUESTS_HELP: Final = "Requests answered, by model, protocol (v1|v2) and HTTP status code."
+_REQUESTS_HELP: Final = (
+    "Requests answered, by model, protocol (v1|v2|grpc) and code (HTTP status; gRPC code name)."
+)
 _LATENCY_HELP: Final = "Whole-request latency in seconds, by model and protocol."
 _IN_FLIGHT_HELP: Final = "Requests being served, by model."
 
@@ -68,7 +70,7 @@ class RequestBooks(Collector):
         self._bounds = buckets
         self._les = [*(floatToGoString(b) for b in buckets), "+Inf"]  # type: ignore[no-untyped-call]
         self._in_flight: dict[str, int] = {}
-        self._requests: dict[tuple[str, str, int], int] = {}
+        self._requests: dict[tuple[str, str, int | str], int] = {}
         self._latency: dict[tuple[str, str], list[float]] = {}
         """Per (model, protocol): a count per bucket (not cumulative), then the sum."""
 
@@ -76,8 +78,9 @@ class RequestBooks(Collector):
         """A request for ``model`` was accepted."""
         self._in_flight[model] = self._in_flight.get(model, 0) + 1
 
-    def finished(self, model: str, protocol: str, code: int, seconds: float) -> None:
-        """A request was answered with ``code`` after ``seconds``."""
+    def finished(self, model: str, protocol: str, code: int | str, seconds: float) -> None:
+        """A request was answered with ``code`` (an HTTP status, or a gRPC code name) after
+        ``seconds``."""
         self._in_flight[model] -= 1
         key = (model, protocol, code)
         self._requests[key] = self._requests.get(key, 0) + 1
@@ -193,7 +196,7 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="max",  # every worker loads the same files
         )
-        self._children: dict[tuple[str, str, int], tuple[Gauge, Counter, Histogram]] = {}
+        self._children: dict[tuple[str, str, int | str], tuple[Gauge, Counter, Histogram]] = {}
         self._in_flight_children: dict[str, Gauge] = {}
 
     def request_started(self, model: str) -> None:
@@ -206,8 +209,11 @@ class Metrics:
             gauge = self._in_flight_children[model] = self._in_flight.labels(model)
         gauge.inc()
 
-    def request_finished(self, model: str, protocol: str, code: int, seconds: float) -> None:
-        """A request for ``model`` was answered with ``code`` after ``seconds``."""
+    def request_finished(
+        self, model: str, protocol: str, code: int | str, seconds: float
+    ) -> None:
+        """A request for ``model`` was answered with ``code`` (HTTP status or gRPC code name)
+        after ``seconds``."""
         if self._books is not None:
             self._books.finished(model, protocol, code, seconds)
             return

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 import orjson
 
@@ -73,13 +73,16 @@ REQUEST_ID_MAX: Final = 128
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def request_id(given: bytes | None, ids: RequestIds) -> str:
+def request_id(given: bytes | str | None, ids: RequestIds) -> str:
     """The client's request id (``X-Request-Id`` / ``x-request-id`` metadata), or a new one.
 
     Its first 128 bytes are kept (as nginx and Envoy cap header-borne ids) unless they hold
-    a control character: it is echoed in a header and written to the logs.
+    a control character: it is echoed in a header (or trailing metadata) and written to the
+    logs. gRPC delivers metadata values as text (printable ASCII, checked by grpc itself).
     """
     if given:
+        if isinstance(given, str):
+            given = given.encode("latin-1", "replace")
         given = given[:REQUEST_ID_MAX]
         if not _CONTROL.search(given):
             return given.decode("latin-1")
@@ -169,13 +172,25 @@ def error_body(message: str) -> bytes:
         return orjson.dumps({"error": message.encode("utf-8", "replace").decode("utf-8")})
 
 
-def error_status(exc: BaseException, *, log: bool = True) -> tuple[int, str]:
-    """The HTTP status and message for an error raised while serving, logged once.
+class Failure(NamedTuple):
+    """How an error is answered: the HTTP status, the gRPC code name, the message."""
 
-    Our errors carry their status (4xx logged at info, 5xx at warning, unless ``log`` is
-    false: refusals are not errors); anything else is a bug, logged with its traceback and
-    answered 500 "internal server error" (never a bare connection reset, never the
-    exception's text).
+    status: int
+    grpc_code: str
+    """The name of the ``grpc.StatusCode`` member (errors.py chose it beside the status)."""
+    message: str
+
+
+INTERNAL_ERROR: Final = "internal server error"
+
+
+def failure(exc: BaseException, *, log: bool = True) -> Failure:
+    """The answer to an error raised while serving, logged once, for every front door.
+
+    Our errors carry their status and gRPC code (4xx logged at info, 5xx at warning, unless
+    ``log`` is false: refusals are not errors); anything else is a bug, logged with its
+    traceback and answered 500 / INTERNAL "internal server error" (never a bare connection
+    reset, never the exception's text).
     """
     if isinstance(exc, ModelplaneError):
         if not log:
@@ -186,9 +201,15 @@ def error_status(exc: BaseException, *, log: bool = True) -> tuple[int, str]:
             errors_log.info(
                 "%s: %s", type(exc).__name__, exc.message, extra={"status": exc.status_code}
             )
-        return exc.status_code, exc.message
+        return Failure(exc.status_code, exc.grpc_code, exc.message)
     bugs_log.error("unhandled error while serving a request", exc_info=exc)
-    return 500, "internal server error"
+    return Failure(500, "INTERNAL", INTERNAL_ERROR)
+
+
+def error_status(exc: BaseException, *, log: bool = True) -> tuple[int, str]:
+    """The HTTP status and message for an error raised while serving (see ``failure``)."""
+    answer = failure(exc, log=log)
+    return answer.status, answer.message
 
 
 def timed_out(timeout_s: float) -> RequestTimeout:

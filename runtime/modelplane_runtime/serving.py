@@ -5,6 +5,7 @@ No web framework here: the HTTP and gRPC layers import this, never the reverse.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -37,6 +38,9 @@ class Runtime:
     """Why the model could not be loaded at start-up, when the cause was the model's."""
     tracing: Tracing | None = None
     """OpenTelemetry tracing (tracing.py); ``None`` when off, which is the default."""
+    before_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Awaited before the data plane closes at shutdown: other front doors (gRPC) finishing
+    the calls they accepted, so that none of them finds the model gone."""
 
     @property
     def ready(self) -> bool:

@@ -95,6 +95,8 @@ class RuntimeSettings(BaseSettings):
     """Address to bind."""
     port: int = Field(default=contract.HTTP_PORT, ge=0, le=65535)
     """TCP port for HTTP (v1, v2 and /metrics); 0 picks a free one."""
+    grpc_port: int = Field(default=contract.GRPC_PORT, ge=0, le=65535)
+    """TCP port for gRPC (TF Serving's and the v2 services, health, reflection); 0 = off."""
     workers: int = Field(default=1, ge=1, le=64)
     """Server processes sharing the port (for multi-core pods)."""
 
@@ -104,7 +106,8 @@ class RuntimeSettings(BaseSettings):
     """Longest a queued request waits for others to join its batch."""
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    """Largest request body accepted; larger gets 413."""
+    """Largest request body (HTTP) or message (gRPC) accepted; larger gets 413 or
+    RESOURCE_EXHAUSTED."""
     max_rows_per_request: int = Field(default=100_000, ge=1)
     """Most rows (batch dimension) in one request; more gets 400."""
     request_timeout_s: float = Field(default=60.0, gt=0)
@@ -123,7 +126,7 @@ class RuntimeSettings(BaseSettings):
     auth_tokens_dir: Path | None = None
     """Folder of accepted bearer tokens, one per file (a mounted Secret); unset = no auth."""
     tls_cert_file: Path | None = None
-    """PEM certificate to serve HTTPS with (needs ``tls_key_file``)."""
+    """PEM certificate to serve HTTPS and gRPC over TLS with (needs ``tls_key_file``)."""
     tls_key_file: Path | None = None
     """PEM private key for ``tls_cert_file``."""
 

@@ -26,6 +26,12 @@ class TensorSpec:
     shape: tuple[int, ...]
 
 
+PREDICT_METHOD: Final = "tensorflow/serving/predict"
+CLASSIFY_METHOD: Final = "tensorflow/serving/classify"
+REGRESS_METHOD: Final = "tensorflow/serving/regress"
+"""SignatureDef method names (TF Serving's signature_constants)."""
+
+
 @dataclass(frozen=True)
 class SignatureSpec:
     """A serving signature: named inputs and outputs, in a stable order."""
@@ -33,7 +39,7 @@ class SignatureSpec:
     name: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    method_name: str = "tensorflow/serving/predict"
+    method_name: str = PREDICT_METHOD
 
     def input(self, name: str) -> TensorSpec | None:
         """The input called ``name``, or None."""

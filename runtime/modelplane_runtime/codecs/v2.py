@@ -23,6 +23,11 @@ from modelplane_runtime.codecs.tensors import dumps, json_ready, parse_json, to_
 from modelplane_runtime.errors import InvalidInput
 from modelplane_runtime.signature import DTYPES, V2_TO_TF, SignatureSpec, v2_datatype
 
+SERVER_NAME: Final = "modelplane"
+"""The server's name in the v2 server metadata (HTTP and gRPC)."""
+PLATFORM: Final = "tensorflow"
+"""The model platform in the v2 model metadata (HTTP and gRPC)."""
+
 HEADER_LENGTH: Final = "inference-header-content-length"
 """Request and response header giving the JSON part's length when binary data follows."""
 
@@ -143,7 +148,7 @@ def _decode_input(
             raise InvalidInput(f"input {name!r} has both 'data' and binary_data_size")
         chunk = tail[offset : offset + size]
         if tf_dtype == "string":
-            array = _unpack_bytes(chunk, count, name)
+            array = unpack_bytes(chunk, count, name)
         else:
             if size != count * dtype.itemsize:
                 raise InvalidInput(
@@ -212,7 +217,9 @@ def _is_shape(shape: Any) -> TypeGuard[list[int]]:
     return True
 
 
-def _unpack_bytes(chunk: bytes, count: int, name: str) -> np.ndarray:
+def unpack_bytes(chunk: bytes, count: int, name: str) -> np.ndarray:
+    """BYTES elements, each after its 4-byte little-endian length (the binary extension's
+    and the gRPC ``raw_input_contents`` layout), as a 1-D object array of ``count``."""
     items: list[bytes] = []
     position, end = 0, len(chunk)
     view = memoryview(chunk)
@@ -232,7 +239,8 @@ def _unpack_bytes(chunk: bytes, count: int, name: str) -> np.ndarray:
     return array
 
 
-def _pack_bytes(array: np.ndarray) -> bytes:
+def pack_bytes(array: np.ndarray) -> bytes:
+    """A BYTES tensor's elements, each after its 4-byte little-endian length."""
     parts: list[bytes] = []
     for item in array.reshape(-1).tolist():
         raw = item if isinstance(item, bytes) else str(item).encode()
@@ -329,7 +337,7 @@ def encode_infer(
         }
         if binary:
             blob = (
-                _pack_bytes(array)
+                pack_bytes(array)
                 if array.dtype.kind == "O"
                 else np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
             )

@@ -27,7 +27,13 @@ from modelplane_runtime import errors
 from modelplane_runtime.dataplane.devices import placed_devices
 from modelplane_runtime.dataplane.repository import VersionSource
 from modelplane_runtime.errors import ModelLoadError
-from modelplane_runtime.signature import DTYPES, SignatureSpec, TensorSpec, numpy_dtype
+from modelplane_runtime.signature import (
+    DTYPES,
+    PREDICT_METHOD,
+    SignatureSpec,
+    TensorSpec,
+    numpy_dtype,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +126,10 @@ def _tensor_spec(name: str, tensor: Any) -> TensorSpec | None:
     return TensorSpec(name, dtype, tuple(-1 if d is None else int(d) for d in tensor.shape))
 
 
-def _spec_of(name: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> SignatureSpec:
+def _spec_of(
+    name: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any],
+    method_name: str = PREDICT_METHOD,
+) -> SignatureSpec:
     specs_in = [_tensor_spec(key, value) for key, value in sorted(inputs.items())]
     specs_out = [_tensor_spec(key, value) for key, value in sorted(outputs.items())]
     unusable = [
@@ -138,6 +147,7 @@ def _spec_of(name: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -
         name,
         tuple(s for s in specs_in if s is not None),
         tuple(s for s in specs_out if s is not None),
+        method_name or PREDICT_METHOD,
     )
 
 
@@ -150,12 +160,15 @@ def _load_savedmodel(source: VersionSource, prepare: Prepare | None) -> LoadedMo
     if prepare is not None:
         prepare(tf)
     loaded = tf.saved_model.load(str(source.path))
+    methods = _method_names(source.path)
     signatures: dict[str, SignatureSpec] = {}
     calls: dict[str, Call] = {}
     for name, function in loaded.signatures.items():
         try:
             inputs = function.structured_input_signature[1]
-            signatures[name] = _spec_of(name, inputs, function.structured_outputs)
+            signatures[name] = _spec_of(
+                name, inputs, function.structured_outputs, methods.get(name, PREDICT_METHOD)
+            )
         except (ValueError, TypeError, AttributeError) as exc:
             log.warning("signature %r of %s is not served: %s", name, source.path, exc)
             continue
@@ -169,6 +182,31 @@ def _load_savedmodel(source: VersionSource, prepare: Prepare | None) -> LoadedMo
     return LoadedModel(
         source, signatures, calls, handle=loaded, devices=placed_devices(tf, served)
     )
+
+
+def _method_names(folder: Path) -> dict[str, str]:
+    """Each signature's ``method_name`` (predict, classify, regress), read from the
+    SavedModel's MetaGraphDef: the loaded functions do not carry it, and TF Serving's
+    Classify and Regress serve only the signatures that declare those methods."""
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    binary = folder / "saved_model.pb"
+    try:
+        if binary.is_file():
+            saved.ParseFromString(binary.read_bytes())
+        else:
+            text_format.Parse((folder / "saved_model.pbtxt").read_text(), saved)
+    except (OSError, text_format.ParseError, ValueError) as exc:
+        log.warning("cannot read the signatures' method names in %s: %s", folder, exc)
+        return {}
+    methods: dict[str, str] = {}
+    for graph in saved.meta_graphs:
+        if "serve" in graph.meta_info_def.tags or len(saved.meta_graphs) == 1:
+            for key, signature in graph.signature_def.items():
+                methods[key] = signature.method_name
+    return methods
 
 
 def _savedmodel_call(tf: Any, function: Any) -> Call:

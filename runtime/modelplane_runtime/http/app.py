@@ -115,6 +115,8 @@ def create_app(
                 polling.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await polling
+            for finishing in runtime.before_close:
+                await finishing()
             try:
                 # Bounded: a model call that never returns must not keep the process alive
                 # past its drain (the server exits anyway; see server.serve).

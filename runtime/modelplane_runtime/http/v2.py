@@ -18,14 +18,14 @@ from modelplane_runtime.http.messages import json_response
 from modelplane_runtime.rules import version_number
 from modelplane_runtime.serving import Runtime
 
-SERVER_NAME = "modelplane"
+SERVER_NAME = codec_v2.SERVER_NAME
 EXTENSIONS = ("binary_tensor_data", "model_repository")
 _REPOSITORY_STATES = {
     "START": "LOADING", "LOADING": "LOADING", "AVAILABLE": "READY", "UNLOADING": "UNLOADING",
     "END": "UNAVAILABLE",
 }
 """TF Serving's version states as the repository extension names them (Triton's)."""
-PLATFORM = "tensorflow"
+PLATFORM = codec_v2.PLATFORM
 
 
 def routes(runtime: Runtime, infer: ASGIApp) -> list[Route]:

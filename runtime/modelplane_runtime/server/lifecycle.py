@@ -42,6 +42,32 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Hold ``host``:``port`` for the gRPC server(s) this process (or its workers) start.
+
+    grpc binds its own listening sockets with SO_REUSEPORT (so that ``--workers N`` share
+    one port), which would also let it share a port another server already listens on.
+    A plain bind first fails on a taken port (OSError, reported like the HTTP port's);
+    then a bound, never-listening SO_REUSEPORT socket keeps the port ours until exit.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR as every server sets it: connections of a previous run lingering in
+        # TIME_WAIT must not block a restart; a listener still fails the bind.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        port = probe.getsockname()[1]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def announce_ready(url: str, sock: socket.socket, **extra: object) -> None:
     """The one ``"event": "ready"`` log line (tests and scripts parse its url and port).
 

@@ -12,6 +12,11 @@ false at once, the listening socket closes, in-flight requests finish, and the p
 HTTPS when ``MODELPLANE_TLS_CERT_FILE`` and ``MODELPLANE_TLS_KEY_FILE`` are both set; a bad
 TLS or token-folder setting fails start-up (exit 2) before the socket is bound. With
 ``--workers N`` the processes are supervised by server/workers.py.
+
+gRPC (``--grpc-port``, default 8081, 0 = off) runs on the same loop (grpc/server.py): its
+port is reserved before the model loads (a taken port fails start-up like the HTTP one),
+it starts once uvicorn listens (the ready line names both ports), and on SIGTERM it drains
+beside uvicorn; the data plane closes only after both have finished their calls.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import socket
 import threading
 from collections.abc import Callable, Generator
 from types import FrameType
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 import uvicorn
 
@@ -41,9 +46,14 @@ from modelplane_runtime.server.lifecycle import (
     bind_socket,
     lifecycle,
     public_url,
+    reserve_port,
 )
 from modelplane_runtime.serving import Runtime
 from modelplane_runtime.settings import RuntimeSettings, SettingsError
+
+if TYPE_CHECKING:
+    from modelplane_runtime.grpc.server import GrpcServer
+    from modelplane_runtime.rules import Ticker
 
 logger = logging.getLogger("modelplane.server")
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
@@ -55,26 +65,67 @@ class _Server(uvicorn.Server):
     def __init__(
         self, config: uvicorn.Config, runtime: Runtime, url: str,
         on_ready: Callable[[str], None] | None, *, announce: bool = True,
+        ticker: Ticker | None = None,
     ) -> None:
         super().__init__(config)
         self.runtime = runtime
         self.url = url
         self.on_ready = on_ready
         self.announce = announce
+        self.ticker = ticker
+        self.grpc: GrpcServer | None = None
+        self.grpc_failed = False
+        self._grpc_stopping: asyncio.Future[None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started and not self.should_exit:
+            extra: dict[str, Any] = {}
+            if self.runtime.settings.grpc_port:
+                if not await self._start_grpc():
+                    return
+                extra["grpc_port"] = self.runtime.settings.grpc_port
             if self.announce and sockets:
-                announce_ready(self.url, sockets[0])
+                announce_ready(self.url, sockets[0], **extra)
             if self.on_ready is not None:
                 self.on_ready(self.url)
+
+    async def _start_grpc(self) -> bool:
+        """Start gRPC beside uvicorn (the model is loaded); False (and exit) if it cannot."""
+        from modelplane_runtime.grpc.server import GrpcServer
+        from modelplane_runtime.rules import Ticker
+
+        settings = self.runtime.settings
+        self.grpc = GrpcServer(self.runtime, self.ticker or Ticker())
+        try:
+            await self.grpc.start(settings.host, settings.grpc_port)
+        except OSError as exc:
+            logger.error("%s", exc)
+            self.grpc, self.grpc_failed, self.should_exit = None, True, True
+            return False
+        self.runtime.before_close.append(self._grpc_stopped)
+        return True
+
+    async def _grpc_stopped(self) -> None:
+        """Wait for the gRPC drain (the data plane closes after it)."""
+        if self._grpc_stopping is None and self.grpc is not None:
+            self._grpc_stopping = asyncio.ensure_future(
+                self.grpc.stop(self.runtime.settings.drain_timeout_s)
+            )
+        if self._grpc_stopping is not None:
+            await self._grpc_stopping
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         lifecycle.info(
             "draining: not ready, finishing in-flight requests",
             extra={"event": "draining", "timeout_s": self.config.timeout_graceful_shutdown},
         )
+        if self.grpc is not None:
+            # Both front doors drain at once; the lifespan (which closes the data plane)
+            # waits for gRPC's calls through runtime.before_close.
+            self._grpc_stopping = asyncio.ensure_future(
+                self.grpc.stop(self.runtime.settings.drain_timeout_s)
+            )
         await super().shutdown(sockets=sockets)
         lifecycle.info("stopped", extra={"event": "stopped"})
 
@@ -132,6 +183,16 @@ def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = No
         return EXIT_USAGE
     host, port = sock.getsockname()[:2]
     url = public_url(str(host), int(port), "https" if tls else "http")
+    reserved = None
+    if settings.grpc_port:
+        try:
+            reserved = reserve_port(settings.host, settings.grpc_port)
+        except OSError as exc:
+            logger.error(
+                "cannot bind %s:%d for gRPC: %s", settings.host, settings.grpc_port, exc.strerror
+            )
+            sock.close()
+            return EXIT_USAGE
     try:
         # The path's layout, before any worker or TensorFlow starts: a missing, empty or
         # model-less path is the user's to fix, said in one line (no traceback). A remote
@@ -143,6 +204,8 @@ def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = No
     except ModelLoadError as exc:
         logger.error("%s", exc, extra={"path": str(settings.model_path)})
         sock.close()
+        if reserved is not None:
+            reserved.close()
         return EXIT_STARTUP_FAILURE
     try:
         if settings.workers > 1:
@@ -152,6 +215,8 @@ def serve(settings: RuntimeSettings, on_ready: Callable[[str], None] | None = No
         return run_server(settings, sock, url, on_ready)
     finally:
         sock.close()
+        if reserved is not None:
+            reserved.close()
 
 
 def run_server(
@@ -186,7 +251,7 @@ def run_server(
         **tls_options(settings),  # type: ignore[arg-type]
     )
     runtime = runtime_of(app)
-    server = _Server(config, runtime, url, on_ready, announce=announce)
+    server = _Server(config, runtime, url, on_ready, announce=announce, ticker=app.hot.ticker)
     quiet = _AlreadyReported(runtime)
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addFilter(quiet)
@@ -199,6 +264,8 @@ def run_server(
         return code
     finally:
         uvicorn_log.removeFilter(quiet)
+    if server.grpc_failed:
+        return EXIT_USAGE
     _exit_if_stuck()
     return 0
 

@@ -104,7 +104,8 @@ def supervise(
                 _join(workers, settings)
                 return EXIT_STARTUP_FAILURE
         else:
-            announce_ready(url, sock, workers=len(workers))
+            grpc = {"grpc_port": settings.grpc_port} if settings.grpc_port else {}
+            announce_ready(url, sock, workers=len(workers), **grpc)
             if on_ready is not None:
                 on_ready(url)
         failed = _watch(workers, lambda: stopping)

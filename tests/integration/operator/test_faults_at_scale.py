@@ -89,10 +89,13 @@ def test_fifty_objects_through_create_update_delete_under_faults_then_quiet(
                     '[{"name": "runtime", "image": "evil.example/miner:1"}]}}}}',
                     check=False)
         kubectl("delete", "md", *deleted, "-n", kube_namespace)
-        # Faults go on until 50 requests have met one (besides the cut watch streams).
+        # Faults go on until 50 requests have met one (besides the cut watch streams), and
+        # every kind the mix is about has happened at least once (a watch stream is first
+        # cut 2-10 s after it opens: a fast run could reach 50 faults before that).
         eventually(lambda: fault_proxy.count() - fault_proxy.count("forwarded")
-                   - fault_proxy.count("cut") >= 50, timeout=240, interval=0.5,
-                   what="50 injected faults")
+                   - fault_proxy.count("cut") >= 50
+                   and all(fault_proxy.count(kind) > 0 for kind in ("reset", "cut", "status:409")),
+                   timeout=240, interval=0.5, what="50 injected faults of every kind")
         injected = {outcome: fault_proxy.count(outcome) for outcome in
                     ("status:500", "status:503", "status:429", "status:409", "reset", "cut")}
         at_quiet = report(kube_api, kube_namespace, deleted)

@@ -419,3 +419,47 @@ def test_an_unsupported_otlp_protocol_serves_untraced_with_a_warning(
                     and "tracing is off" in str(e.get("message"))]
         assert warnings and "http/json" in str(warnings[0]["message"])
     assert receiver.requests == []
+
+
+def test_grpc_calls_are_traced_like_http_requests(
+    receiver: _Receiver, demo_model_dir: Path, runtime_log_dir: Path
+) -> None:
+    """gRPC Predict and ModelInfer: a server span under the caller's ``traceparent``
+    metadata with the same children as HTTP; a refused call's span carries its code."""
+    import grpc
+    import numpy as np
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    from tests.fixtures.runtime_server import grpc_args
+
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_address[1]}",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+    good, bad = _traceparent(), _traceparent()
+    with launch_runtime(demo_model_dir, runtime_log_dir, ["--name", "demo", *grpc_args()],
+                        env=env) as server, grpc.insecure_channel(server.grpc_target) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        request = service_pb2.ModelInferRequest(model_name="demo")
+        request.inputs.add(name="inputs", datatype="FP32", shape=[1, 8])
+        request.raw_input_contents.append(np.asarray([ROW], np.float32).tobytes())
+        stub.ModelInfer(request, metadata=(("traceparent", good[0]),), timeout=30)
+        request.inputs[0].datatype = "INT32"
+        with pytest.raises(grpc.RpcError):
+            stub.ModelInfer(request, metadata=(("traceparent", bad[0]),), timeout=30)
+
+        def arrived() -> bool:
+            ids = {span.trace_id.hex() for _, span in _received(receiver)}
+            return good[1] in ids and bad[1] in ids
+
+        eventually(arrived, timeout=30, what="the gRPC spans at the OTLP receiver")
+    received = [span for _, span in _received(receiver)]
+    method = "/inference.GRPCInferenceService/ModelInfer"
+    mine = [span for span in received if span.trace_id.hex() == good[1]]
+    assert sorted(span.name for span in mine) == sorted([*CHILDREN, method])
+    root = next(span for span in mine if span.name == method)
+    assert root.parent_span_id.hex() == good[2]
+    codes = {a.key: a.value.int_value for a in root.attributes}
+    assert codes["rpc.grpc.status_code"] == 0
+    refused = next(s for s in received if s.trace_id.hex() == bad[1] and s.name == method)
+    assert {a.key: a.value.int_value for a in refused.attributes}["rpc.grpc.status_code"] == 3

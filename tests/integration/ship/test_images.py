@@ -65,7 +65,7 @@ def test_runtime_image_serves_the_mounted_model() -> None:
 
     steps = _instructions(DOCKERFILES[1])
     assert ("CMD", f'["serve", "{contract.MODEL_MOUNT_PATH}"]') in steps
-    assert ("EXPOSE", str(contract.HTTP_PORT)) in steps
+    assert ("EXPOSE", f"{contract.HTTP_PORT} {contract.GRPC_PORT}") in steps
     assert any(word == "ARG" and a.startswith("TENSORFLOW=tensorflow-cpu==") for word, a in steps)
 
 
