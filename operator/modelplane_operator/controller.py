@@ -43,6 +43,7 @@ from modelplane_operator.cache import Cache, ChildKey, Key, child_key, key_of, o
 from modelplane_operator.events import EventPoster
 from modelplane_operator.kube import ApiError, KubeClient
 from modelplane_operator.metrics import OperatorMetrics
+from modelplane_operator.podmetrics import PodMetricsReader
 from modelplane_operator.repair import Repairer
 from modelplane_operator.reporter import StatusReporter
 from modelplane_operator.scrape import LoadTracker, Scraper
@@ -55,6 +56,7 @@ from modelplane_operator.status import (
     invalid_status,
     rejected_status,
 )
+from modelplane_operator.usage import with_readings
 from modelplane_operator.watch import Watcher
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,8 @@ class Controller:
         self._rejected: dict[Key, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loads = LoadTracker(scraper)
+        self._resource_use = PodMetricsReader(client, settings.namespaces)
+        self._usage_read: asyncio.Task[object] | None = None
         self.status = StatusReporter(client, self.cache, self._events, metrics,
                                      self._wanted_status, clock, self._spawn)
         self._repairs = Repairer(self._applier, self._events, metrics, self._wanted_child,
@@ -369,11 +373,14 @@ class Controller:
             selector=selector_string(name),
             desired_replicas=desired,
         )
-        return build_status(
+        pods = list(self.cache.pods.get(key, {}).values())
+        status = build_status(
             generation=generation, target=target, deployments=deployments,
-            pods=list(self.cache.pods.get(key, {}).values()), load=load, load_updated_at=at,
-            previous=current, now=self._clock(),
+            pods=pods, load=load, load_updated_at=at, previous=current, now=self._clock(),
         )
+        # CPU, memory and GPUs per replica and in total, and each replica's versions.
+        return with_readings(status, pods, self._resource_use.usage(),
+                             self._loads.replicas(key), current)
 
     async def refresh_status(self, key: Key) -> bool:
         """Recompute one status from the cache; write it if it differs. True if written."""
@@ -383,6 +390,11 @@ class Controller:
 
     async def scrape_round(self) -> None:
         """Scrape every ready pod once and recompute every status (the periodic resync)."""
+        # The resource metrics API is read beside the round, never waited for: a hanging
+        # metrics-server delays no status (its reading is used once it arrives).
+        if self._usage_read is None or self._usage_read.done():
+            self._usage_read = asyncio.create_task(self._resource_use.round(),
+                                                   name="resource metrics read")
         answered, asked = await self._loads.round(self.cache.pods, self._clock())
         self.metrics.scrapes.labels("ok").inc(answered)
         self.metrics.scrapes.labels("failed").inc(asked - answered)
@@ -427,7 +439,9 @@ class Controller:
         """Stop background work and flush queued Events."""
         self.status.close()
         await self._repairs.close()
-        tasks = list(self._tasks)
+        tasks: list[asyncio.Task[Any]] = list(self._tasks)
+        if self._usage_read is not None:
+            tasks.append(self._usage_read)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -57,6 +57,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "URL", "type": "string", "jsonPath": ".status.url",
      "description": "In-cluster URL of the Service"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    # Resource use, shown by `kubectl get md -o wide` (priority 1).
+    {"name": "CPU", "type": "string", "jsonPath": ".status.resources.cpu", "priority": 1,
+     "description": "CPU in use by every replica (metrics.k8s.io)"},
+    {"name": "Memory", "type": "string", "jsonPath": ".status.resources.memory",
+     "priority": 1, "description": "Memory in use by every replica (metrics.k8s.io)"},
+    {"name": "GPU%", "type": "integer", "jsonPath": ".status.resources.gpuUtilization",
+     "priority": 1, "description": "Mean utilisation of the replicas' GPUs, in percent"},
 ]
 
 

@@ -32,6 +32,8 @@ CHILDREN = tuple(resource_tuple(api_version, kind) for api_version, kind in CHIL
 """Children the operator writes and watches (through watch.py, not kopf): for RBAC."""
 PODS = resource_tuple("v1", "Pod")
 """Runtime Pods, watched (through watch.py) for readiness, restarts and IPs to scrape."""
+POD_METRICS = resource_tuple("metrics.k8s.io/v1beta1", "PodMetrics")
+"""The runtime Pods' CPU and memory, listed once per round (podmetrics.py): for RBAC."""
 
 SLOW_RETRY_S = 60.0
 

@@ -52,6 +52,7 @@ _RESOURCES: dict[tuple[str, str], str] = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("modelplane.io/v1alpha1", "ModelDeployment"): "modeldeployments",
+    ("metrics.k8s.io/v1beta1", "PodMetrics"): "pods",
 }
 
 

@@ -26,8 +26,27 @@ from dataclasses import dataclass
 from modelplane_runtime import contract
 from prometheus_client.parser import text_string_to_metric_families
 
+_GPU_FIELDS = {contract.METRIC_GPU_UTILIZATION: 0, contract.METRIC_GPU_MEMORY_USED: 1,
+               contract.METRIC_GPU_MEMORY_TOTAL: 2}
+"""Per-GPU gauges (labels gpu, uuid) and their place in a ``Gpu``."""
+
+AVAILABLE = "AVAILABLE"
+"""The version state of a version that takes requests (TF Serving's name)."""
+
 Buckets = tuple[tuple[float, float], ...]
 """Cumulative histogram buckets: ``(upper bound in seconds, count)``, sorted, ``+Inf`` last."""
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU as a replica's runtime reads it from NVML (None: not reported)."""
+
+    utilization: float | None
+    """0..1."""
+    memory_used: float | None
+    """Bytes in use on the device, by every process."""
+    memory_total: float | None
+    """Bytes on the device."""
 
 
 @dataclass(frozen=True)
@@ -39,8 +58,12 @@ class Snapshot:
     server_errors: float
     in_flight: float
     buckets: Buckets
+    gpus: tuple[Gpu, ...] = ()
+    """The GPUs the pod's runtime sees (none without a GPU or NVML)."""
     versions: frozenset[str] = frozenset()
-    """Model versions the pod has loaded (from ``modelplane_model_load_seconds``)."""
+    """Model versions the pod serves: ``AVAILABLE`` in ``modelplane_model_version_state``,
+    or, from a runtime too old to report states, those it ever loaded
+    (``modelplane_model_load_seconds``, which keeps versions since unloaded)."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +116,11 @@ def parse_snapshot(text: str, taken_at: float) -> Snapshot:
     """Read the runtime's metrics from the Prometheus text format, summed over all labels."""
     requests = server_errors = in_flight = 0.0
     cumulative: dict[float, float] = {}
-    versions: set[str] = set()
+    loaded: set[str] = set()
+    available: set[str] | None = None  # None: the runtime reports no version states
+    # Per device (its uuid, else its index): with several worker processes each may
+    # report the same GPU; one device counts once.
+    gpus: dict[str, list[float | None]] = {}
     bucket_name = contract.METRIC_REQUEST_LATENCY + "_bucket"
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -104,8 +131,16 @@ def parse_snapshot(text: str, taken_at: float) -> Snapshot:
                     server_errors += sample.value
             elif sample.name == contract.METRIC_IN_FLIGHT:
                 in_flight += sample.value
+            elif sample.name == contract.METRIC_MODEL_VERSION_STATE:
+                available = set() if available is None else available
+                if sample.labels.get("state") == AVAILABLE and sample.value >= 1:
+                    available.add(sample.labels.get("version", ""))
             elif sample.name == contract.METRIC_MODEL_LOAD and "version" in sample.labels:
-                versions.add(sample.labels["version"])
+                loaded.add(sample.labels["version"])
+            elif sample.name in _GPU_FIELDS:
+                device = sample.labels.get("uuid") or sample.labels.get("gpu", "")
+                readings = gpus.setdefault(device, [None, None, None])
+                readings[_GPU_FIELDS[sample.name]] = sample.value
             elif sample.name == bucket_name:
                 bound = float(sample.labels["le"])
                 cumulative[bound] = cumulative.get(bound, 0.0) + sample.value
@@ -115,7 +150,8 @@ def parse_snapshot(text: str, taken_at: float) -> Snapshot:
         server_errors=server_errors,
         in_flight=in_flight,
         buckets=tuple(sorted(cumulative.items())),
-        versions=frozenset(versions),
+        gpus=tuple(Gpu(*gpus[device]) for device in sorted(gpus)),
+        versions=frozenset(loaded if available is None else available - {""}),
     )
 
 

@@ -71,30 +71,41 @@ class LoadTracker:
         self._scraper = scraper
         self._snapshots: dict[str, Snapshot] = {}
         self._loads: dict[tuple[str, str], tuple[Load, datetime]] = {}
+        self._latest: dict[tuple[str, str], dict[str, Snapshot]] = {}
 
     def load(self, key: tuple[str, str]) -> tuple[Load | None, datetime | None]:
         """The latest load of one ModelDeployment and when it was measured."""
         load, at = self._loads.get(key, (None, None))
         return load, at
 
+    def replicas(self, key: tuple[str, str]) -> Mapping[str, Snapshot]:
+        """This round's scrape of each answering pod of a ModelDeployment, by pod name
+        (gauges such as GPU use are not carried over from earlier rounds)."""
+        return self._latest.get(key, {})
+
     def forget(self, key: tuple[str, str]) -> None:
         """Drop a deleted ModelDeployment's load."""
         self._loads.pop(key, None)
+        self._latest.pop(key, None)
 
     async def round(self, pods: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]],
                     now: datetime) -> tuple[int, int]:
         """Scrape every ready pod once (pods by ModelDeployment); returns (answered, asked)."""
         targets: dict[str, str] = {}
         members: dict[tuple[str, str], list[str]] = {}
+        names: dict[str, str] = {}
         for key, by_name in pods.items():
-            for pod in by_name.values():
+            for name, pod in by_name.items():
                 ip = pod.get("status", {}).get("podIP")
                 meta = pod.get("metadata", {})
                 uid = str(meta.get("uid") or meta.get("name"))
                 if ip and pod_ready(pod):
                     targets[uid] = str(ip)
                     members.setdefault(key, []).append(uid)
+                    names[uid] = name
         snapshots = await self._scraper.scrape(targets) if targets else {}
+        self._latest = {key: {names[uid]: snapshots[uid] for uid in uids if uid in snapshots}
+                        for key, uids in members.items()}
         self._loads = {key: value for key, value in self._loads.items() if key in members}
         for key, uids in members.items():
             current = {uid: snapshots[uid] for uid in uids if uid in snapshots}

@@ -25,6 +25,8 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from modelplane_runtime.storage.errors import StorageError
+from modelplane_runtime.storage.uri import is_object_store_uri, parse_uri
 from pydantic import (
     BeforeValidator,
     Field,
@@ -57,8 +59,15 @@ PLURAL = "modeldeployments"
 SINGULAR = "modeldeployment"
 SHORT_NAMES = ("md",)
 
-URI_SCHEMES = ("file", "pvc", "http", "https", "s3", "gs", "demo")
+URI_SCHEMES = ("file", "pvc", "http", "https", "s3", "gs", "az", "demo")
 """Model URI schemes; ``demo://`` serves the bundled demo model (no storage needed)."""
+URI_PATTERN = "^(" + "|".join(URI_SCHEMES) + ")://"
+"""The CRD's pattern for ``model.uri``: the API server refuses other schemes too."""
+MAX_POLL_SECONDS = 86_400
+"""Longest ``model.pollSeconds``: once a day."""
+FILE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz", ".keras", ".h5")
+"""Names of one file (an archive or a Keras file; the runtime's storage/content.py): a URI
+ending so names one object, not a repository folder that can be polled for versions."""
 
 MAX_NAME_LENGTH = 56
 """Longest ModelDeployment name: children add ``-canary`` and must stay 63-character labels."""
@@ -117,14 +126,27 @@ def _secret_name(value: str) -> str:
 class ModelSource(ResourceModel):
     """Where a model lives and how to load it."""
 
-    uri: str = Field(min_length=1, max_length=4096)
-    """file://PATH, pvc://CLAIM/PATH, http(s)://ARCHIVE (tar.gz or zip), s3://, gs://, or demo://."""
+    # The scheme pattern is for the CRD only: _check_uri says more than pydantic would.
+    uri: str = Field(min_length=1, max_length=4096, json_schema_extra={"pattern": URI_PATTERN})
+    """file://PATH, pvc://CLAIM/PATH, http(s)://ARCHIVE (tar.gz or zip), s3://BUCKET/PREFIX,
+    gs://BUCKET/PREFIX, az://CONTAINER/PREFIX (or https://ACCOUNT.blob.core.windows.net/...),
+    or demo://."""
     format: Literal["auto", "savedmodel", "keras"] = "auto"
     """savedmodel, keras, or auto (detected from the files)."""
     version: int | None = Field(default=None, ge=1, le=2**63 - 1)
     """Serve only this version of a versioned repository (default: the newest)."""
     credentials_secret: str | None = Field(default=None, max_length=253)
-    """Secret whose keys become environment variables of the model fetcher (e.g. AWS_*)."""
+    """Secret holding the object store's standard variables, one key each (AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, GOOGLE_APPLICATION_CREDENTIALS,
+    AZURE_STORAGE_CONNECTION_STRING, ...): mounted as files for s3://, gs:// and Azure; for
+    http(s):// its keys (MODELPLANE_STORAGE_BEARER_TOKEN, ...) become variables of the
+    fetcher. Without one, the cloud SDK's default chain (workload identity)."""
+    service_account_name: str | None = Field(default=None, max_length=253)
+    """ServiceAccount the pods run as: the cloud identity (EKS IRSA or Pod Identity, GKE or
+    AKS Workload Identity) the model is read with when no credentialsSecret is given."""
+    poll_seconds: int | None = Field(default=None, ge=0, le=MAX_POLL_SECONDS)
+    """Look for new and removed version folders this often and serve them without a restart
+    (0 or absent: read the model once at start). For pvc:// and object store repositories."""
 
     @field_validator("uri")
     @classmethod
@@ -142,7 +164,15 @@ class ModelSource(ResourceModel):
                 raise ValueError("must be pvc://CLAIM/PATH with a valid claim name")
             if ".." in rest.split("/"):
                 raise ValueError("the path inside the claim must not contain '..'")
-        elif scheme in ("http", "https", "s3", "gs") and not urlsplit(uri).netloc:
+        elif is_object_store_uri(uri):
+            # The storage initializer's own parser: a bucket, container or account name it
+            # would refuse in the init container is refused here, before anything runs.
+            # Its messages never quote a SAS token (redacted to "?...").
+            try:
+                parse_uri(uri)
+            except StorageError as exc:
+                raise ValueError(str(exc)) from None
+        elif scheme in ("http", "https") and not urlsplit(uri).netloc:
             raise ValueError(f"{scheme}:// needs a host or bucket")
         elif scheme == "file" and not rest.startswith("/"):
             raise ValueError("file:// needs an absolute path (file:///models/x)")
@@ -153,10 +183,41 @@ class ModelSource(ResourceModel):
     def _check_secret(cls, value: str | None) -> str | None:
         return None if value is None else _secret_name(value)
 
+    @field_validator("service_account_name")
+    @classmethod
+    def _check_service_account(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value)):
+            raise ValueError(f"{value!r} is not a valid ServiceAccount name (lowercase DNS "
+                             "subdomain)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_polling(self) -> ModelSource:
+        if not self.polls:
+            return self
+        if not (self.pvc_claim is not None or self.object_store):
+            raise FieldError("pollSeconds", f"a {self.scheme}:// model is copied once at start "
+                             "and cannot be polled; use pvc:// or an object store (s3://, "
+                             "gs://, az://) repository")
+        if self.object_store and self.uri.split("?", 1)[0].lower().endswith(FILE_SUFFIXES):
+            raise FieldError("pollSeconds", "the URI names one file (an archive or a Keras "
+                             "file); polling follows a folder of version folders (1/, 2/, ...)")
+        return self
+
     @property
     def scheme(self) -> str:
         """The URI scheme (``pvc``, ``https``, ...)."""
         return self.uri.partition("://")[0]
+
+    @property
+    def object_store(self) -> bool:
+        """An s3://, gs:// or Azure Blob (az:// or https://ACCOUNT.blob...) URI."""
+        return is_object_store_uri(self.uri)
+
+    @property
+    def polls(self) -> bool:
+        """Whether the runtime looks for new versions (``pollSeconds`` > 0)."""
+        return bool(self.poll_seconds)
 
     @property
     def pvc_claim(self) -> str | None:

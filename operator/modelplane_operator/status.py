@@ -16,10 +16,11 @@ from typing import Any
 from modelplane_operator.builders.labels import TRACK_LABEL
 from modelplane_operator.diff import merge_diff
 from modelplane_operator.load import Load
+from modelplane_operator.termination import detail as termination_detail
 
 OWNED_KEYS = (
     "replicas", "readyReplicas", "updatedReplicas", "ready", "selector", "url",
-    "observedGeneration", "conditions", "pods", "load", "modelVersion",
+    "observedGeneration", "conditions", "pods", "load", "modelVersion", "resources",
 )
 """Top-level status fields this operator writes (``status.kopf`` belongs to kopf)."""
 
@@ -118,7 +119,9 @@ def pod_problem(pod: Mapping[str, Any]) -> Problem | None:
         if (terminated and int(terminated.get("exitCode", 0)) != 0) or (
             waiting.get("reason") == CRASH_LOOP
         ):
-            detail = (terminated or {}).get("message") or waiting.get("message") or "failed"
+            detail = (termination_detail((terminated or {}).get("message"))
+                      or termination_detail(waiting.get("message"))
+                      or (terminated or {}).get("reason") or "failed")
             return Problem(MODEL_LOAD_FAILED, f"pod {name}: fetching the model failed: {detail}")
     for container in status.get("containerStatuses") or []:
         waiting = container.get("state", {}).get("waiting") or {}
@@ -129,7 +132,8 @@ def pod_problem(pod: Mapping[str, Any]) -> Problem | None:
             last = container.get("lastState", {}).get("terminated") or {}
             never_ready = not container.get("ready") and not container.get("started")
             kind = MODEL_LOAD_FAILED if never_ready else CRASH_LOOP
-            detail = last.get("message") or last.get("reason") or waiting.get("message", "")
+            detail = (termination_detail(last.get("message")) or last.get("reason")
+                      or termination_detail(waiting.get("message")) or "")
             return Problem(kind, f"pod {name}: runtime keeps exiting: {detail}".rstrip(": "))
     return None
 

@@ -64,6 +64,38 @@ class PodStatus(ResourceModel):
     """Node the pod runs on."""
     message: str | None = None
     """Why the pod is not ready, when known."""
+    model_version: str | None = None
+    """Model versions this replica serves, as last scraped (comma-separated)."""
+    # ---- resource use (usage.py) ----
+    cpu: str | None = None
+    """CPU in use, in millicores (metrics.k8s.io; absent without metrics-server)."""
+    memory: str | None = None
+    """Memory in use (working set), in MiB (metrics.k8s.io)."""
+    gpu_utilization: int | None = None
+    """Percent of the time a kernel ran, mean over the replica's GPUs (the runtime's NVML)."""
+    gpu_memory_used: str | None = None
+    """GPU memory in use on the replica's GPUs, all processes, in MiB."""
+    gpu_memory_total: str | None = None
+    """GPU memory of the replica's GPUs, in MiB."""
+
+
+class ResourceUsage(ResourceModel):
+    """What the replicas use together, as ``kubectl top`` shows it. A figure is rewritten
+    when it moves by more than a tenth (CPU, at least 10m), a twentieth (memory, at least
+    32Mi; GPU memory, at least 64Mi) or 5 points (GPU utilisation)."""
+
+    cpu: str | None = None
+    """CPU in use by every replica, in millicores (metrics.k8s.io, e.g. metrics-server)."""
+    memory: str | None = None
+    """Memory in use (working set) by every replica, in MiB (metrics.k8s.io)."""
+    gpus: int | None = None
+    """GPUs the scraped replicas' runtimes see."""
+    gpu_utilization: int | None = None
+    """Percent of the time a kernel ran, mean over those GPUs."""
+    gpu_memory_used: str | None = None
+    """GPU memory in use on those GPUs, all processes, in MiB."""
+    gpu_memory_total: str | None = None
+    """GPU memory of those GPUs, in MiB."""
 
 
 class ModelDeploymentStatus(ResourceModel):
@@ -88,8 +120,11 @@ class ModelDeploymentStatus(ResourceModel):
     observed_generation: int | None = None
     """metadata.generation the status reflects."""
     model_version: str | None = None
-    """Model version being served."""
+    """Model versions being served (AVAILABLE in the runtimes' version states), comma-separated
+    in numeric order; kept while no replica can be asked."""
     load: Load | None = None
     """Live load."""
     pods: list[PodStatus] = Field(default_factory=list)
-    """Per-replica health (first few replicas)."""
+    """Per-replica health, versions and resource use (first few replicas)."""
+    resources: ResourceUsage | None = None
+    """Resource use of all replicas (absent where nothing measures it)."""

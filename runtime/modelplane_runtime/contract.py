@@ -50,6 +50,12 @@ ENV_STORAGE_BEARER_TOKEN: Final = "MODELPLANE_STORAGE_BEARER_TOKEN"
 ENV_STORAGE_USERNAME: Final = "MODELPLANE_STORAGE_USERNAME"
 ENV_STORAGE_PASSWORD: Final = "MODELPLANE_STORAGE_PASSWORD"
 
+# Hot reload (settings.RuntimeSettings.model_uri, poll_seconds; mirror.py).
+ENV_POLL_SECONDS: Final = "MODELPLANE_POLL_SECONDS"
+"""Look for new version folders this often (seconds; 0: read the repository at start only)."""
+ENV_MODEL_URI: Final = "MODELPLANE_MODEL_URI"
+"""A remote repository (s3://, gs://, Azure) that the local model path follows."""
+
 # Health endpoints (Open Inference Protocol); the operator's probes point here.
 LIVE_PATH: Final = "/v2/health/live"
 READY_PATH: Final = "/v2/health/ready"

@@ -27,6 +27,15 @@ from modelplane_runtime import contract
 from modelplane_operator.builders.defaults import RenderDefaults
 from modelplane_operator.builders.labels import Track, deployment_selector, pod_labels
 from modelplane_operator.builders.owner import Owner
+from modelplane_operator.builders.storage import (
+    credentials_volume,
+    fetcher_access,
+    identity_labels,
+    model_volume_writable,
+    runtime_env,
+    runtime_mounts,
+    service_account,
+)
 from modelplane_operator.spec import ModelDeploymentSpec, ModelSource
 
 CONTAINER_NAME = "runtime"
@@ -52,6 +61,10 @@ AUTH_VOLUME = "auth"
 TLS_VOLUME = "tls"
 AUTH_MOUNT_PATH = "/etc/modelplane/auth"
 TLS_MOUNT_PATH = "/etc/modelplane/tls"
+TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
+"""A container that fails without writing /dev/termination-log gets the end of its log
+(at most 80 lines or 2 KiB, the kubelet's limit) as its termination message: the fetcher's
+last line is its one-line error, which the operator turns into ``ModelLoadFailed``."""
 
 
 def _contract_name(attr: str, fallback: str) -> str:
@@ -154,6 +167,7 @@ def _env(name: str, spec: ModelDeploymentSpec, model: ModelSource) -> list[dict[
     if spec.tls is not None:
         values.append((ENV_TLS_CERT_FILE, f"{TLS_MOUNT_PATH}/tls.crt"))
         values.append((ENV_TLS_KEY_FILE, f"{TLS_MOUNT_PATH}/tls.key"))
+    values += runtime_env(model)
     # The user's variables win: drop ours that they redefine, then append theirs in order.
     overridden = {item.name for item in spec.runtime.env}
     env = [{"name": k, "value": v} for k, v in values if k not in overridden]
@@ -192,10 +206,11 @@ def _runtime_container(
     name: str, spec: ModelDeploymentSpec, model: ModelSource, image: str
 ) -> dict[str, Any]:
     scheme = "HTTPS" if spec.tls is not None else "HTTP"
-    mounts: list[dict[str, Any]] = [
-        {"name": MODEL_VOLUME, "mountPath": _model_mount(model), "readOnly": True},
-        {"name": TMP_VOLUME, "mountPath": "/tmp"},
-    ]
+    model_mount: dict[str, Any] = {"name": MODEL_VOLUME, "mountPath": _model_mount(model)}
+    if not model_volume_writable(model):
+        model_mount["readOnly"] = True
+    mounts: list[dict[str, Any]] = [model_mount, {"name": TMP_VOLUME, "mountPath": "/tmp"}]
+    mounts += runtime_mounts(model)
     if spec.auth is not None:
         mounts.append({"name": AUTH_VOLUME, "mountPath": AUTH_MOUNT_PATH, "readOnly": True})
     if spec.tls is not None:
@@ -218,6 +233,7 @@ def _runtime_container(
         "readinessProbe": _probe(contract.READY_PATH, scheme, period=5, timeout=2, failures=2),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
         "securityContext": _container_security(),
+        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
         "volumeMounts": mounts,
     }
     return container
@@ -235,18 +251,24 @@ def _init_container(
     if spec.runtime.image_pull_policy:
         container["imagePullPolicy"] = spec.runtime.image_pull_policy
     container["command"] = ["modelplane", "fetch", model.uri, contract.MODEL_MOUNT_PATH]
-    if model.credentials_secret:
-        # Only the fetcher sees storage credentials; the serving container never does.
-        container["envFrom"] = [{"secretRef": {"name": model.credentials_secret}}]
+    # Storage credentials reach the fetcher; the serving container sees them only when it
+    # reads the store itself (polling a remote repository; storage.py).
+    access = fetcher_access(model)
+    if "envFrom" in access:
+        container["envFrom"] = access["envFrom"]
+    if "env" in access:
+        container["env"] = access["env"]
     # An init container's requests count as max(init, sum of containers), not in addition:
     # giving it the runtime's cpu/memory costs no extra scheduling room.
     compute = {"cpu": spec.resources.cpu, "memory": spec.resources.memory}
     container |= {
         "resources": {"requests": dict(compute), "limits": dict(compute)},
         "securityContext": _container_security(),
+        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
         "volumeMounts": [
             {"name": MODEL_VOLUME, "mountPath": contract.MODEL_MOUNT_PATH},
             {"name": TMP_VOLUME, "mountPath": "/tmp"},
+            *access.get("volumeMounts", []),
         ],
     }
     return container
@@ -260,6 +282,9 @@ def _volumes(spec: ModelDeploymentSpec, model: ModelSource) -> list[dict[str, An
     else:
         model_volume["persistentVolumeClaim"] = {"claimName": claim, "readOnly": True}
     volumes = [model_volume, {"name": TMP_VOLUME, "emptyDir": {}}]
+    credentials = credentials_volume(model)
+    if credentials is not None:
+        volumes.append(credentials)
     if spec.auth is not None:
         volumes.append({"name": AUTH_VOLUME, "secret": {"secretName": spec.auth.secret_name}})
     if spec.tls is not None:
@@ -288,8 +313,14 @@ def _pod_spec(
     owner: Owner, spec: ModelDeploymentSpec, model: ModelSource, defaults: RenderDefaults
 ) -> dict[str, Any]:
     image = runtime_image(spec, defaults)
-    pod: dict[str, Any] = {
-        # The runtime never calls the Kubernetes API: no token in its pods.
+    pod: dict[str, Any] = {}
+    account = service_account(model)
+    if account is not None:
+        # The cloud identity the model is read with (storage.py: IRSA, Workload Identity).
+        pod["serviceAccountName"] = account
+    pod |= {
+        # The runtime never calls the Kubernetes API: no token in its pods. Cloud identity
+        # webhooks mount their own audience-bound tokens.
         "automountServiceAccountToken": False,
         # Service links would put every Service of the namespace into the environment.
         "enableServiceLinks": False,
@@ -334,6 +365,7 @@ def build_deployment(
 ) -> dict[str, Any]:
     """The Deployment of one track; ``replicas`` None leaves the count to an HPA."""
     labels = pod_labels(owner.name, track, version)
+    template_labels = {**labels, **identity_labels(model)}
     deployment_spec: dict[str, Any] = {}
     if replicas is not None:
         deployment_spec["replicas"] = replicas
@@ -347,7 +379,7 @@ def build_deployment(
         },
         "template": {
             "metadata": {
-                "labels": dict(labels),
+                "labels": template_labels,
                 "annotations": pod_annotations(spec.tls is not None),
             },
             "spec": _pod_spec(owner, spec, model, defaults),

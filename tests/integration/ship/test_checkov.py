@@ -89,3 +89,35 @@ def test_skips_name_real_checks_with_reasons() -> None:
     for check, reason in skips:
         assert re.fullmatch(r"CKV2?_K8S_\d+", check), check
         assert len(reason.split()) >= 5, (check, reason)
+
+
+RENDER_ONLY_SKIPS = {
+    "CKV_K8S_43": "the runtime image reference is the operator's setting; pin a digest there",
+    "CKV_K8S_15": "the pull policy is spec.runtime.imagePullPolicy, the user's choice",
+    "CKV_K8S_21": "the samples name no namespace; a ModelDeployment's children go to its own",
+    "CKV2_K8S_6": "NetworkPolicies for model pods are the cluster's, not the operator's",
+}
+"""Checks about where and how the operator is installed rather than what it renders."""
+
+
+def test_rendered_children_pass_checkov(tmp_path: Path) -> None:
+    """What the operator creates from every sample (object store credentials as mounted
+    files, CKV_K8S_35, and the pod hardening) passes every check but the install-time ones."""
+    from tests.integration.ship.tools import SAMPLES, render
+
+    path = tmp_path / "children.yaml"
+    path.write_text("".join(
+        "---\n" + json.dumps(child) + "\n" for sample in SAMPLES for child in render(sample)))
+    checkov = python_tool("checkov", "run `make tools` (python3 scripts/install_checkov.py)")
+    done = run([checkov, "--framework", "kubernetes", "--output", "json", "--skip-download",
+                "--file", path], timeout=540, ok=False)
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    loaded = json.loads(done.stdout)
+    result = loaded[0] if isinstance(loaded, list) else loaded
+    failed = sorted({(c["check_id"], c["check_name"])
+                     for c in result["results"]["failed_checks"]
+                     if c["check_id"] not in RENDER_ONLY_SKIPS})
+    assert failed == []
+    passed = {c["check_id"] for c in result["results"]["passed_checks"]}
+    assert {"CKV_K8S_35", "CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_28"} <= passed
+    assert result["summary"]["parsing_errors"] == 0

@@ -224,4 +224,5 @@ def test_rbac_matches_what_the_operator_touches(kustomized: list[Doc]) -> None:
                                                    "delete")}
     pods_group, pods = group_resource(handlers.PODS)
     expected |= {(pods_group, pods, "list"), (pods_group, pods, "watch")}
+    expected.add((*group_resource(handlers.POD_METRICS), "list"))  # podmetrics.py
     assert _rules(kustomized) == expected

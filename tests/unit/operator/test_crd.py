@@ -92,7 +92,8 @@ def test_every_spec_field_is_in_the_schema() -> None:
         "minReplicas", "maxReplicas", "targetCPUUtilization", "targetInFlightPerReplica",
         "targetRequestsPerSecondPerReplica",
     }
-    assert set(spec["model"]["properties"]) == {"uri", "format", "version", "credentialsSecret"}
+    assert set(spec["model"]["properties"]) == {"uri", "format", "version", "credentialsSecret",
+                                                "serviceAccountName", "pollSeconds"}
     assert spec["model"]["required"] == ["uri"]
     assert set(spec["resources"]["properties"]) == {"cpu", "memory", "gpu"}
     assert spec["resources"]["properties"]["cpu"]["x-kubernetes-int-or-string"] is True
@@ -143,7 +144,11 @@ def test_names_subresources_and_columns() -> None:
         },
     }
     columns = [(c["name"].upper(), c["jsonPath"]) for c in version["additionalPrinterColumns"]]
-    assert [name for name, _ in columns] == ["READY", "MODEL", "RPS", "P99", "URL", "AGE"]
+    shown = [c["name"].upper() for c in version["additionalPrinterColumns"]
+             if not c.get("priority")]
+    assert shown == ["READY", "MODEL", "RPS", "P99", "URL", "AGE"]
+    wide = [c["name"].upper() for c in version["additionalPrinterColumns"] if c.get("priority")]
+    assert wide == ["CPU", "MEMORY", "GPU%"]  # kubectl get md -o wide
     schema = version["schema"]["openAPIV3Schema"]
     for _, json_path in columns:
         node = schema

@@ -211,8 +211,10 @@ def test_fetched_model_uses_an_init_container_into_an_empty_dir() -> None:
     (init,) = pod["initContainers"]
     assert init["command"] == ["modelplane", "fetch", "s3://models/seed", "/mnt/models"]
     assert init["image"] == pod["containers"][0]["image"]
-    assert init["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
-    assert "envFrom" not in pod["containers"][0]  # credentials stay with the fetcher
+    # An object store's credentials are a mounted Secret (test_render_storage.py).
+    assert {"name": "storage-credentials", "mountPath": "/etc/modelplane/storage-credentials",
+            "readOnly": True} in init["volumeMounts"]
+    assert "storage-credentials" not in str(pod["containers"][0])  # the fetcher's alone
     assert {"name": "model", "mountPath": "/mnt/models"} in init["volumeMounts"]
     assert {"name": "model", "emptyDir": {}} in pod["volumes"]
     assert {"name": "model", "mountPath": "/mnt/models", "readOnly": True} in (
