@@ -5,13 +5,14 @@ budget, TLS contexts, the connections, counters, and the once-a-second sweep.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
-import secrets
 import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
+
+from modelplane_runtime import rules
+from modelplane_runtime.logs import RequestIds
 
 from modelplane_balancer.budget import RetryBudget
 from modelplane_balancer.exchange import Exchange
@@ -74,15 +75,15 @@ class Balancer:
         self.draining = False
         self.drained = asyncio.Event()
         """Set when draining and the last client connection has closed."""
-        self._prefix = secrets.token_hex(6).encode() + b"-"
-        self._ids = itertools.count(1)
+        self._ids = RequestIds()
         self._sweeper: asyncio.TimerHandle | None = None
 
     # ---- small services for the request path ----------------------------------------
 
-    def request_id(self) -> bytes:
-        """A new request id: a random per-process prefix and a counter."""
-        return b"%s%x" % (self._prefix, next(self._ids))
+    def request_id(self, given: bytes | None = None) -> bytes:
+        """The client's request id if the runtime's rule keeps it, else a new one (a random
+        per-process prefix and a counter: modelplane_runtime.logs.RequestIds)."""
+        return rules.request_id(given, self._ids).encode("latin-1")
 
     def take_retry(self) -> bool:
         """Whether the retry budget allows one more retry now."""

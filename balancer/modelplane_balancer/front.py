@@ -191,8 +191,7 @@ class Front(asyncio.Protocol):
         if kind is None:
             self.fields += b"%s: %s\r\n" % (name, value)
         elif kind == headers.REQUEST_ID:
-            self.request_id = value
-            self.fields += b"%s: %s\r\n" % (name, value)
+            self.request_id = value  # forwarded by _exchange once the runtime's rule allows it
         elif kind == headers.CONTENT_LENGTH:
             self.fields += b"%s: %s\r\n" % (name, value)
         elif kind == headers.TRANSFER_ENCODING:
@@ -256,14 +255,13 @@ class Front(asyncio.Protocol):
 
     def _exchange(self, method: bytes, keep_alive: bool) -> Exchange:
         balancer = self.balancer
-        request_id = self.request_id
+        # The runtime's rule (rules.request_id): the client's id, cut to 128 bytes, unless it
+        # holds a control character; else a new one. The replicas then log the same id.
+        request_id = balancer.request_id(self.request_id)
         fields = bytes(self.fields)
         if self.tokens:
             fields = headers.without_fields(fields, set(self.tokens))
-        extra = b""
-        if request_id is None:
-            request_id = balancer.request_id()
-            extra = b"x-request-id: %s\r\n" % request_id
+        extra = b"x-request-id: %s\r\n" % request_id
         forwarded = self.peer if self.forwarded_for is None else (
             self.forwarded_for + b", " + self.peer)
         head = b"%s %s HTTP/1.1\r\n%s%sx-forwarded-for: %s\r\nx-forwarded-proto: %s\r\n%s\r\n" % (

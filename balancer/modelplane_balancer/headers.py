@@ -12,7 +12,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Final
 
-import orjson
+from modelplane_runtime import rules
 
 # What the request side does with a field (anything not listed passes through).
 DROP: Final = 0
@@ -91,9 +91,9 @@ def reason_phrase(status: int) -> bytes:
 
 def error_answer(status: int, message: str, request_id: bytes, *, close: bool,
                  extra: bytes = b"", head_only: bool = False) -> bytes:
-    """A whole JSON error answer from the balancer itself: ``{"error": message}``, the
-    runtime's shape, with the request's id."""
-    body = orjson.dumps({"error": message})
+    """A whole JSON error answer from the balancer itself: the runtime's ``{"error": message}``
+    body (rules.error_body), with the request's id."""
+    body = rules.error_body(message)
     return b"%scontent-type: application/json\r\ncontent-length: %d\r\nx-request-id: %s\r\n%s%s\r\n%s" % (  # noqa: E501
         status_line(status, reason_phrase(status)), len(body), request_id, extra,
         b"connection: close\r\n" if close else b"", b"" if head_only else body,

@@ -102,6 +102,19 @@ def test_request_id_is_kept_or_added(balancer: BalancerProcess) -> None:
     assert added["x-request-id"] != again["x-request-id"]
 
 
+def test_request_ids_follow_the_runtimes_rule(balancer: BalancerProcess) -> None:
+    """modelplane_runtime.rules.request_id: a long id is cut to 128 bytes (the replica sees
+    exactly one id, the one the balancer logs); control characters never get that far
+    (the HTTP parser refuses them: 400)."""
+    with balancer.client() as client:
+        long = _fields(_echo(client, headers={"X-Request-Id": "r" * 300}))
+        tab_ok = _fields(_echo(client, headers={"X-Request-Id": "a\tb"}))
+        refused = client.get("/echo", headers=[("X-Request-Id", "a\x7fb")])
+    assert long["x-request-id"] == ["r" * 128]
+    assert tab_ok["x-request-id"] == ["a\tb"]  # a tab is allowed in a field value
+    assert refused.status_code == 400 and "error" in refused.json()
+
+
 def test_chunked_request_body_is_forwarded_whole(balancer: BalancerProcess) -> None:
     pieces = [b"first,", b"", b"second," * 1000, b"third"]
 
