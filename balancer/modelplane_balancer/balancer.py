@@ -37,6 +37,12 @@ def upstream_context(settings: BalancerSettings) -> ssl.SSLContext | None:
         return None
     context = ssl.create_default_context(
         cafile=str(settings.upstream_ca_file) if settings.upstream_ca_file else None)
+    if settings.upstream_ca_file is not None:
+        # A certificate in the CA file is a trust anchor even when it is not self-signed
+        # (OpenSSL's partial chains): the replicas' own leaf certificate can be pinned.
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    if not settings.upstream_check_hostname:
+        context.check_hostname = False
     if not settings.upstream_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -54,12 +54,29 @@ MD_GROUP: Final = "modelplane.io"
 MD_VERSION: Final = "v1alpha1"
 MD_PLURAL: Final = "modeldeployments"
 
-# RBAC the balancer needs in its namespace (the operator renders exactly this Role).
+# RBAC the balancer needs in its namespace (the operator renders exactly rbac_rules()).
 RBAC_RULES: Final = (
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
      "verbs": ["get", "list", "watch"]},
     {"apiGroups": [MD_GROUP], "resources": [MD_PLURAL], "verbs": ["get", "list", "watch"]},
 )
+
+
+def rbac_rules(model: str) -> list[dict[str, list[str]]]:
+    """The Role of the balancer of ``model``: RBAC_RULES, with the ModelDeployment rule
+    narrowed to that one object. RBAC authorizes a list or watch by ``resourceNames`` when
+    the request selects ``metadata.name`` with a field selector, as discovery's does; an
+    EndpointSlice's name is generated, so that rule stays namespace-wide."""
+    rules = [{key: list(value) for key, value in rule.items()} for rule in RBAC_RULES]
+    for rule in rules:
+        if rule["resources"] == [MD_PLURAL]:
+            rule["resourceNames"] = [model]
+    return rules
+
+
+def env(setting: str) -> str:
+    """The environment variable of a setting (``settings.BalancerSettings`` field name)."""
+    return ENV_PREFIX + setting.upper()
 
 STRATEGIES: Final = (
     "round-robin", "random", "weighted", "least-request", "power-of-two", "latency-aware",

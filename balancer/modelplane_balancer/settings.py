@@ -96,6 +96,10 @@ class BalancerSettings(BaseSettings):
     """Name the replicas' certificates must carry (default: the replica's address)."""
     upstream_verify: bool = True
     """Verify the replicas' certificates; false only for testing."""
+    upstream_check_hostname: bool = True
+    """Check that a replica's certificate names it. false with ``upstream_ca_file`` set to the
+    replicas' own certificate: pods are reached by IP, which a Service's certificate does not
+    name, and that exact certificate is then the only one trusted (a pin)."""
 
     connect_timeout_s: float = Field(default=2.0, gt=0)
     """A connection to a replica not open by then counts as a failed connect (retried)."""

@@ -29,26 +29,36 @@ from modelplane_operator.apply import (
     rejection_message,
     with_last_applied,
 )
+from modelplane_operator.builders.balancer import balancer_name
 from modelplane_operator.builders.labels import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     SELECTOR_LABEL,
+    is_runtime,
     managed_selector,
     selector_string,
 )
 from modelplane_operator.builders.owner import Owner
-from modelplane_operator.builders.render import CHILD_KINDS, RenderDefaults, render_spec
+from modelplane_operator.builders.render import (
+    CHILD_KINDS,
+    Observed,
+    RenderDefaults,
+    render_spec,
+)
 from modelplane_operator.builders.service import service_url
 from modelplane_operator.cache import Cache, ChildKey, Key, child_key, key_of, owner_of
 from modelplane_operator.events import EventPoster
 from modelplane_operator.kube import ApiError, KubeClient
 from modelplane_operator.metrics import OperatorMetrics
+from modelplane_operator.observe import balancer_ready, observe, service_on_balancer
 from modelplane_operator.repair import Repairer
 from modelplane_operator.reporter import StatusReporter
+from modelplane_operator.retry import Backoff
 from modelplane_operator.scrape import LoadTracker, Scraper
 from modelplane_operator.settings import OperatorSettings
 from modelplane_operator.spec import InvalidSpec, ModelDeploymentSpec, validate_spec
 from modelplane_operator.status import (
+    BalancerState,
     Target,
     build_status,
     desired_replicas,
@@ -60,6 +70,9 @@ from modelplane_operator.watch import Watcher
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+CONVERGE_BACKOFF = Backoff(first_s=0.5, max_s=30.0)
+"""Between attempts of a convergence the controller started itself."""
 
 
 
@@ -87,14 +100,16 @@ class Controller:
         self.metrics = metrics
         self.defaults = RenderDefaults(runtime_image=settings.runtime_image,
                                        runtime_gpu_image=settings.runtime_gpu_image,
-                                       cluster_domain=settings.cluster_domain)
+                                       cluster_domain=settings.cluster_domain,
+                                       balancer=settings.balancer_defaults())
         self.last_tick = time.monotonic()
         self._client = client
         self._applier = Applier(client, self.cache)
         self._events = EventPoster(client)
         self._clock = clock
-        self._rendered: dict[Key, tuple[tuple[str, int], ModelDeploymentSpec,
+        self._rendered: dict[Key, tuple[tuple[str, int, Observed], ModelDeploymentSpec,
                                         list[dict[str, Any]]]] = {}
+        self._locks: dict[Key, asyncio.Lock] = {}
         self._observed: dict[Key, int] = {}
         self._invalid: dict[Key, str] = {}
         self._rejected: dict[Key, str] = {}
@@ -111,16 +126,25 @@ class Controller:
         """The validated spec and children of a ModelDeployment (memoized per generation)."""
         key = key_of(md)
         meta = md.get("metadata", {})
-        version = (str(meta.get("uid", "")), int(meta.get("generation") or 0))
+        uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
         cached = self._rendered.get(key)
-        if cached is not None and cached[0] == version:
-            return cached[1], cached[2]
-        owner = Owner.from_object(dict(md))
-        spec = validate_spec(md.get("spec"))
-        # Annotated once per generation: every later comparison reuses the record.
-        manifests = [with_last_applied(m) for m in render_spec(owner, spec, self.defaults)]
-        self._rendered[key] = (version, spec, manifests)
+        owner = Owner.from_object(dict(md))  # InvalidSpec unless the name fits every child
+        if cached is not None and cached[0][:2] == (uid, generation):
+            spec = cached[1]
+        else:
+            spec = validate_spec(md.get("spec"))
+        observed = observe(self.cache.children, key, spec)
+        if cached is not None and cached[0] == (uid, generation, observed):
+            return spec, cached[2]
+        # Annotated once per generation and observation: later comparisons reuse the record.
+        manifests = [with_last_applied(m)
+                     for m in render_spec(owner, spec, self.defaults, observed)]
+        self._rendered[key] = ((uid, generation, observed), spec, manifests)
         return spec, manifests
+
+    def _rendered_observation(self, key: Key) -> Observed | None:
+        cached = self._rendered.get(key)
+        return None if cached is None else cached[0][2]
 
     # ---- ModelDeployment events ----------------------------------------------------------
 
@@ -141,6 +165,12 @@ class Controller:
         return await self._hand(key, md)
 
     async def _converge(self, md: Mapping[str, Any], trigger: str) -> None:
+        # One convergence per object at a time: kopf's, and the controller's own (a live
+        # decision changed: observe.py), must not prune what the other just applied.
+        async with self._locks.setdefault(key_of(md), asyncio.Lock()):
+            await self._converge_once(md, trigger)
+
+    async def _converge_once(self, md: Mapping[str, Any], trigger: str) -> None:
         started = time.monotonic()
         key = key_of(md)
         self.cache.put_md(md)
@@ -166,7 +196,12 @@ class Controller:
                     raise result
                 elif result != "unchanged":
                     self.metrics.child_writes.labels(manifest["kind"], result).inc()
-            await self._prune(key, md, manifests)
+            # Pruning comes after every child is applied: turning the balancer off moves the
+            # Service to the runtime pods before the balancer goes. A refused Service keeps
+            # everything until it is accepted.
+            if not any(m["kind"] == "Service" and m["metadata"]["name"] == key[1]
+                       for m, _ in refused):
+                await self._prune(key, md, manifests)
             self._observed[key] = generation
             if refused:
                 applied = [m for m, r in zip(manifests, results, strict=True)
@@ -186,6 +221,32 @@ class Controller:
             raise
         finally:
             self.metrics.duration.observe(time.monotonic() - started)
+
+    def converge_soon(self, key: Key, trigger: str) -> None:
+        """Converge one object again outside kopf (a live decision changed), retrying
+        failures with backoff while the object and its generation stay the same."""
+        async def converge() -> None:
+            attempt = 0
+            while True:
+                md = self.cache.mds.get(key)
+                if md is None or key in self._invalid or md.get("metadata", {}).get(
+                        "deletionTimestamp"):
+                    return
+                try:
+                    await self._converge(md, trigger)
+                except InvalidSpec:
+                    return  # kopf reports it
+                except ApiError as exc:
+                    delay = CONVERGE_BACKOFF.delay(attempt, exc.retry_after)
+                    attempt += 1
+                    log.warning("converging %s/%s (%s) failed: %s; again in %.1fs",
+                                *key, trigger, exc, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                await self.status.refresh(key)
+                return
+
+        self._spawn(converge())
 
     def _retry_refused(self, key: Key, generation: int) -> None:
         async def retry() -> None:
@@ -217,7 +278,8 @@ class Controller:
             self.cache.drop_md(key)
             self._loads.forget(key)
             self.status.forget(key)
-            for store in (self._rendered, self._observed, self._invalid, self._rejected):
+            for store in (self._rendered, self._observed, self._invalid, self._rejected,
+                          self._locks):
                 store.pop(key, None)  # type: ignore[attr-defined]
             self._spawn(self._delete_children(md))
         else:
@@ -320,6 +382,24 @@ class Controller:
                                   "deleted" if event_type == "DELETED" else "changed")
         if ck[0] == "Deployment":
             self.status.schedule(key_of(md))
+        if ck[0] in ("Deployment", "Service"):
+            self._check_observation(md)
+
+    def _check_observation(self, md: Mapping[str, Any]) -> None:
+        """Render again when a live decision changed (the balancer became ready)."""
+        key = key_of(md)
+        rendered = self._rendered_observation(key)
+        if rendered is None:
+            return  # not reconciled yet: the first reconcile observes for itself
+        spec = self._rendered[key][1]
+        now = observe(self.cache.children, key, spec)
+        if now == rendered:
+            return
+        log.info("%s/%s: the live children changed a decision: %s", *key, now)
+        if now.service_on_balancer and not rendered.service_on_balancer:
+            self._events.post(md, "Normal", "BalancerReady", "a balancer pod is ready: the "
+                              f"Service {key[1]} moves to the balancer", self._clock())
+        self.converge_soon(key, "observed")
 
     def pod_event(self, event_type: str, body: dict[str, Any]) -> None:
         """A runtime Pod changed: replica health is part of the status."""
@@ -360,14 +440,25 @@ class Controller:
                         manifests: list[dict[str, Any]], generation: int,
                         current: Mapping[str, Any]) -> dict[str, Any]:
         namespace, name = key
-        deployments = [self.cache.children.get(("Deployment", namespace, m["metadata"]["name"]))
-                       for m in manifests if m["kind"] == "Deployment"]
-        desired = desired_replicas(manifests, deployments)
+        children = self.cache.children
+        runtime = [m for m in manifests if m["kind"] != "Deployment" or is_runtime(m)]
+        deployments = [children.get(("Deployment", namespace, m["metadata"]["name"]))
+                       for m in runtime if m["kind"] == "Deployment"]
+        desired = desired_replicas(runtime, deployments)
         load, at = self._loads.load(key)
+        balancer = None
+        if spec.routing.balancer:
+            live = children.get(("Deployment", namespace, balancer_name(name)))
+            wanted = next(m for m in manifests if m["kind"] == "Deployment"
+                          and m["metadata"]["name"] == balancer_name(name))
+            balancer = BalancerState(
+                ready=balancer_ready(live), desired=int(wanted["spec"]["replicas"]),
+                serving=service_on_balancer(children.get(("Service", namespace, name)), name))
         target = Target(
             url=service_url(name, namespace, spec.tls is not None, self.defaults.cluster_domain),
             selector=selector_string(name),
             desired_replicas=desired,
+            balancer=balancer,
         )
         return build_status(
             generation=generation, target=target, deployments=deployments,

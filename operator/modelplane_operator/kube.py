@@ -52,6 +52,9 @@ _RESOURCES: dict[tuple[str, str], str] = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("modelplane.io/v1alpha1", "ModelDeployment"): "modeldeployments",
+    ("rbac.authorization.k8s.io/v1", "Role"): "roles",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
+    ("discovery.k8s.io/v1", "EndpointSlice"): "endpointslices",
 }
 
 

@@ -48,6 +48,7 @@ from modelplane_operator.processing import DType as DType  # public name of the 
 from modelplane_operator.processing import InputProcessing, OutputProcessing
 from modelplane_operator.quantity import MAX_LENGTH, PATTERN, canonical_quantity, quantity_value
 from modelplane_operator.resource import MAX_NAME, Name, ResourceModel
+from modelplane_operator.routing import Routing
 
 GROUP = "modelplane.io"
 VERSION = "v1alpha1"
@@ -322,14 +323,8 @@ class Canary(ResourceModel):
     model: ModelSource
     """The canary model."""
     traffic_percent: int = Field(ge=0, le=100)
-    """Share of requests for the canary, approximated by its share of ready replicas."""
-
-
-class Routing(ResourceModel):
-    """How requests are spread over replicas."""
-
-    strategy: Literal["round-robin", "random", "weighted", "least-request"] = "round-robin"
-    """Balancing strategy, published on the Service for a gateway or mesh to apply."""
+    """Share of requests for the canary: exact per request through the balancer, else its
+    share of ready replicas (replicas are split by this share either way)."""
 
 
 class Auth(ResourceModel):

@@ -19,7 +19,7 @@ from modelplane_operator.load import Load
 
 OWNED_KEYS = (
     "replicas", "readyReplicas", "updatedReplicas", "ready", "selector", "url",
-    "observedGeneration", "conditions", "pods", "load", "modelVersion",
+    "observedGeneration", "conditions", "pods", "load", "modelVersion", "balancer",
 )
 """Top-level status fields this operator writes (``status.kopf`` belongs to kopf)."""
 
@@ -166,6 +166,24 @@ def desired_replicas(manifests: Sequence[Mapping[str, Any]],
 
 
 @dataclass(frozen=True)
+class BalancerState:
+    """The balancer in front of the replicas, as its Deployment and the Service show it."""
+
+    ready: int
+    desired: int
+    serving: bool
+    """The Service ``<name>`` selects the balancer pods (else, still the runtime pods)."""
+
+    def as_status(self) -> dict[str, Any]:
+        """``status.balancer``."""
+        return {"ready": f"{self.ready}/{self.desired}", "readyReplicas": self.ready,
+                "serving": self.serving}
+
+
+BALANCER_NOT_READY = "BalancerNotReady"
+
+
+@dataclass(frozen=True)
 class Target:
     """What the rendered children say about where the model is served."""
 
@@ -173,6 +191,8 @@ class Target:
     selector: str
     desired_replicas: int
     """Replicas wanted over all tracks (the live count where an HPA owns it)."""
+    balancer: BalancerState | None = None
+    """The balancer, when ``routing.balancer`` is on."""
 
 
 def build_status(
@@ -205,6 +225,11 @@ def build_status(
     problem = next((p for p in map(deployment_problem, live) if p is not None), None)
     if problem is None:
         problem = next((p for p in map(pod_problem, pods) if p is not None), None)
+    balancer = target.balancer
+    if problem is None and balancer is not None and balancer.serving and balancer.ready == 0:
+        # The Service sends every request to the balancer: with none ready, none is served.
+        problem = Problem(BALANCER_NOT_READY, f"0/{balancer.desired} balancer pods ready; "
+                          "the Service selects them")
 
     def cond(kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:
         return condition(kind, status, reason, message, generation=generation,
@@ -218,6 +243,8 @@ def build_status(
         counts = f"{ready}/{desired} replicas ready, {updated} updated"
         if desired == 0:
             ready_cond = cond("Ready", False, "ScaledToZero", "no replicas requested")
+        elif complete and problem is not None and problem.reason == BALANCER_NOT_READY:
+            ready_cond = cond("Ready", False, problem.reason, problem.message)
         elif complete:
             ready_cond = cond("Ready", True, "AllReplicasReady", counts)
         elif problem is not None:
@@ -245,6 +272,7 @@ def build_status(
         "observedGeneration": generation,
         "conditions": [ready_cond, progressing, degraded],
         "pods": replica_statuses(pods),
+        "balancer": None if balancer is None else balancer.as_status(),
     }
     status["load"] = None  # no ready pod scraped: the last numbers would be stale
     if load is not None:

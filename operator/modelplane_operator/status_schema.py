@@ -66,6 +66,18 @@ class PodStatus(ResourceModel):
     """Why the pod is not ready, when known."""
 
 
+class BalancerStatus(ResourceModel):
+    """The request-level balancer in front of the replicas (``routing.balancer``)."""
+
+    ready: str = ""
+    """Ready balancer pods over desired, e.g. 2/2."""
+    ready_replicas: int = 0
+    """Ready balancer pods."""
+    serving: bool = False
+    """The Service selects the balancer pods (false while the first one starts: the
+    Service then still selects the runtime pods)."""
+
+
 class ModelDeploymentStatus(ResourceModel):
     """Observed state, written by the operator."""
 
@@ -93,3 +105,5 @@ class ModelDeploymentStatus(ResourceModel):
     """Live load."""
     pods: list[PodStatus] = Field(default_factory=list)
     """Per-replica health (first few replicas)."""
+    balancer: BalancerStatus | None = None
+    """The balancer, with ``routing.balancer``."""

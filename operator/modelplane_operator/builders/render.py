@@ -1,7 +1,9 @@
 """``render``: a ModelDeployment object in, every child manifest out (pure, deterministic).
 
 Children, in apply order: the stable Deployment, the canary Deployment (when a canary is
-set), the Service, one HPA per Deployment (when autoscaling is set), and the PDB. Each
+set), with the balancer (``routing.balancer``, the default) its ServiceAccount, Role,
+RoleBinding, Deployment and PDB, the headless ``-replicas`` Service of each track, the
+Service ``<name>``, one HPA per Deployment (when autoscaling is set), and the PDB. Each
 carries a controller ownerReference to the ModelDeployment, so deleting it lets the
 garbage collector remove them.
 
@@ -11,13 +13,26 @@ tracks by ``canary.trafficPercent`` (see traffic.py). With autoscaling the Deplo
 restart the scale on every reconcile) and each track gets its own HPA whose bounds are the
 split of ``minReplicas``/``maxReplicas``; the same per-pod targets then keep the ratio. A
 track with no share of the traffic runs zero replicas and has no HPA.
+
+What the live children decide beyond the spec comes in as ``Observed`` (the controller
+reads it from the cluster; ``modelplane render`` shows the steady state): whether the
+Service ``<name>`` may select the balancer pods yet. The balancer Deployment is rendered
+first and the Service moves to it only once a balancer pod is ready, so turning the
+balancer on never leaves the Service without endpoints; turning it off moves the Service
+back to the runtime pods before the balancer's children are pruned.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from modelplane_operator.builders.autoscaler import build_autoscaler
+from modelplane_operator.builders.balancer import (
+    build_balancer,
+    build_balancer_access,
+    build_balancer_budget,
+)
 from modelplane_operator.builders.defaults import RenderDefaults
 from modelplane_operator.builders.deployment import (
     build_deployment,
@@ -27,33 +42,48 @@ from modelplane_operator.builders.deployment import (
 from modelplane_operator.builders.disruption import build_disruption_budget
 from modelplane_operator.builders.labels import Track, image_version
 from modelplane_operator.builders.owner import Owner
-from modelplane_operator.builders.service import build_service
+from modelplane_operator.builders.service import build_replicas_service, build_service
 from modelplane_operator.builders.traffic import split
 from modelplane_operator.spec import ModelDeploymentSpec, validate_spec
 
-__all__ = ["CHILD_KINDS", "RenderDefaults", "render", "render_spec"]
+__all__ = ["CHILD_KINDS", "Observed", "RenderDefaults", "render", "render_spec"]
 
 CHILD_KINDS = (
     ("apps/v1", "Deployment"),
     ("v1", "Service"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("policy/v1", "PodDisruptionBudget"),
+    ("v1", "ServiceAccount"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
 )
 """(apiVersion, kind) of every child ``render_spec`` can produce: what the operator writes,
 watches and asks RBAC for."""
 
 
-def render(md: dict[str, Any], defaults: RenderDefaults) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Observed:
+    """What the live children decide beyond the spec (the defaults: the steady state)."""
+
+    service_on_balancer: bool = True
+    """The Service ``<name>`` may select the balancer pods: one of them has been ready (or
+    the Service selects them already). Ignored without the balancer."""
+
+
+def render(md: dict[str, Any], defaults: RenderDefaults,
+           observed: Observed | None = None) -> list[dict[str, Any]]:
     """Every child of a ModelDeployment object; raises InvalidSpec naming the bad field."""
     owner = Owner.from_object(md)
     spec = validate_spec(md.get("spec"))
-    return render_spec(owner, spec, defaults)
+    return render_spec(owner, spec, defaults, observed)
 
 
 def render_spec(
-    owner: Owner, spec: ModelDeploymentSpec, defaults: RenderDefaults
+    owner: Owner, spec: ModelDeploymentSpec, defaults: RenderDefaults,
+    observed: Observed | None = None,
 ) -> list[dict[str, Any]]:
     """Every child for an already validated spec."""
+    observed = observed or Observed()
     version = image_version(runtime_image(spec, defaults))
     canary = spec.canary
     percent = canary.traffic_percent if canary is not None else 0
@@ -87,7 +117,15 @@ def render_spec(
                 version=version,
             )
         )
-    children.append(build_service(owner, spec, version))
+    with_balancer = spec.routing.balancer
+    if with_balancer:
+        balancer_version = image_version(defaults.balancer.image)
+        children += build_balancer_access(owner, balancer_version)
+        children.append(build_balancer(owner, spec, defaults, balancer_version))
+        children.append(build_balancer_budget(owner, balancer_version))
+    children += [build_replicas_service(owner, spec, version, track) for track in tracks]
+    children.append(build_service(
+        owner, spec, version, through_balancer=with_balancer and observed.service_on_balancer))
     for track in tracks:
         if autoscaling is not None and scaled(track):
             name = deployment_name(owner.name, track)

@@ -164,19 +164,30 @@ def test_monitors_select_what_exists() -> None:
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
 
     (pod_monitor,) = _by_kind(docs, "PodMonitor")
-    wanted = pod_monitor["spec"]["selector"]["matchLabels"]
+    selector = pod_monitor["spec"]["selector"]
     endpoint_ports = {e["port"] for e in pod_monitor["spec"]["podMetricsEndpoints"]}
-    relabeled = [
-        r["sourceLabels"][0].removeprefix("__meta_kubernetes_pod_label_")
-        for e in pod_monitor["spec"]["podMetricsEndpoints"] for r in e.get("relabelings", [])
-    ]
+    (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
+    model_rule = next(r for r in endpoint["relabelings"] if r["targetLabel"] == "modeldeployment")
+    model_sources = [s.removeprefix("__meta_kubernetes_pod_label_")
+                     for s in model_rule["sourceLabels"]]
+
+    def selected(labels: dict[str, str]) -> bool:
+        expressions = selector.get("matchExpressions", [])
+        assert all(e["operator"] == "In" for e in expressions)
+        return selector["matchLabels"].items() <= labels.items() and all(
+            labels.get(e["key"]) in e["values"] for e in expressions)
+
     sample = next(p for p in SAMPLES if p.name == "seed-mlp.yaml")
-    for deployment in (d for d in render(sample) if d["kind"] == "Deployment"):
+    deployments = [d for d in render(sample) if d["kind"] == "Deployment"]
+    assert {d["metadata"]["name"] for d in deployments} == {"seed-mlp", "seed-mlp-balancer"}
+    for deployment in deployments:  # the runtime's pods and the balancer's
         template = deployment["spec"]["template"]
         labels = template["metadata"]["labels"]
-        assert wanted.items() <= labels.items()
-        sanitized = {re.sub(r"[^a-zA-Z0-9_]", "_", k) for k in labels}
-        assert set(relabeled) <= sanitized
+        assert selected(labels), deployment["metadata"]["name"]
+        sanitized = {re.sub(r"[^a-zA-Z0-9_]", "_", k): v for k, v in labels.items()}
+        # Exactly one source of the model's name is set on each pod (separator ""), so
+        # the joined value is the name itself.
+        assert "".join(sanitized.get(s, "") for s in model_sources) == "seed-mlp"
         container_ports = {
             p.get("name") for c in template["spec"]["containers"] for p in c.get("ports", [])
         }
