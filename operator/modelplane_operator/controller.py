@@ -31,6 +31,7 @@ from modelplane_operator.apply import (
 )
 from modelplane_operator.builders.balancer import balancer_name
 from modelplane_operator.builders.labels import (
+    BALANCER_LABEL,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     SELECTOR_LABEL,
@@ -49,13 +50,15 @@ from modelplane_operator.builders.service import service_url
 from modelplane_operator.cache import Cache, ChildKey, Key, child_key, key_of, owner_of
 from modelplane_operator.events import EventPoster
 from modelplane_operator.kube import ApiError, KubeClient
+from modelplane_operator.load import Snapshot
 from modelplane_operator.metrics import OperatorMetrics
 from modelplane_operator.observe import balancer_ready, observe, service_on_balancer
 from modelplane_operator.repair import Repairer
 from modelplane_operator.reporter import StatusReporter
 from modelplane_operator.retry import Backoff
-from modelplane_operator.scrape import LoadTracker, Scraper
+from modelplane_operator.scrape import LoadTracker, Scraper, TrafficTracker
 from modelplane_operator.settings import OperatorSettings
+from modelplane_operator.shares import BalancerSnapshot
 from modelplane_operator.spec import InvalidSpec, ModelDeploymentSpec, validate_spec
 from modelplane_operator.status import (
     BalancerState,
@@ -92,8 +95,9 @@ class Controller:
     """The operator's state and decisions; one per process."""
 
     def __init__(
-        self, settings: OperatorSettings, client: KubeClient, scraper: Scraper,
+        self, settings: OperatorSettings, client: KubeClient, scraper: Scraper[Snapshot],
         metrics: OperatorMetrics, *, clock: Clock = _utcnow,
+        balancer_scraper: Scraper[BalancerSnapshot] | None = None,
     ) -> None:
         self.settings = settings
         self.cache = Cache()
@@ -110,11 +114,14 @@ class Controller:
         self._rendered: dict[Key, tuple[tuple[str, int, Observed], ModelDeploymentSpec,
                                         list[dict[str, Any]]]] = {}
         self._locks: dict[Key, asyncio.Lock] = {}
+        self._applied: dict[Key, Observed] = {}
+        """The observation each object's children were last applied with."""
         self._observed: dict[Key, int] = {}
         self._invalid: dict[Key, str] = {}
         self._rejected: dict[Key, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loads = LoadTracker(scraper)
+        self._traffic = TrafficTracker(balancer_scraper) if balancer_scraper else None
         self.status = StatusReporter(client, self.cache, self._events, metrics,
                                      self._wanted_status, clock, self._spawn)
         self._repairs = Repairer(self._applier, self._events, metrics, self._wanted_child,
@@ -142,7 +149,7 @@ class Controller:
         self._rendered[key] = ((uid, generation, observed), spec, manifests)
         return spec, manifests
 
-    def _rendered_observation(self, key: Key) -> Observed | None:
+    def _observation(self, key: Key) -> Observed | None:
         cached = self._rendered.get(key)
         return None if cached is None else cached[0][2]
 
@@ -178,6 +185,7 @@ class Controller:
         try:
             try:
                 _, manifests = self.render(md)
+                observation = self._observation(key)
             except InvalidSpec as exc:
                 self._invalid[key] = str(exc)
                 self._observed[key] = generation
@@ -185,6 +193,8 @@ class Controller:
                 self.metrics.reconciles.labels(trigger, "invalid").inc()
                 raise
             self._invalid.pop(key, None)
+            if observation is not None:
+                self._applied[key] = observation
             results = await asyncio.gather(
                 *(self._applier.apply(m) for m in manifests), return_exceptions=True
             )
@@ -277,9 +287,11 @@ class Controller:
         if event_type == "DELETED":
             self.cache.drop_md(key)
             self._loads.forget(key)
+            if self._traffic is not None:
+                self._traffic.forget(key)
             self.status.forget(key)
             for store in (self._rendered, self._observed, self._invalid, self._rejected,
-                          self._locks):
+                          self._locks, self._applied):
                 store.pop(key, None)  # type: ignore[attr-defined]
             self._spawn(self._delete_children(md))
         else:
@@ -310,6 +322,7 @@ class Controller:
         kinds = [(api_version, kind, managed_selector(), self.child_event)
                  for api_version, kind in CHILD_KINDS]
         kinds.append(("v1", "Pod", SELECTOR_LABEL, self.pod_event))
+        kinds.append(("v1", "Pod", BALANCER_LABEL, self.balancer_pod_event))
         return [
             Watcher(self._client, api_version=api_version, kind=kind, namespace=namespace,
                     selector=selector, on_event=on_event)
@@ -388,15 +401,15 @@ class Controller:
     def _check_observation(self, md: Mapping[str, Any]) -> None:
         """Render again when a live decision changed (the balancer became ready)."""
         key = key_of(md)
-        rendered = self._rendered_observation(key)
-        if rendered is None:
+        applied = self._applied.get(key)
+        if applied is None or key not in self._rendered:
             return  # not reconciled yet: the first reconcile observes for itself
-        spec = self._rendered[key][1]
-        now = observe(self.cache.children, key, spec)
-        if now == rendered:
+        now = observe(self.cache.children, key, self._rendered[key][1])
+        if now == applied:
             return
+        self._applied[key] = now  # one convergence per change, not one per event
         log.info("%s/%s: the live children changed a decision: %s", *key, now)
-        if now.service_on_balancer and not rendered.service_on_balancer:
+        if now.service_on_balancer and not applied.service_on_balancer:
             self._events.post(md, "Normal", "BalancerReady", "a balancer pod is ready: the "
                               f"Service {key[1]} moves to the balancer", self._clock())
         self.converge_soon(key, "observed")
@@ -406,6 +419,13 @@ class Controller:
         md_key = self.cache.drop_pod(body) if event_type == "DELETED" else self.cache.put_pod(body)
         if md_key is not None:
             self.status.schedule(md_key)
+
+    def balancer_pod_event(self, event_type: str, body: dict[str, Any]) -> None:
+        """A balancer Pod changed: its IP is scraped for the traffic each replica gets."""
+        if event_type == "DELETED":
+            self.cache.drop_pod(body, BALANCER_LABEL)
+        else:
+            self.cache.put_pod(body, BALANCER_LABEL)
 
     def schedule_refresh(self, key: Key) -> None:
         """Refresh a status soon (see StatusReporter.schedule)."""
@@ -464,6 +484,7 @@ class Controller:
             generation=generation, target=target, deployments=deployments,
             pods=list(self.cache.pods.get(key, {}).values()), load=load, load_updated_at=at,
             previous=current, now=self._clock(),
+            traffic=self._traffic.traffic(key) if self._traffic and balancer else None,
         )
 
     async def refresh_status(self, key: Key) -> bool:
@@ -475,6 +496,9 @@ class Controller:
     async def scrape_round(self) -> None:
         """Scrape every ready pod once and recompute every status (the periodic resync)."""
         answered, asked = await self._loads.round(self.cache.pods, self._clock())
+        if self._traffic is not None:
+            more, of = await self._traffic.round(self.cache.balancer_pods, self._clock())
+            answered, asked = answered + more, asked + of
         self.metrics.scrapes.labels("ok").inc(answered)
         self.metrics.scrapes.labels("failed").inc(asked - answered)
         keys = list(self.cache.mds)

@@ -16,6 +16,7 @@ from typing import Any
 from modelplane_operator.builders.labels import TRACK_LABEL
 from modelplane_operator.diff import merge_diff
 from modelplane_operator.load import Load
+from modelplane_operator.shares import Traffic
 
 OWNED_KEYS = (
     "replicas", "readyReplicas", "updatedReplicas", "ready", "selector", "url",
@@ -80,8 +81,10 @@ def pod_ready(pod: Mapping[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def replica_statuses(pods: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """A short per-replica list: name, readiness, restarts, phase, and why it is unwell."""
+def replica_statuses(pods: Sequence[Mapping[str, Any]],
+                     traffic: Traffic | None = None) -> list[dict[str, Any]]:
+    """A short per-replica list: name, readiness, restarts, phase, why it is unwell, and
+    with a balancer its share of the traffic, rate and p99 latency as the balancer saw."""
     out = []
     for pod in sorted(pods, key=lambda p: str(p.get("metadata", {}).get("name", ""))):
         entry: dict[str, Any] = {
@@ -97,6 +100,14 @@ def replica_statuses(pods: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         problem = pod_problem(pod)
         if problem is not None:
             entry["message"] = f"{problem.reason}: {problem.message}"
+        seen = traffic.replicas.get(str(pod.get("status", {}).get("podIP"))) if (
+            traffic is not None) else None
+        if seen is not None:
+            # Rounded so that noise does not rewrite the status every round.
+            entry["share"] = round(seen.share, 2)
+            entry["requestsPerSecond"] = round(seen.requests_per_second, 1)
+            if seen.latency_p99_ms is not None:
+                entry["latencyP99Ms"] = round(seen.latency_p99_ms, 1)
         out.append(entry)
     return out[:MAX_REPLICA_STATUSES]
 
@@ -205,9 +216,10 @@ def build_status(
     load_updated_at: datetime | None,
     previous: Mapping[str, Any],
     now: datetime,
+    traffic: Traffic | None = None,
 ) -> dict[str, Any]:
     """The full status this operator owns, from the live Deployments (one per track, None
-    where missing), their Pods and the load."""
+    where missing), their Pods, the load, and the traffic through the balancers."""
     live = [d for d in deployments if d is not None]
     all_exist = bool(deployments) and len(live) == len(deployments)
     desired = target.desired_replicas
@@ -271,7 +283,7 @@ def build_status(
         "url": target.url,
         "observedGeneration": generation,
         "conditions": [ready_cond, progressing, degraded],
-        "pods": replica_statuses(pods),
+        "pods": replica_statuses(pods, traffic),
         "balancer": None if balancer is None else balancer.as_status(),
     }
     status["load"] = None  # no ready pod scraped: the last numbers would be stale

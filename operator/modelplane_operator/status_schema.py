@@ -64,6 +64,13 @@ class PodStatus(ResourceModel):
     """Node the pod runs on."""
     message: str | None = None
     """Why the pod is not ready, when known."""
+    share: float | None = None
+    """Its share of the requests through the balancers over the last scrape interval (0-1)."""
+    requests_per_second: float | None = None
+    """Requests per second the balancers sent it over the last scrape interval."""
+    latency_p99_ms: float | None = None
+    """99th percentile latency as the balancers measured it (picking it to the end of its
+    answer) over the last scrape interval."""
 
 
 class BalancerStatus(ResourceModel):
