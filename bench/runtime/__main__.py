@@ -10,6 +10,7 @@ noise spreads evenly; the table shows medians and each req/s median's spread (ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -81,7 +82,14 @@ def _run_server(args: argparse.Namespace, setup: cont.Setup, contender: cont.Con
     base = f"http://127.0.0.1:{port}"
     log = setup.work / "logs" / f"{contender.name}-{model.name}-{repeat}.log"
     samples = []
-    with Server(launch.command, launch.env, log) as server, temp_folder() as scratch:
+    with contextlib.ExitStack() as stack:
+        if launch.sidecar is not None:  # beside wrk on core 1, off the server's core
+            sidecar = stack.enter_context(
+                Server(launch.sidecar, {}, log.with_suffix(".sidecar.log"), cpu="1")
+            )
+            sidecar.wait_ready(launch.sidecar_ready)
+        server = stack.enter_context(Server(launch.command, launch.env, log))
+        scratch = stack.enter_context(temp_folder())
         cold = server.wait_ready(base + launch.ready_path)
         path = request_path(contender.protocol, model)
         body = request_body(contender.protocol, model)

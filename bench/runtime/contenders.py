@@ -48,6 +48,10 @@ class Launch:
     command: list[str]
     ready_path: str
     env: dict[str, str] = field(default_factory=dict)
+    sidecar: list[str] | None = None
+    """A helper process started first, off the server's core (the traced contender's OTLP
+    sink), ready when ``sidecar_ready`` answers 200."""
+    sidecar_ready: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,11 @@ _QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def _modelplane(
-    batch: bool, direct: bool = True, baseline: bool = False
+    batch: bool,
+    direct: bool = True,
+    baseline: bool = False,
+    traced: bool = False,
+    sampled: float | None = None,
 ) -> Callable[[Setup, BenchModel, int], Launch]:
     def launch(setup: Setup, model: BenchModel, port: int) -> Launch:
         size = setup.max_batch_size if batch else 1
@@ -77,11 +85,24 @@ def _modelplane(
         env = {**_QUIET_TF, "PYTHONPATH": str(tree / "runtime")}
         if not direct:
             env["MODELPLANE_HTTP_DIRECT"] = "false"
+        sidecar = None
+        sink = ""
+        if traced:
+            # Every request traced (the default parent-based sampler, no parent), or the
+            # share ``sampled`` of them, exported over OTLP/HTTP to a sink standing in for
+            # a collector.
+            sink_port = free_port()
+            sink = f"http://127.0.0.1:{sink_port}"
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink
+            if sampled is not None:
+                env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+                env["OTEL_TRACES_SAMPLER_ARG"] = str(sampled)
+            sidecar = [setup.runtime_python, str(SERVERS / "otlp_sink.py"), str(sink_port)]
         return Launch(
             [setup.runtime_python, "-m", "modelplane_runtime.cli", "serve", str(model.base),
              "--name", model.name, "--host", "127.0.0.1", "--port", str(port),
              "--max-batch-size", str(size), "--max-latency-ms", str(setup.max_latency_ms)],
-            "/v2/health/ready", env,
+            "/v2/health/ready", env, sidecar, f"{sink}/ready" if sink else "",
         )
 
     return launch
@@ -174,6 +195,11 @@ CONTENDERS: tuple[Contender, ...] = (
               "runtime, v1, --max-batch-size 1"),
     Contender("modelplane-v1-asgi", "runtime", "v1", _modelplane(True, direct=False),
               "runtime, v1, batching, every request through ASGI (MODELPLANE_HTTP_DIRECT=false)"),
+    Contender("modelplane-v1-traced", "runtime", "v1", _modelplane(True, traced=True),
+              "runtime, v1, batching, every request traced and exported over OTLP/HTTP"),
+    Contender("modelplane-v1-traced-1pct", "runtime", "v1",
+              _modelplane(True, traced=True, sampled=0.01),
+              "runtime, v1, batching, tracing on with 1% of requests sampled"),
     Contender("modelplane-v1-baseline", "runtime", "v1", _modelplane(True, baseline=True),
               "the runtime of the --baseline checkout, v1, batching on (before/after runs)"),
     Contender("modelplane-v2", "runtime", "v2", _modelplane(True), "runtime, v2 JSON, batching"),

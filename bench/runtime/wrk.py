@@ -7,6 +7,7 @@ prints the exact percentiles (microseconds) and error counts as one JSON line in
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -27,6 +28,14 @@ done = function(summary, latency, requests)
     latency:percentile(99), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
 end
 """
+
+
+_TOOLS_WRK = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "wrk"
+
+
+def wrk_binary() -> str | None:
+    """wrk from .tools/bin (``make tools`` puts Debian's there), else from PATH, else None."""
+    return str(_TOOLS_WRK) if _TOOLS_WRK.is_file() else shutil.which("wrk")
 
 
 @dataclass(frozen=True)
@@ -64,8 +73,11 @@ def run_wrk(
     url: str, script: Path, connections: int, duration_s: float, cpu: str = "1"
 ) -> WrkResult:
     """Run wrk for ``duration_s`` with ``connections`` connections on one thread."""
+    wrk = wrk_binary()
+    if wrk is None:
+        raise RuntimeError("wrk is missing: run `make tools` (it installs wrk into .tools/bin)")
     command = [
-        "taskset", "-c", cpu, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
+        "taskset", "-c", cpu, wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
         "--timeout", "10s", "--latency", "-s", str(script), url,
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True,

@@ -1,6 +1,7 @@
 """Pre- and postprocessing in the spec: the runtime's modelplane.yaml, as the CRD takes it.
 
-The runtime keeps its own copy of this schema (modelplane_runtime's processing module)."""
+The runtime keeps its own copy of this schema (modelplane_runtime.dataplane.processing);
+tests/unit/operator/test_processing_drift.py fails when the two drift."""
 
 from __future__ import annotations
 

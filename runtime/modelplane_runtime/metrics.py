@@ -12,6 +12,10 @@ With ``--workers N`` every worker process writes its values to files in a privat
 temporary folder (prometheus_client's multiprocess mode, chosen by
 ``PROMETHEUS_MULTIPROC_DIR`` before prometheus_client is imported; see server/workers.py), and
 whichever worker answers a scrape renders the sum over all of them.
+
+Resource series are read when scraped, in both modes: every runtime process's CPU, memory
+and file descriptors (processes.py: per process, labelled ``worker``, never summed) and
+the visible GPUs (gpus.py).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import os
 from bisect import bisect_left
 from collections.abc import Iterator
+from functools import partial
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -34,6 +39,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from modelplane_runtime import contract
+from modelplane_runtime.gpus import GpuCollector
+from modelplane_runtime.processes import ProcessCollector, own_process, read_process_map
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 MULTIPROCESS_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
@@ -105,13 +112,24 @@ class RequestBooks(Collector):
 class Metrics:
     """The runtime's metrics on a private registry (several apps in one process never clash)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, gpus: GpuCollector | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._multiprocess_dir = os.environ.get(MULTIPROCESS_ENV) or None
+        self.gpus = gpus or GpuCollector()
+        self.processes = ProcessCollector(
+            own_process if self._multiprocess_dir is None
+            else partial(read_process_map, self._multiprocess_dir)
+        )
+        self._live: tuple[Collector, ...] = (self.processes, self.gpus)
+        """Read when scraped, by whichever process answers (never through the files)."""
         self._books: RequestBooks | None = None
         if self._multiprocess_dir is None:
             self._books = RequestBooks()
             self.registry.register(self._books)
+            for collector in self._live:
+                self.registry.register(collector)
         else:
             # Workers share values through prometheus_client's files: its own metrics.
             self._requests = Counter(
@@ -167,6 +185,13 @@ class Metrics:
             "Model versions that failed to load.",
             ("model",),
             registry=self.registry,
+        )
+        self._model_size = Gauge(
+            contract.METRIC_MODEL_SIZE,
+            "Size on disk in bytes of each loaded model version.",
+            ("model", "version"),
+            registry=self.registry,
+            multiprocess_mode="max",  # every worker loads the same files
         )
         self._children: dict[tuple[str, str, int], tuple[Gauge, Counter, Histogram]] = {}
         self._in_flight_children: dict[str, Gauge] = {}
@@ -229,10 +254,21 @@ class Metrics:
         """The repository was looked at for new versions (InferenceObserver)."""
         self._polls.labels(model).inc()
 
+    def observe_model_size(self, model: str, version: int, size_bytes: int) -> None:
+        """``model`` version ``version`` takes ``size_bytes`` on disk (InferenceObserver)."""
+        self._model_size.labels(model, str(version)).set(size_bytes)
+
+    def start_collectors(self) -> None:
+        """Load NVML now rather than on the first scrape (it can take a second: call it
+        off the event loop)."""
+        self.gpus.start()
+
     def render(self) -> bytes:
         """The registry in Prometheus' text exposition format (summed over workers)."""
         if self._multiprocess_dir is None:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        for collector in self._live:
+            merged.register(collector)
         return generate_latest(merged)

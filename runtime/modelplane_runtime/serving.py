@@ -14,6 +14,7 @@ from modelplane_runtime.settings import RuntimeSettings
 if TYPE_CHECKING:
     from modelplane_runtime.auth import TokenStore
     from modelplane_runtime.dataplane.plane import DataPlane
+    from modelplane_runtime.tracing import Tracing
 
 UNKNOWN_MODEL: Final = "_unknown"
 """Metrics label for requests naming a model that is not served (keeps label sets bounded)."""
@@ -34,6 +35,8 @@ class Runtime:
     """Accepted bearer tokens; ``None`` serves without authentication."""
     startup_error: str = ""
     """Why the model could not be loaded at start-up, when the cause was the model's."""
+    tracing: Tracing | None = None
+    """OpenTelemetry tracing (tracing.py); ``None`` when off, which is the default."""
 
     @property
     def ready(self) -> bool:

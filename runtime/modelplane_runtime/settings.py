@@ -5,10 +5,12 @@ The operator configures runtime pods only through these variables (names in cont
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelplane_runtime import contract
@@ -17,8 +19,50 @@ LogLevel = Literal["error", "warning", "info", "debug"]
 ModelFormat = Literal["auto", "savedmodel", "keras"]
 
 
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+"""A version label's name (TF Serving's are free text; ours also appear in URLs)."""
+
+
 class SettingsError(ValueError):
     """A setting is invalid; the message names the environment variable or flag."""
+
+
+def _number(text: str) -> bool:
+    # str.isdigit() alone accepts "²" and other non-ASCII digits that int() refuses.
+    return text.isascii() and text.isdigit()
+
+
+def check_version_policy(text: str) -> str:
+    """``text`` if it is a version policy (`latest`, `latest:N`, `all`, `1,3`); else ValueError.
+
+    Only the form: whether the versions exist is known once the repository is scanned.
+    """
+    policy = text.strip().lower()
+    if policy in ("", "latest", "all"):
+        return text
+    if policy.startswith("latest:"):
+        count = policy.removeprefix("latest:").strip()
+        if not _number(count) or int(count) < 1:
+            raise ValueError("latest:N needs a positive integer N")
+        return text
+    if not all(_number(part.strip()) for part in policy.split(",")):
+        raise ValueError("expected latest, latest:N, all, or version numbers like 1,3")
+    return text
+
+
+def check_labels(text: str) -> str:
+    """``text`` if it is ``label=version`` pairs (`stable=1,canary=2`); else ValueError."""
+    seen: set[str] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, value = (s.strip() for s in part.partition("="))
+        if not sep or not _LABEL.match(name) or not _number(value):
+            raise ValueError(f"{part!r} is not label=version (e.g. stable=1)")
+        if name in seen:
+            raise ValueError(f"label {name!r} given twice")
+        seen.add(name)
+    return text
 
 
 class RuntimeSettings(BaseSettings):
@@ -29,10 +73,10 @@ class RuntimeSettings(BaseSettings):
     model_path: Path = Path(contract.MODEL_MOUNT_PATH)
     """Model repository: a folder of integer version folders, a bare SavedModel, or a Keras file."""
     model_name: str = ""
-    """Name the model is served under; defaults to the repository folder's name."""
+    """Name the model is served under; defaults to the path's name (see ``served_name``)."""
     model_format: ModelFormat = "auto"
     """`savedmodel`, `keras`, or `auto` (detect from the files)."""
-    model_version: int | None = None
+    model_version: int | None = Field(default=None, ge=0)
     """Serve only this version (overrides ``model_versions``)."""
     model_versions: str = "latest"
     """Version policy as TF Serving names it: `latest`, `latest:N`, `all`, or a list `1,3`."""
@@ -83,38 +127,98 @@ class RuntimeSettings(BaseSettings):
     tls_key_file: Path | None = None
     """PEM private key for ``tls_cert_file``."""
 
+    gpu_memory_growth: bool = True
+    """TensorFlow takes GPU memory as the model needs it, instead of nearly all of every
+    visible GPU at start (so other processes can share the GPU)."""
+    gpu_memory_limit_mb: int | None = Field(default=None, ge=1)
+    """Most GPU memory this process may use, per GPU, in MiB; unset: no cap. With a cap,
+    memory growth does not apply (TensorFlow allows one or the other)."""
+
     log_level: LogLevel = "info"
     """`error`, `warning`, `info` or `debug`; logs are JSON lines on stderr."""
+
+    _flags: dict[str, str] = PrivateAttr(default_factory=dict)
+    """Field -> the command-line flag it was given with (absent: from the environment)."""
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("model_versions")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        return check_version_policy(value)
+
+    @field_validator("model_labels")
+    @classmethod
+    def _labels(cls, value: str) -> str:
+        return check_labels(value)
+
     @property
     def served_name(self) -> str:
-        """The model name used in URLs."""
+        """The model name used in URLs: ``model_name``, else the last part of ``model_uri``
+        (a remote repository) or ``model_path``.
+
+        A Keras file loses its extension (``model.keras`` -> ``model``); a bare version folder
+        (``mymodel/1``) is named after its parent (``mymodel``), since a model named ``1``
+        is never what was meant.
+        """
         if self.model_name:
             return self.model_name
         if self.model_uri:  # the repository's last path segment, as for a local folder
-            return self.model_uri.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "model"
-        stem = self.model_path.name
+            segments = self.model_uri.split("?", 1)[0].rstrip("/").split("/")
+            stem = segments[-1]
+            if _number(stem) and len(segments) > 3:  # s3://bucket/mymodel/1 -> mymodel
+                stem = segments[-2]
+        else:
+            path = self.model_path
+            if _number(path.name):
+                path = path.absolute().parent
+            stem = path.name
         for suffix in (".keras", ".h5"):
             stem = stem.removesuffix(suffix)
         return stem or "model"
 
+    def origin(self, field: str) -> str:
+        """Where a setting came from, for messages: its flag (``--versions``) or variable."""
+        return self._flags.get(field) or variable(field)
 
-def load_settings(**overrides: Any) -> RuntimeSettings:
-    """Read settings from the environment, with CLI overrides (None means "not given")."""
+
+def variable(field: str) -> str:
+    """The environment variable of a settings field (``model_versions`` ->
+    ``MODELPLANE_MODEL_VERSIONS``)."""
+    return contract.ENV_PREFIX + field.upper()
+
+
+def load_settings(flags: Mapping[str, str] | None = None, **overrides: Any) -> RuntimeSettings:
+    """Read settings from the environment, with CLI overrides (None means "not given").
+
+    ``flags`` maps a field to the flag that sets it (``model_versions`` -> ``--versions``), so
+    a bad value is reported under the name the user typed: the flag when it came from the
+    command line, the environment variable otherwise.
+    """
     given = {key: value for key, value in overrides.items() if value is not None}
+    flag_of = {f: (flags or {}).get(f) or f"--{f.replace('_', '-')}" for f in given}
     try:
-        return RuntimeSettings(**given)
+        settings = RuntimeSettings(**given)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
-            source = f"--{field.replace('_', '-')}" if field in given else (
-                contract.ENV_PREFIX + field.upper()
-            )
-            problems.append(f"{source}: {error['msg']}")
-        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+        raise SettingsError("; ".join(_problem(e, flag_of) for e in exc.errors())) from None
+    settings._flags = flag_of
+    return settings
+
+
+def _problem(error: Any, flag_of: Mapping[str, str]) -> str:
+    """One validation error as ``--flag 'value': why`` or ``VARIABLE='value': why``."""
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    value = _shown(error.get("input"))
+    where = f"{flag_of[field]} {value}" if field in flag_of else f"{variable(field)}={value}"
+    cause = error.get("ctx", {}).get("error")
+    why = str(cause) if error["type"] == "value_error" and cause is not None else error["msg"]
+    return f"{where}: {why}"
+
+
+def _shown(value: Any) -> str:
+    """A value as a message quotes it: repr, cut short (a JSON setting can be long)."""
+    text = repr(str(value)) if not isinstance(value, int | float) else str(value)
+    return text if len(text) <= 80 else text[:77] + "..."

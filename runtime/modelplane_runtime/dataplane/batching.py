@@ -53,6 +53,10 @@ Runner = Callable[[str, Arrays], Arrays]
 """``(signature, inputs) -> outputs``; called in the worker thread."""
 BatchObserver = Callable[[int, float], None]
 """``(rows, seconds)`` of one model call; called on the event loop."""
+BatchTracer = Callable[[list[Any], list[Any], float, list[tuple[int, float, float]]], None]
+"""``(requests, results, dispatched, calls)`` of a finished batch, before its results are
+handed out (tracing.record_batch); times from ``time.perf_counter``, calls as
+``(rows, seconds, start)``."""
 
 _sequence = itertools.count()
 
@@ -100,6 +104,7 @@ class Batcher:
         name: str = "model",
         on_batch: BatchObserver | None = None,
         cpus: int = 2,
+        on_trace: BatchTracer | None = None,
     ) -> None:
         self._run = run
         # One CPU: the model call and the HTTP work cannot overlap (see the module doc).
@@ -107,6 +112,8 @@ class Batcher:
         self._max_rows = max(1, max_batch_size)
         self._max_wait = max(0.0, max_latency_ms) / 1000.0
         self._on_batch = on_batch
+        self._on_trace = on_trace
+        self._dispatched = 0.0  # when the batch in flight went (read only when tracing)
         # One plain thread fed by a SimpleQueue: a ThreadPoolExecutor.submit (a Future, a
         # work item, a semaphore) cost ~5 us per batch on the event loop's core.
         self._name = name
@@ -262,6 +269,8 @@ class Batcher:
             return
         self._busy = True
         self._idle.clear()
+        if self._on_trace is not None:
+            self._dispatched = time.perf_counter()
         self.dispatches[self._reason] += 1
         self._gather_until = 0.0
         if self._timer is not None:
@@ -306,10 +315,12 @@ class Batcher:
         loop: asyncio.AbstractEventLoop,
         batch: list[_Request],
         results: list[Arrays | BaseException],
-        calls: list[tuple[int, float]],
+        calls: list[tuple[int, float, float]],
     ) -> None:
         self._busy = False
         self._idle.set()
+        if self._on_trace is not None:
+            self._on_trace(batch, results, self._dispatched, calls)
         for request, result in zip(batch, results, strict=True):
             if request.future.done():
                 continue
@@ -321,7 +332,7 @@ class Batcher:
         if len(batch) > 1:
             self.merged_calls += 1
         if self._on_batch is not None:
-            for rows, seconds in calls:
+            for rows, seconds, _ in calls:
                 self._on_batch(rows, seconds)
         if len(batch) > 1 and self._max_wait > 0 and (self._one_cpu or not self._queued):
             self._gather_until = loop.time() + self._max_wait
@@ -335,7 +346,7 @@ class Batcher:
             self._work(*item)
 
     def _work(self, loop: asyncio.AbstractEventLoop, batch: list[_Request]) -> None:
-        calls: list[tuple[int, float]] = []
+        calls: list[tuple[int, float, float]] = []
         results: list[Arrays | BaseException]
         try:
             if len(batch) == 1:
@@ -348,7 +359,7 @@ class Batcher:
             loop.call_soon_threadsafe(self._finish, loop, batch, results, calls)
 
     def _call(
-        self, signature: str, inputs: Arrays, rows: int, calls: list[tuple[int, float]]
+        self, signature: str, inputs: Arrays, rows: int, calls: list[tuple[int, float, float]]
     ) -> Arrays | BaseException:
         start = time.perf_counter()
         try:
@@ -356,9 +367,11 @@ class Batcher:
         except Exception as exc:
             return exc
         finally:
-            calls.append((rows, time.perf_counter() - start))
+            calls.append((rows, time.perf_counter() - start, start))
 
-    def _merged(self, batch: list[_Request], calls: list[tuple[int, float]]) -> list[Any]:
+    def _merged(
+        self, batch: list[_Request], calls: list[tuple[int, float, float]]
+    ) -> list[Any]:
         signature = batch[0].signature
         names = batch[0].inputs.keys()
         merged = {name: np.concatenate([r.inputs[name] for r in batch]) for name in names}

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from modelplane_runtime import errors
+from modelplane_runtime.dataplane.devices import placed_devices
 from modelplane_runtime.dataplane.repository import VersionSource
 from modelplane_runtime.errors import ModelLoadError
 from modelplane_runtime.signature import DTYPES, SignatureSpec, TensorSpec, numpy_dtype
@@ -51,6 +52,8 @@ class LoadedModel:
     calls: dict[str, Call]
     handle: Any = field(default=None, repr=False)
     """The loaded TF object; kept referenced so its variables stay alive."""
+    devices: tuple[str, ...] = ()
+    """Where TensorFlow placed the model (``CPU:0``, ``GPU:0``; see devices.py)."""
 
     def call(self, signature: str, inputs: Mapping[str, np.ndarray]) -> Arrays:
         """Run one signature on a batch; model errors become runtime errors with a status."""
@@ -87,12 +90,19 @@ def dummy_inputs(spec: SignatureSpec) -> Arrays:
     return batch
 
 
-def load_model(source: VersionSource) -> LoadedModel:
-    """Load a version from disk; any failure is a ModelLoadError naming the path."""
+Prepare = Callable[[Any], object]
+"""Called with TensorFlow once imported, before the model touches a device (devices.py)."""
+
+
+def load_model(source: VersionSource, prepare: Prepare | None = None) -> LoadedModel:
+    """Load a version from disk; any failure is a ModelLoadError naming the path.
+
+    ``prepare`` gets TensorFlow first (GPU memory settings): a file refused before
+    TensorFlow is needed never imports it."""
     try:
         if source.format == "savedmodel":
-            return _load_savedmodel(source)
-        return _load_keras(source)
+            return _load_savedmodel(source, prepare)
+        return _load_keras(source, prepare)
     except ModelLoadError:
         raise
     except Exception as exc:
@@ -135,8 +145,10 @@ def _to_numpy(result: Mapping[str, Any]) -> Arrays:
     return {name: tensor.numpy() for name, tensor in result.items()}
 
 
-def _load_savedmodel(source: VersionSource) -> LoadedModel:
+def _load_savedmodel(source: VersionSource, prepare: Prepare | None) -> LoadedModel:
     tf = import_tensorflow()
+    if prepare is not None:
+        prepare(tf)
     loaded = tf.saved_model.load(str(source.path))
     signatures: dict[str, SignatureSpec] = {}
     calls: dict[str, Call] = {}
@@ -153,7 +165,10 @@ def _load_savedmodel(source: VersionSource) -> LoadedModel:
             f"version {source.version} ({source.path}): the SavedModel has no servable "
             f"signature (export it with signatures={{'serving_default': ...}})"
         )
-    return LoadedModel(source, signatures, calls, handle=loaded)
+    served = [loaded.signatures[name] for name in calls]
+    return LoadedModel(
+        source, signatures, calls, handle=loaded, devices=placed_devices(tf, served)
+    )
 
 
 def _savedmodel_call(tf: Any, function: Any) -> Call:
@@ -187,11 +202,13 @@ def _not_a_keras_file(path: Path) -> str:
     return ""
 
 
-def _load_keras(source: VersionSource) -> LoadedModel:
+def _load_keras(source: VersionSource, prepare: Prepare | None) -> LoadedModel:
     problem = _not_a_keras_file(source.path)
     if problem:
         raise ModelLoadError(f"version {source.version} ({source.path}): {problem}")
     tf = import_tensorflow()
+    if prepare is not None:
+        prepare(tf)
     import keras
 
     try:
@@ -246,7 +263,8 @@ def _load_keras(source: VersionSource) -> LoadedModel:
         return _to_numpy(function(*[constant(inputs[name]) for name in names]))
 
     return LoadedModel(
-        source, {"serving_default": spec}, {"serving_default": call}, handle=(model, function)
+        source, {"serving_default": spec}, {"serving_default": call}, handle=(model, function),
+        devices=placed_devices(tf, [function]),
     )
 
 

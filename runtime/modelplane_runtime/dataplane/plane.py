@@ -47,6 +47,7 @@ from modelplane_runtime.signature import (
     VersionStatus,
     pick_signature,
 )
+from modelplane_runtime.tracing import record_batch
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,9 @@ class InferenceObserver(Protocol):
     def observe_versions(self, model: str, states: dict[int, str]) -> None:
         """The state of every listed version, after a change (TF Serving's vocabulary)."""
 
+    def observe_model_size(self, model: str, version: int, size_bytes: int) -> None:
+        """A loaded version takes ``size_bytes`` on disk."""
+
     def observe_load_failure(self, model: str, version: int) -> None:
         """A version failed to load (its error is in the model's status)."""
 
@@ -85,10 +89,13 @@ class DataPlane:
         cpus: int | None = None,
         on_change: Callable[[], None] | None = None,
         before_scan: Callable[[], None] | None = None,
+        traced: bool = False,
     ) -> None:
         """``on_change`` runs after versions were loaded or unloaded while serving;
-        ``before_scan`` (in a worker thread) before each look at the repository (mirror.py)."""
+        ``before_scan`` (in a worker thread) before each look at the repository (mirror.py);
+        ``traced``: batches record the spans of traced requests (tracing.py)."""
         self._settings = settings
+        self._traced = traced
         self._cpus = available_cpus() if cpus is None else cpus
         self._observer = observer
         self._on_change = on_change
@@ -137,7 +144,9 @@ class DataPlane:
         version.state = LOADING
         start = time.perf_counter()
         try:
-            model, processors = await asyncio.to_thread(prepare, version.source, self._override)
+            model, processors, size = await asyncio.to_thread(
+                prepare, version.source, self._override, self._settings
+            )
         except errors.ModelLoadError as exc:
             version.state, version.error = END, str(exc)
             return
@@ -160,14 +169,18 @@ class DataPlane:
             name=f"{self._name}-v{version.number}",
             on_batch=self._batch_observer(),
             cpus=self._cpus,
+            on_trace=record_batch if self._traced else None,
         )
         version.state = AVAILABLE
         self._refresh_newest()
         if self._observer is not None:
             self._observer.observe_load(self._name, version.number, seconds)
+            self._observer.observe_model_size(self._name, version.number, size)
         log.info(
-            "model %s version %d is AVAILABLE (%s, loaded in %.2fs)",
+            "model %s version %d is AVAILABLE (%s, loaded in %.2fs, on %s)",
             self._name, version.number, version.source.format, seconds,
+            ", ".join(model.devices),
+            extra={"devices": list(model.devices), "size_bytes": size},
         )
 
     def _batch_observer(self) -> BatchObserver | None:
@@ -299,6 +312,8 @@ class DataPlane:
             version.model.close()
             version.model = None
         del self._versions[version.number]
+        if self._observer is not None:
+            self._observer.observe_model_size(self._name, version.number, 0)  # no longer held
         log.info("model %s version %d unloaded", self._name, version.number)
 
     def _failed(self, version: ServedVersion) -> None:
@@ -330,6 +345,15 @@ class DataPlane:
     def ready(self) -> bool:
         """True when the served model has an AVAILABLE version (and the plane is open)."""
         return not self._closed and any(v.state == AVAILABLE for v in self._versions.values())
+
+    def devices(self) -> list[str]:
+        """Where TensorFlow placed the available versions (``CPU:0``, ``GPU:0``), sorted."""
+        return sorted({
+            device
+            for version in self._versions.values()
+            if version.state == AVAILABLE and version.model is not None
+            for device in version.model.devices
+        })
 
     def model_names(self) -> list[str]:
         """Names of the served models (one per process)."""

@@ -2,7 +2,9 @@
 
 The file lives in the repository's base folder; a ``modelplane.yaml`` inside a version
 folder replaces it for that version. ``MODELPLANE_PROCESSING`` (the same schema as JSON,
-which the operator sets from the ModelDeployment) wins over both, for every version. It is
+which the operator sets from the ModelDeployment; the CRD's copy of the schema is
+operator/modelplane_operator/processing.py, kept in step by
+tests/unit/operator/test_processing_drift.py) wins over both, for every version. It is
 data, parsed by a pydantic model: nothing in it is executed. It applies to one signature
 (``serving_default`` unless it says otherwise), and the signature the runtime reports (v1
 metadata, v2 model metadata) is the processed one: what clients send and receive, not what

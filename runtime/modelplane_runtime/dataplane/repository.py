@@ -16,6 +16,7 @@ setting, raised at start-up.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,15 +136,26 @@ def scan(base: Path, model_format: ModelFormat = "auto") -> dict[int, VersionSou
     return found
 
 
+def _given(name: str, value: object) -> str:
+    """How a message quotes a setting: ``--versions '1,5'`` or ``MODELPLANE_...='1,5'``."""
+    return f"{name}={value!r}" if name.startswith("MODELPLANE_") else f"{name} {value!r}"
+
+
 def select_versions(
-    available: list[int], policy: str, pinned: int | None = None
+    available: list[int], policy: str, pinned: int | None = None,
+    *, names: tuple[str, str] = ("MODELPLANE_MODEL_VERSIONS", "MODELPLANE_MODEL_VERSION"),
 ) -> list[int]:
-    """Apply the version policy to the versions on disk; newest first."""
+    """Apply the version policy to the versions on disk; newest first.
+
+    ``names`` are how the user gave the policy and the pin (flag or variable: messages
+    quote what they typed).
+    """
     newest_first = sorted(available, reverse=True)
+    policy_name, pinned_name = names
     if pinned is not None:
         if pinned not in available:
             raise ModelLoadError(
-                f"MODELPLANE_MODEL_VERSION={pinned} is not in the repository "
+                f"{_given(pinned_name, pinned)} is not in the repository "
                 f"(versions found: {_list(newest_first)})"
             )
         return [pinned]
@@ -156,7 +168,7 @@ def select_versions(
         count = text.removeprefix("latest:").strip()
         if not count.isdigit() or int(count) < 1:
             raise ModelLoadError(
-                f"MODELPLANE_MODEL_VERSIONS={policy!r}: latest:N needs a positive integer N"
+                f"{_given(policy_name, policy)}: latest:N needs a positive integer N"
             )
         return newest_first[: int(count)]
     wanted: list[int] = []
@@ -164,14 +176,14 @@ def select_versions(
         part = part.strip()
         if not part.isdigit():
             raise ModelLoadError(
-                f"MODELPLANE_MODEL_VERSIONS={policy!r}: expected latest, latest:N, all, "
+                f"{_given(policy_name, policy)}: expected latest, latest:N, all, "
                 f"or a list of version numbers like 1,3"
             )
         wanted.append(int(part))
     missing = sorted(set(wanted) - set(available))
     if missing:
         raise ModelLoadError(
-            f"MODELPLANE_MODEL_VERSIONS={policy!r}: version(s) {_list(missing)} not in the "
+            f"{_given(policy_name, policy)}: version(s) {_list(missing)} not in the "
             f"repository (versions found: {_list(newest_first)})"
         )
     return sorted(set(wanted), reverse=True)
@@ -192,25 +204,28 @@ def wanted_versions(usable: list[int], policy: str, pinned: int | None) -> list[
     return sorted(listed & set(usable), reverse=True)
 
 
-def parse_labels(text: str, served: list[int]) -> dict[str, int]:
-    """``stable=1,canary=2`` -> ``{"stable": 1, "canary": 2}``; each must name a served version."""
+def parse_labels(
+    text: str, served: list[int], name: str = "MODELPLANE_MODEL_LABELS"
+) -> dict[str, int]:
+    """``stable=1,canary=2`` -> ``{"stable": 1, "canary": 2}``; each must name a served version
+    (``name``: the flag or variable the labels came from, for messages)."""
     labels: dict[str, int] = {}
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        name, sep, value = (s.strip() for s in part.partition("="))
-        if not sep or not _LABEL.match(name) or not value.isdigit():
+        label, sep, value = (s.strip() for s in part.partition("="))
+        if not sep or not _LABEL.match(label) or not value.isdigit():
             raise ModelLoadError(
-                f"MODELPLANE_MODEL_LABELS: {part!r} is not label=version (e.g. stable=1)"
+                f"{name}: {part!r} is not label=version (e.g. stable=1)"
             )
-        if name in labels:
-            raise ModelLoadError(f"MODELPLANE_MODEL_LABELS: label {name!r} given twice")
+        if label in labels:
+            raise ModelLoadError(f"{name}: label {label!r} given twice")
         if int(value) not in served:
             raise ModelLoadError(
-                f"MODELPLANE_MODEL_LABELS: label {name!r} points at version {value}, which is "
+                f"{name}: label {label!r} points at version {value}, which is "
                 f"not served (served: {_list(sorted(served, reverse=True))})"
             )
-        labels[name] = int(value)
+        labels[label] = int(value)
     return labels
 
 
@@ -223,19 +238,37 @@ def open_repository(settings: RuntimeSettings) -> Repository:
     if not usable:
         reasons = "; ".join(broken.values())
         raise ModelLoadError(f"no loadable version in {base}: {reasons}")
+    names = (settings.origin("model_versions"), settings.origin("model_version"))
     policy = settings.model_versions.strip().lower()
     explicit = bool(policy) and not policy.startswith(("latest", "all"))
     if settings.model_version is not None or explicit:
         # Versions named explicitly must load; a broken one is an error with its reason.
-        chosen = select_versions(sorted(found), settings.model_versions, settings.model_version)
+        chosen = select_versions(
+            sorted(found), settings.model_versions, settings.model_version, names=names
+        )
         for version in chosen:
             if version in broken:
                 raise ModelLoadError(broken[version])
     else:
         # latest / all: a broken folder (say, still being copied) is skipped, not fatal.
-        chosen = select_versions(sorted(usable), settings.model_versions)
-    labels = parse_labels(settings.model_labels, chosen)
+        chosen = select_versions(sorted(usable), settings.model_versions, names=names)
+    labels = parse_labels(settings.model_labels, chosen, settings.origin("model_labels"))
     return Repository(base, tuple(usable[v] for v in chosen), labels)
+
+
+def size_on_disk(path: Path) -> int:
+    """Bytes of a version on disk: the file, or every file under the folder (a symlinked
+    file counts its target, as the loader reads it; unreadable entries count 0)."""
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue  # a dangling link, or a file removed while we walked
+    return total
 
 
 def _list(versions: list[int]) -> str:

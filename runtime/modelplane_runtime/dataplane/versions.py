@@ -20,12 +20,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from modelplane_runtime import contract
 from modelplane_runtime.dataplane.batching import Batcher, Runner
+from modelplane_runtime.dataplane.devices import configure_gpus
 from modelplane_runtime.dataplane.model import LoadedModel, load_model
 from modelplane_runtime.dataplane.processing import (
     ProcessingConfig,
@@ -33,8 +35,9 @@ from modelplane_runtime.dataplane.processing import (
     build_processor,
     read_config,
 )
-from modelplane_runtime.dataplane.repository import VersionSource, wanted_versions
+from modelplane_runtime.dataplane.repository import VersionSource, size_on_disk, wanted_versions
 from modelplane_runtime.errors import ModelLoadError
+from modelplane_runtime.settings import RuntimeSettings
 from modelplane_runtime.signature import SignatureSpec
 
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
@@ -143,10 +146,13 @@ def plan_changes(
 
 
 def prepare(
-    source: VersionSource, override: ProcessingConfig | None
-) -> tuple[LoadedModel, dict[str, Processor]]:
-    """Load, build processing (the setting wins over the file), warm up (worker thread)."""
-    model = load_model(source)
+    source: VersionSource, override: ProcessingConfig | None, settings: RuntimeSettings
+) -> tuple[LoadedModel, dict[str, Processor], int]:
+    """Load, build processing (the setting wins over the file), warm up (worker thread);
+    the model, its processors and its size on disk. The GPU memory settings are applied
+    before the first model touches a GPU (devices.py; later calls do nothing)."""
+    size = size_on_disk(source.path)
+    model = load_model(source, partial(configure_gpus, settings))
     try:
         processors: dict[str, Processor] = {}
         processor = None
@@ -162,7 +168,7 @@ def prepare(
     except ModelLoadError:
         model.close()
         raise
-    return model, processors
+    return model, processors, size
 
 
 def runner(model: LoadedModel, processors: dict[str, Processor]) -> Runner:

@@ -31,11 +31,14 @@ from modelplane_runtime.http import v1, v2
 from modelplane_runtime.http.hotpath import HotPath, match
 from modelplane_runtime.http.messages import JSON
 from modelplane_runtime.http.middleware import RequestMiddleware
+from modelplane_runtime.http.traced import TracedHotPath
 from modelplane_runtime.logs import RequestIds
 from modelplane_runtime.metrics import CONTENT_TYPE, Metrics
 from modelplane_runtime.rules import Ticker, error_body, error_status
 from modelplane_runtime.serving import Runtime
 from modelplane_runtime.settings import RuntimeSettings
+from modelplane_runtime.tracing import Tracing
+from modelplane_runtime.tracing import from_environment as tracing_from_environment
 
 if TYPE_CHECKING:
     from modelplane_runtime.dataplane.plane import DataPlane
@@ -51,9 +54,13 @@ def create_app(
     dataplane: DataPlane | None = None,
     *,
     metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
 ) -> RuntimeApp:
-    """Build the app; pass ``dataplane`` (observed by ``metrics``) to serve your own."""
+    """Build the app; pass ``dataplane`` (observed by ``metrics``) to serve your own, and
+    ``tracing`` to trace with your own provider (default: as the ``OTEL_*`` variables say)."""
     metrics = metrics or Metrics()
+    if tracing is None:
+        tracing = tracing_from_environment(settings.served_name)
     if dataplane is None:
         from modelplane_runtime.dataplane.plane import DataPlane
 
@@ -63,16 +70,19 @@ def create_app(
 
             mirror = Mirror(settings)
         dataplane = DataPlane(
-            settings, observer=metrics, on_change=_refreeze,
+            settings, observer=metrics, traced=tracing is not None, on_change=_refreeze,
             before_scan=mirror.sync if mirror is not None else None,
         )
     auth = None
     if settings.auth_tokens_dir is not None:
         # Raises AuthConfigError (a clear start-up failure) for a missing or empty folder.
         auth = TokenStore(settings.auth_tokens_dir)
-    runtime = Runtime(settings=settings, dataplane=dataplane, metrics=metrics, auth=auth)
+    runtime = Runtime(
+        settings=settings, dataplane=dataplane, metrics=metrics, auth=auth, tracing=tracing
+    )
     ids = RequestIds()
-    hot = HotPath(runtime, ids, Ticker())
+    # Chosen once: with tracing off, requests run no tracing code at all (traced.py).
+    hot = (HotPath if tracing is None else TracedHotPath)(runtime, ids, Ticker())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,6 +98,7 @@ def create_app(
             logger.exception("model load failed", extra={"path": str(settings.model_path)})
             raise
         runtime.served = frozenset(runtime.dataplane.model_names())
+        await asyncio.to_thread(metrics.start_collectors)  # NVML, off the loop
         # TensorFlow leaves millions of long-lived objects; without this, each full
         # collection walks all of them (100s of ms, a p99 spike under load). Frozen
         # objects are never scanned again; what requests allocate is collected as usual.
@@ -111,6 +122,8 @@ def create_app(
             except TimeoutError:
                 logger.error("the model did not close within %ss", CLOSE_TIMEOUT_S)
             hot.close()
+            if runtime.tracing is not None:
+                await asyncio.to_thread(runtime.tracing.shutdown)  # the last spans out
 
     app = RuntimeApp(
         hot,

@@ -204,6 +204,20 @@ class HotPath:
             strict_dtypes=decoded.strict_dtypes,
         )
 
+    def submit_future(
+        self, route: HotRoute, number: int, decoded: Decoded
+    ) -> asyncio.Future[Outputs]:
+        """``submit`` with a future of its own (the ASGI adapter awaits it)."""
+        return self.runtime.dataplane.submit(
+            route.name, number, decoded.signature, decoded.inputs,
+            strict_dtypes=decoded.strict_dtypes,
+        )
+
+    @staticmethod
+    def encode(decoded: Decoded, outputs: Outputs) -> tuple[bytes, int | None]:
+        """The response body for ``outputs`` (the ASGI adapter's step; see http/traced.py)."""
+        return decoded.encode(outputs)
+
     @staticmethod
     def success(encoded: tuple[bytes, int | None]) -> Answer:
         """The 200 answer for an encoded body (binary v2 outputs get their two headers)."""
@@ -282,11 +296,8 @@ class HotPath:
                 decoded = await self.decode_later(route, number, head, body)
             else:
                 decoded = self.decode_body(route, number, head, body)
-            future = self.runtime.dataplane.submit(
-                route.name, number, decoded.signature, decoded.inputs,
-                strict_dtypes=decoded.strict_dtypes,
-            )
-            return self.success(decoded.encode(await _unless_gone(future, receive)))
+            future = self.submit_future(route, number, decoded)
+            return self.success(self.encode(decoded, await _unless_gone(future, receive)))
         except asyncio.CancelledError:
             if not deadlines.expired(task):
                 raise

@@ -40,9 +40,12 @@ def routes(runtime: Runtime, infer: ASGIApp) -> list[Route]:
         return json_response({"ready": is_ready}, 200 if is_ready else 503)
 
     async def server_metadata(request: Request) -> Response:
-        return json_response(
-            {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
-        )
+        # "devices" is ours (the protocol's three fields are kept): where TensorFlow placed
+        # the served model, e.g. ["GPU:0"] (dataplane/devices.py).
+        return json_response({
+            "name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS),
+            "devices": dataplane.devices(),
+        })
 
     def resolve(request: Request) -> tuple[str, int]:
         params = request.path_params

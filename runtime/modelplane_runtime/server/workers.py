@@ -5,7 +5,8 @@ N times the requests. The supervisor (this process) binds the socket once (so ``
 reports one port), points prometheus_client's multiprocess mode at a fresh temporary
 folder (never the working directory) and starts the workers with ``spawn``: a fresh
 interpreter each, since TensorFlow must not be forked. It logs the one ready line once
-every worker is ready, forwards SIGTERM/SIGINT so each worker drains as a single server
+every worker is ready, publishes every process's pid for the resource metrics
+(processes.py), forwards SIGTERM/SIGINT so each worker drains as a single server
 would, marks exited workers dead (so the in-flight gauge forgets them), and removes the
 folder when it exits. A worker that dies stops the others: the pod restarts as a whole.
 """
@@ -28,7 +29,8 @@ from types import FrameType
 from typing import Any, Final
 
 from modelplane_runtime.metrics import MULTIPROCESS_ENV
-from modelplane_runtime.server.lifecycle import EXIT_STARTUP_FAILURE, announce_ready
+from modelplane_runtime.processes import SUPERVISOR, write_process_map
+from modelplane_runtime.server.lifecycle import EXIT_STARTUP_FAILURE, EXIT_USAGE, announce_ready
 from modelplane_runtime.settings import RuntimeSettings
 
 logger = logging.getLogger("modelplane.workers")
@@ -53,7 +55,17 @@ def supervise(
     """Run ``settings.workers`` workers on ``sock`` until SIGTERM/SIGINT; the exit code.
 
     ``run`` serves in each worker (a module-level function: spawned workers import it).
+    Workers that would each claim a whole GPU are refused before any starts
+    (dataplane/devices.py: ``gpu_sharing``).
     """
+    from modelplane_runtime.dataplane.devices import check_workers
+
+    sharing = check_workers(settings)
+    if sharing is not None:
+        if sharing.refuse:
+            logger.error("%s", sharing.message)
+            return EXIT_USAGE
+        logger.warning("%s", sharing.message)
     folder = tempfile.mkdtemp(prefix="modelplane-metrics-")
     os.environ[MULTIPROCESS_ENV] = folder  # inherited by the spawned workers only
     context = multiprocessing.get_context("spawn")
@@ -80,6 +92,11 @@ def supervise(
     try:
         for worker in workers:
             worker.start()
+        # Whichever worker answers a scrape reports every process (processes.py).
+        write_process_map(folder, {
+            SUPERVISOR: os.getpid(),
+            **{str(i): w.pid for i, w in enumerate(workers) if w.pid is not None},
+        })
         if not _wait_ready(workers, ready, lambda: stopping):
             if not stopping:
                 logger.error("a worker did not start; stopping the others")

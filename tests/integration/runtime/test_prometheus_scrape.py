@@ -6,7 +6,6 @@ the exposition format, names and labels are checked by the real parser, not ours
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -14,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures.binaries import require_binary
 from tests.fixtures.polling import eventually
 from tests.fixtures.ports import free_port
 from tests.fixtures.processes import stop_process
 from tests.fixtures.runtime_server import RuntimeServer
 
-PROMETHEUS = shutil.which("prometheus")
 DEADLINE_S = 60.0
 
 
@@ -28,8 +27,7 @@ def prometheus(
     demo_server: RuntimeServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Prometheus scraping the demo runtime every 500 ms; yields its base URL."""
-    if PROMETHEUS is None:
-        pytest.fail("prometheus is not installed: `apt-get install prometheus` (.ci/run does)")
+    prometheus = require_binary("prometheus")
     home = tmp_path_factory.mktemp("prometheus")
     target = demo_server.url.removeprefix("http://")
     (home / "prometheus.yml").write_text(
@@ -41,7 +39,7 @@ def prometheus(
     log = (home / "prometheus.log").open("wb")
     process = subprocess.Popen(
         [
-            PROMETHEUS, f"--config.file={home / 'prometheus.yml'}",
+            prometheus, f"--config.file={home / 'prometheus.yml'}",
             f"--storage.tsdb.path={home / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
         ],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

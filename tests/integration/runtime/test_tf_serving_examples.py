@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.binaries import require_binary
 from tests.fixtures.runtime_server import RuntimeServer, launch_runtime
 
 
@@ -44,7 +45,8 @@ def server(
 
 def _curl(*args: str) -> str:
     return subprocess.run(
-        ["curl", "-s", *args], capture_output=True, text=True, timeout=30, check=True
+        [require_binary("curl"), "-s", *args], capture_output=True, text=True, timeout=30,
+        check=True,
     ).stdout
 
 

@@ -35,6 +35,7 @@ def test_health_and_server_metadata(demo_server: RuntimeServer) -> None:
     metadata = client.get_server_metadata()
     assert metadata["name"] == "modelplane"
     assert "binary_tensor_data" in metadata["extensions"]
+    assert metadata["devices"] == ["CPU:0"]  # where TensorFlow placed the model
 
 
 def test_model_metadata(demo_server: RuntimeServer) -> None:

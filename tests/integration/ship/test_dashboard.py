@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
+from tests.fixtures.binaries import require_binary
 from tests.integration.ship.tools import CHART, ROOT, run
 
 DASHBOARD = CHART / "dashboards" / "modelplane.json"
@@ -19,7 +18,7 @@ DASHBOARD = CHART / "dashboards" / "modelplane.json"
 
 def _queries() -> list[str]:
     board: dict[str, Any] = json.loads(DASHBOARD.read_text())
-    return [t["expr"] for panel in board["panels"] for t in panel["targets"]]
+    return [t["expr"] for panel in board["panels"] for t in panel.get("targets", [])]
 
 
 def test_dashboard_is_generated_from_contract() -> None:
@@ -30,9 +29,24 @@ def test_dashboard_is_generated_from_contract() -> None:
 def test_dashboard_covers_the_issue() -> None:
     board = json.loads(DASHBOARD.read_text())
     titles = " ".join(p["title"].lower() for p in board["panels"])
-    for topic in ("requests per second", "latency", "errors", "in-flight", "batch", "replicas"):
+    for topic in ("requests per second", "latency", "errors", "in-flight", "batch", "replicas",
+                  "cpu per replica", "memory per replica", "gpu utilisation per replica",
+                  "gpu memory per replica"):
         assert topic in titles
     assert {v["name"] for v in board["templating"]["list"]} >= {"namespace", "modeldeployment"}
+
+
+def test_resource_panels_show_each_replica() -> None:
+    """CPU, memory and GPU panels plot one series per pod (per GPU), not a fleet total."""
+    board = json.loads(DASHBOARD.read_text())
+    resources = [p for p in board["panels"]
+                 if p["type"] != "row" and any(w in p["title"] for w in ("CPU", "Memory", "GPU"))]
+    assert len(resources) >= 6
+    for panel in resources:
+        for target in panel["targets"]:
+            assert "pod" in target["expr"] and "{{pod}}" in target["legendFormat"], panel["title"]
+    rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
+    assert rows[:2] == ["Traffic", "Resources"] and rows[2].startswith("GPUs")
 
 
 def test_queries_name_only_runtime_metrics() -> None:
@@ -49,9 +63,7 @@ def test_queries_name_only_runtime_metrics() -> None:
 
 def test_queries_are_valid_promql(tmp_path: Path) -> None:
     """promtool parses every query (Grafana's variables replaced by what Grafana sends)."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is missing: apt-get install prometheus", pytrace=False)
+    promtool = require_binary("promtool")
     rules = [
         {"record": f"modelplane:dashboard_query_{i}", "expr": expr
          .replace("$__rate_interval", "1m").replace("$namespace", ".*")
@@ -66,9 +78,7 @@ def test_queries_are_valid_promql(tmp_path: Path) -> None:
 
 def test_promtool_rejects_a_broken_query(tmp_path: Path) -> None:
     """The PromQL check above can fail: a typo is caught."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is missing: apt-get install prometheus", pytrace=False)
+    promtool = require_binary("promtool")
     path = tmp_path / "rules.yaml"
     rule = {"record": "x:y", "expr": "sum by (le (rate(modelplane_requests_total[1m]))"}
     path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [rule]}]}))

@@ -47,6 +47,9 @@ class Recorder:
     def observe_poll(self, model: str) -> None:
         raise AssertionError("these planes do not poll")
 
+    def observe_model_size(self, model: str, version: int, size_bytes: int) -> None:
+        assert size_bytes > 0
+
 
 @asynccontextmanager
 async def plane(

@@ -45,6 +45,8 @@ class DirectConnection(HttpToolsProtocol):
     heads: ClassVar[Heads]
     routes: ClassVar[Routes]
     idle_sweeper: ClassVar[KeepAlive]
+    request_class: ClassVar[type[DirectRequest]] = DirectRequest
+    """DirectRequest, or its traced subclass when tracing is on (chosen once: traced.py)."""
     idle_since: float | None = None
     """Loop time the connection went idle with keep-alive (None while a request is on)."""
     head_since: float | None = None
@@ -194,7 +196,7 @@ class DirectConnection(HttpToolsProtocol):
         if head.length is not None and not _within(head.length, limit):
             return None  # ASGI answers 400 or 413 before the body arrives
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
-        return DirectRequest(self, route, head, method, path, keep_alive, limit)
+        return self.request_class(self, route, head, method, path, keep_alive, limit)
 
 
 def _within(length: bytes, limit: int) -> bool:
@@ -207,7 +209,13 @@ def _within(length: bytes, limit: int) -> bool:
 
 def connection_class(hot: HotPath) -> type[DirectConnection]:
     """The protocol class uvicorn should use for an app whose hot routes ``hot`` serves."""
+    request_class: type[DirectRequest] = DirectRequest
+    if hot.runtime.tracing is not None:
+        from modelplane_runtime.http.direct.traced import TracedDirectRequest
+
+        request_class = TracedDirectRequest
     shared = {
+        "request_class": request_class,
         "hot": hot,
         "heads": Heads(),
         "routes": Routes(),
