@@ -51,6 +51,16 @@ LOG_LEVEL = "info"
 """The balancer logs failures, ejections and discovery changes, never a line per request."""
 
 
+CHECKOV_SKIPS = {
+    "checkov.io/skip1": "CKV_K8S_38=The balancer watches EndpointSlices and its "
+                        "ModelDeployment through the API: its pods need their token.",
+    "checkov.io/skip2": "CKV_K8S_11=No CPU limit by design: CFS throttling of a proxy "
+                        "delays every request through it; the operator setting "
+                        "balancer_cpu_limit sets one where a policy demands it.",
+}
+"""Why two of checkov's checks do not apply to the balancer (read by checkov)."""
+
+
 def balancer_name(name: str) -> str:
     """Name of the balancer's Deployment, PDB, ServiceAccount, Role and RoleBinding."""
     return f"{name}-balancer"
@@ -156,7 +166,8 @@ def build_balancer(owner: Owner, spec: ModelDeploymentSpec, defaults: RenderDefa
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": owner.metadata(name, balancer_labels(owner.name, version)),
+        "metadata": owner.metadata(name, balancer_labels(owner.name, version),
+                                   CHECKOV_SKIPS),
         "spec": {
             "replicas": defaults.balancer.replicas,
             "revisionHistoryLimit": 5,
