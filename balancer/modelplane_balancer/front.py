@@ -74,7 +74,7 @@ class Front(asyncio.Protocol):
     """One client connection."""
 
     __slots__ = (
-        "balancer", "chunked", "client", "closing", "current", "expect", "fields",
+        "balancer", "chunked", "client", "closing", "current", "deadline_ms", "expect", "fields",
         "forwarded_for", "head_bytes", "http10", "idle_since", "incoming", "parser", "peer",
         "queue", "request_id", "scheme", "tokens", "track", "transport", "url",
     )
@@ -105,6 +105,7 @@ class Front(asyncio.Protocol):
         self.forwarded_for: bytes | None = None
         self.tokens: list[bytes] | None = None
         self.chunked = False
+        self.deadline_ms: bytes | None = None
 
     # ---- connection ------------------------------------------------------------------
 
@@ -198,6 +199,9 @@ class Front(asyncio.Protocol):
             self.chunked = True  # llhttp refuses any other coding on a request
         elif kind == headers.TRACK:
             self.track = value.strip().lower()
+        elif kind == headers.DEADLINE:
+            self.deadline_ms = value.strip()
+            self.fields += b"%s: %s\r\n" % (name, value)
         elif kind == headers.FORWARDED_FOR:
             self.forwarded_for = value
         elif kind == headers.EXPECT:
@@ -238,6 +242,10 @@ class Front(asyncio.Protocol):
             return _Refusal(400, f"{contract.TRACK_HEADER} must be stable or canary")
         if self.expect is not None and self.expect != b"100-continue":
             return _Refusal(417, "only Expect: 100-continue is supported")
+        if self.deadline_ms is not None and not (
+                self.deadline_ms.isdigit() and 0 < len(self.deadline_ms) <= 9):
+            return _Refusal(400, f"{contract.DEADLINE_HEADER} must be a whole number of "
+                                 "milliseconds (1 to 999999999)")
         if not self.url.startswith(b"/"):
             url = self.url
             if url.startswith((b"http://", b"https://")):  # absolute form (RFC 9112 3.2.2)
@@ -269,11 +277,14 @@ class Front(asyncio.Protocol):
             b"transfer-encoding: chunked\r\n" if self.chunked else b"",
         )
         track = self.track
-        return Exchange(
+        exchange = Exchange(
             self, head, is_head=method == b"HEAD", keep_alive=keep_alive,
             request_id=request_id, pinned=_TRACKS[track] if track is not None else None,
             started=balancer.now(),
         )
+        if self.deadline_ms is not None:
+            exchange.patience = int(self.deadline_ms) / 1000.0
+        return exchange
 
     def on_body(self, body: bytes) -> None:
         """A piece of the request body: framed again only when it came chunked."""

@@ -31,6 +31,8 @@ CONTENT_LENGTH: Final = 6
 """``Content-Length``: forwarded as is when the body is forwarded as is."""
 TRANSFER_ENCODING: Final = 7
 """``Transfer-Encoding``: hop-by-hop; the parser tells chunked bodies apart."""
+DEADLINE: Final = 8
+"""``X-Modelplane-Deadline-Ms``: read (how long a held request may wait) and forwarded."""
 
 _HOP_BY_HOP: Final = (b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade")
 
@@ -43,6 +45,7 @@ REQUEST_FIELDS: Final[dict[bytes, int]] = {
     b"expect": EXPECT,
     b"x-forwarded-for": FORWARDED_FOR,
     b"content-length": CONTENT_LENGTH,
+    b"x-modelplane-deadline-ms": DEADLINE,
 }
 
 RESPONSE_FIELDS: Final[dict[bytes, int]] = {
@@ -87,6 +90,11 @@ def reason_phrase(status: int) -> bytes:
         return HTTPStatus(status).phrase.encode("ascii")
     except ValueError:
         return b""
+
+
+def retry_after(seconds: int) -> bytes:
+    """A ``Retry-After`` field (RFC 9110 10.2.3), in whole seconds."""
+    return b"retry-after: %d\r\n" % max(1, seconds)
 
 
 def error_answer(status: int, message: str, request_id: bytes, *, close: bool,

@@ -59,15 +59,18 @@ from modelplane_operator.retry import Backoff
 from modelplane_operator.scrape import LoadTracker, Scraper, TrafficTracker
 from modelplane_operator.settings import OperatorSettings
 from modelplane_operator.shares import BalancerSnapshot
+from modelplane_operator.sleep import Sleep
 from modelplane_operator.spec import InvalidSpec, ModelDeploymentSpec, validate_spec
 from modelplane_operator.status import (
     BalancerState,
+    Mode,
     Target,
     build_status,
     desired_replicas,
     invalid_status,
     rejected_status,
 )
+from modelplane_operator.waker import Waker
 from modelplane_operator.watch import Watcher
 
 log = logging.getLogger(__name__)
@@ -126,6 +129,9 @@ class Controller:
                                      self._wanted_status, clock, self._spawn)
         self._repairs = Repairer(self._applier, self._events, metrics, self._wanted_child,
                                  clock)
+        self.sleep = Sleep()
+        self._waker = Waker(client, self.cache, self.sleep, self._events, metrics, clock,
+                            lambda md: self.converge_soon(key_of(md), "scale"))
 
     # ---- rendering ----------------------------------------------------------------------
 
@@ -140,7 +146,7 @@ class Controller:
             spec = cached[1]
         else:
             spec = validate_spec(md.get("spec"))
-        observed = observe(self.cache.children, key, spec)
+        observed = observe(self.cache.children, key, spec, self.sleep.asleep(key, spec))
         if cached is not None and cached[0] == (uid, generation, observed):
             return spec, cached[2]
         # Annotated once per generation and observation: later comparisons reuse the record.
@@ -181,10 +187,11 @@ class Controller:
         started = time.monotonic()
         key = key_of(md)
         self.cache.put_md(md)
+        self.sleep.restore(key, md.get("status") or {}, self._clock())
         generation = int(md.get("metadata", {}).get("generation") or 0)
         try:
             try:
-                _, manifests = self.render(md)
+                spec, manifests = self.render(md)
                 observation = self._observation(key)
             except InvalidSpec as exc:
                 self._invalid[key] = str(exc)
@@ -195,6 +202,7 @@ class Controller:
             self._invalid.pop(key, None)
             if observation is not None:
                 self._applied[key] = observation
+            self._waker.before_apply(key, spec)  # suspending: remember what to restore
             results = await asyncio.gather(
                 *(self._applier.apply(m) for m in manifests), return_exceptions=True
             )
@@ -212,6 +220,7 @@ class Controller:
             if not any(m["kind"] == "Service" and m["metadata"]["name"] == key[1]
                        for m, _ in refused):
                 await self._prune(key, md, manifests)
+            await self._waker.after_apply(md, spec)
             self._observed[key] = generation
             if refused:
                 applied = [m for m, r in zip(manifests, results, strict=True)
@@ -293,9 +302,11 @@ class Controller:
             for store in (self._rendered, self._observed, self._invalid, self._rejected,
                           self._locks, self._applied):
                 store.pop(key, None)  # type: ignore[attr-defined]
+            self.sleep.forget(key)
             self._spawn(self._delete_children(md))
         else:
             self.cache.put_md(md)
+            self.sleep.restore(key, md.get("status") or {}, self._clock())
             self.status.seen(key)
         self.metrics.managed.set(len(self.cache.mds))
 
@@ -397,6 +408,12 @@ class Controller:
             self.status.schedule(key_of(md))
         if ck[0] in ("Deployment", "Service"):
             self._check_observation(md)
+        spec = self._rendered[key_of(md)][1] if key_of(md) in self._rendered else None
+        if spec is not None and event_type != "DELETED":
+            if ck[0] == "Lease":
+                self._waker.lease(md, spec, body)
+            elif ck[0] == "Deployment":
+                self._waker.deployment(md, spec, body)
 
     def _check_observation(self, md: Mapping[str, Any]) -> None:
         """Render again when a live decision changed (the balancer became ready)."""
@@ -474,18 +491,29 @@ class Controller:
             balancer = BalancerState(
                 ready=balancer_ready(live), desired=int(wanted["spec"]["replicas"]),
                 serving=service_on_balancer(children.get(("Service", namespace, name)), name))
+        mode: Mode = "active"
+        if spec.suspend:
+            mode = "suspended"
+        elif self.sleep.asleep(key, spec):
+            mode = "asleep"
+        elif self.sleep.waking(key):
+            mode = "waking"
         target = Target(
             url=service_url(name, namespace, spec.tls is not None, self.defaults.cluster_domain),
             selector=selector_string(name),
             desired_replicas=desired,
             balancer=balancer,
+            mode=mode,
+            idle_seconds=spec.autoscaling.idle_seconds if spec.autoscaling else None,
         )
-        return build_status(
+        status = build_status(
             generation=generation, target=target, deployments=deployments,
             pods=list(self.cache.pods.get(key, {}).values()), load=load, load_updated_at=at,
             previous=current, now=self._clock(),
             traffic=self._traffic.traffic(key) if self._traffic and balancer else None,
         )
+        return {**status, "scaling": None, "lastColdStartSeconds": None,
+                **self.sleep.status(key)}
 
     async def refresh_status(self, key: Key) -> bool:
         """Recompute one status from the cache; write it if it differs. True if written."""
@@ -501,6 +529,9 @@ class Controller:
             answered, asked = answered + more, asked + of
         self.metrics.scrapes.labels("ok").inc(answered)
         self.metrics.scrapes.labels("failed").inc(asked - answered)
+        for key, md in list(self.cache.mds.items()):
+            if key in self._rendered and key not in self._invalid:
+                self._waker.round(md, self._rendered[key][1], self._traffic)
         keys = list(self.cache.mds)
         for start in range(0, len(keys), 64):
             await asyncio.gather(*(self.refresh_status(k) for k in keys[start:start + 64]))

@@ -23,13 +23,14 @@ from typing import Any
 import kopf
 from modelplane_balancer import contract as balancer
 
-from modelplane_operator.builders.render import CHILD_KINDS
+from modelplane_operator.builders.render import CHILD_KINDS, OPTIONAL_KINDS
 from modelplane_operator.controller import Controller, SpecRejected
 from modelplane_operator.kube import ApiError, resource_tuple
 from modelplane_operator.spec import GROUP, PLURAL, VERSION
 
 MODEL_DEPLOYMENTS = (GROUP, VERSION, PLURAL)
-CHILDREN = tuple(resource_tuple(api_version, kind) for api_version, kind in CHILD_KINDS)
+CHILDREN = tuple(resource_tuple(api_version, kind)
+                 for api_version, kind in (*CHILD_KINDS, *OPTIONAL_KINDS))
 """Children the operator writes and watches (through watch.py, not kopf): for RBAC."""
 PODS = resource_tuple("v1", "Pod")
 """Runtime and balancer Pods, watched (through watch.py) for readiness, restarts and IPs

@@ -55,6 +55,8 @@ _RESOURCES: dict[tuple[str, str], str] = {
     ("rbac.authorization.k8s.io/v1", "Role"): "roles",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
     ("discovery.k8s.io/v1", "EndpointSlice"): "endpointslices",
+    ("coordination.k8s.io/v1", "Lease"): "leases",
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
 }
 
 

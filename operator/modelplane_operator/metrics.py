@@ -56,8 +56,18 @@ class OperatorMetrics:
             registry=self.registry)
         self.scrapes = Counter(
             "modelplane_operator_scrapes_total",
-            "Scrapes of runtime pods' /metrics by result (ok, failed).",
+            "Scrapes of runtime and balancer pods' /metrics by result (ok, failed).",
             ["result"], registry=self.registry)
+        self.sleeps = Counter(
+            "modelplane_operator_scaled_to_zero_total",
+            "ModelDeployments scaled to zero for want of requests.", registry=self.registry)
+        self.wakes = Counter(
+            "modelplane_operator_wake_ups_total",
+            "ModelDeployments woken from zero by a held request.", registry=self.registry)
+        self.cold_start = Histogram(
+            "modelplane_operator_cold_start_seconds",
+            "From the first request held for a model at zero to its first ready replica.",
+            buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600), registry=self.registry)
 
 
 def health_app(metrics: OperatorMetrics, problems: Callable[[], list[str]]) -> web.Application:

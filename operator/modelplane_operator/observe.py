@@ -35,12 +35,13 @@ def service_on_balancer(service: Mapping[str, Any] | None, name: str) -> bool:
 
 
 def observe(children: Mapping[ChildKey, Mapping[str, Any]], key: Key,
-            spec: ModelDeploymentSpec) -> Observed:
-    """The decisions for one ModelDeployment from the live children."""
+            spec: ModelDeploymentSpec, asleep: bool = False) -> Observed:
+    """The decisions for one ModelDeployment from the live children (and whether it is
+    scaled to zero for want of requests: sleep.py's state, passed through)."""
     namespace, name = key
     if not spec.routing.balancer:
-        return Observed(service_on_balancer=False)
+        return Observed(service_on_balancer=False, asleep=asleep)
     deployment = children.get(("Deployment", namespace, balancer_name(name)))
     service = children.get(("Service", namespace, name))
     return Observed(service_on_balancer=balancer_ready(deployment) > 0
-                    or service_on_balancer(service, name))
+                    or service_on_balancer(service, name), asleep=asleep)

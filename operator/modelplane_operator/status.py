@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from modelplane_operator.builders.labels import TRACK_LABEL
 from modelplane_operator.diff import merge_diff
@@ -21,6 +21,7 @@ from modelplane_operator.shares import Traffic
 OWNED_KEYS = (
     "replicas", "readyReplicas", "updatedReplicas", "ready", "selector", "url",
     "observedGeneration", "conditions", "pods", "load", "modelVersion", "balancer",
+    "scaling", "lastColdStartSeconds",
 )
 """Top-level status fields this operator writes (``status.kopf`` belongs to kopf)."""
 
@@ -192,6 +193,10 @@ class BalancerState:
 
 
 BALANCER_NOT_READY = "BalancerNotReady"
+SCALED_TO_ZERO = "ScaledToZero"
+WAKING_UP = "WakingUp"
+SUSPENDED = "Suspended"
+Mode = Literal["active", "asleep", "waking", "suspended"]
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,9 @@ class Target:
     """Replicas wanted over all tracks (the live count where an HPA owns it)."""
     balancer: BalancerState | None = None
     """The balancer, when ``routing.balancer`` is on."""
+    mode: Mode = "active"
+    """Suspended, scaled to zero for want of requests, waking from zero, or neither."""
+    idle_seconds: int | None = None
 
 
 def build_status(
@@ -253,8 +261,21 @@ def build_status(
     else:
         complete = rolled_out and updated >= desired and ready >= desired
         counts = f"{ready}/{desired} replicas ready, {updated} updated"
-        if desired == 0:
-            ready_cond = cond("Ready", False, "ScaledToZero", "no replicas requested")
+        if target.mode == "suspended":
+            ready_cond = cond("Ready", False, SUSPENDED,
+                              "spec.suspend: no replicas; requests are answered 503")
+        elif target.mode == "asleep":
+            # Still ready: the balancer holds requests and wakes the model.
+            ready_cond = cond("Ready", True, SCALED_TO_ZERO,
+                              f"no request for {target.idle_seconds}s: scaled to zero; the "
+                              "next request wakes it")
+        elif target.mode == "waking" and ready == 0:
+            ready_cond = cond("Ready", True, WAKING_UP,
+                              "a request woke the model: its replicas start; the balancer "
+                              "holds requests until one is ready")
+        elif desired == 0:
+            # replicas: 0 by hand: nothing serves, and nothing will wake it.
+            ready_cond = cond("Ready", False, "NoReplicas", "replicas is 0")
         elif complete and problem is not None and problem.reason == BALANCER_NOT_READY:
             ready_cond = cond("Ready", False, problem.reason, problem.message)
         elif complete:
@@ -263,7 +284,9 @@ def build_status(
             ready_cond = cond("Ready", False, problem.reason, problem.message)
         else:
             ready_cond = cond("Ready", False, "ReplicasNotReady", counts)
-        if complete:
+        if target.mode == "suspended":
+            progressing = cond("Progressing", False, SUSPENDED, "suspended")
+        elif complete:
             progressing = cond("Progressing", False, "RolloutComplete", counts)
         elif problem is not None and problem.reason == DEADLINE_EXCEEDED:
             progressing = cond("Progressing", False, problem.reason, problem.message)

@@ -85,6 +85,17 @@ class BalancerStatus(ResourceModel):
     Service then still selects the runtime pods)."""
 
 
+class ScalingStatus(ResourceModel):
+    """Scale to zero and suspension (autoscaling.minReplicas 0, spec.suspend)."""
+
+    scaled_to_zero_at: str | None = None
+    """When the model was scaled to zero for want of requests (absent while awake)."""
+    waking_since: str | None = None
+    """While waking: when the first request held for it arrived."""
+    replicas_before_suspend: dict[str, int] | None = None
+    """While suspended: each autoscaled Deployment's replicas, restored on resume."""
+
+
 class ModelDeploymentStatus(ResourceModel):
     """Observed state, written by the operator."""
 
@@ -114,3 +125,8 @@ class ModelDeploymentStatus(ResourceModel):
     """Per-replica health (first few replicas)."""
     balancer: BalancerStatus | None = None
     """The balancer, with ``routing.balancer``."""
+    scaling: ScalingStatus | None = None
+    """Scale to zero and suspension."""
+    last_cold_start_seconds: float | None = None
+    """Seconds from the first request held for the model at zero to a ready replica, at
+    its latest wake-up."""

@@ -24,10 +24,10 @@ from typing import Any
 
 from modelplane_runtime import contract
 
+from modelplane_operator.autoscaling import Autoscaling
 from modelplane_operator.builders.labels import common_labels
 from modelplane_operator.builders.owner import Owner
 from modelplane_operator.quantity import canonical_quantity
-from modelplane_operator.spec import Autoscaling
 
 IN_FLIGHT_METRIC = contract.METRIC_IN_FLIGHT
 """Pods metric for ``targetInFlightPerReplica`` (the runtime's gauge, unchanged)."""

@@ -46,6 +46,9 @@ from modelplane_operator.builders.owner import Owner
 from modelplane_operator.spec import ModelDeploymentSpec
 
 CONTAINER_NAME = "balancer"
+WAKE_LEASE_S = 10
+"""A demand in the wake Lease counts this long after its last renewal (the balancer renews
+it every second while it holds requests)."""
 PORT_NAME = "http"
 LOG_LEVEL = "info"
 """The balancer logs failures, ejections and discovery changes, never a line per request."""
@@ -235,3 +238,16 @@ def build_balancer_access(owner: Owner, version: str | None) -> list[dict[str, A
                           "namespace": owner.namespace}],
         },
     ]
+
+
+def build_wake_lease(owner: Owner, version: str | None) -> dict[str, Any]:
+    """The Lease the balancer renews while it holds requests for a model scaled to zero
+    (``contract.wake_lease``): the demand signal the operator watches. Its holder and times
+    are the balancer's to write; the operator sets only how long a demand stays fresh."""
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": owner.metadata(balancer.wake_lease(owner.name),
+                                   balancer_labels(owner.name, version)),
+        "spec": {"leaseDurationSeconds": WAKE_LEASE_S},
+    }

@@ -42,5 +42,7 @@ class RenderDefaults:
     """DNS suffix of Service URLs."""
     run_as_user: int = 65532
     """Non-root uid (and gid, fsGroup) of runtime pods: the USER of runtime/Dockerfile."""
+    keda_load_url: str = "http://modelplane-operator.modelplane-system.svc:8081"
+    """The operator's own HTTP endpoint, as KEDA reaches it (the ScaledObjects' load URL)."""
     balancer: BalancerDefaults = field(default_factory=BalancerDefaults)
     """The balancer Deployment of every ModelDeployment with ``routing.balancer: true``."""

@@ -85,6 +85,12 @@ SPECS: dict[str, dict[str, Any]] = {
         "canary": {"model": {"uri": "gs://models/fraud/v2"}, "trafficPercent": 20},
         "routing": {"strategy": "weighted"},
     },
+    "scale-to-zero": {
+        "model": {"uri": "demo://seed-mlp"},
+        "autoscaling": {"minReplicas": 0, "maxReplicas": 4, "idleSeconds": 120,
+                        "targetInFlightPerReplica": 8},
+        "canary": {"model": {"uri": "demo://seed-mlp"}, "trafficPercent": 10},
+    },
     "canary-autoscaling": {
         "model": {"uri": "file:///models/fraud"},
         "autoscaling": {"minReplicas": 4, "maxReplicas": 20, "targetInFlightPerReplica": 4},

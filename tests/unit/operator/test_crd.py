@@ -89,9 +89,12 @@ def test_every_spec_field_is_in_the_schema() -> None:
     spec = openapi_schema()["properties"]["spec"]["properties"]
     assert set(spec) == _aliases(ModelDeploymentSpec)
     assert set(spec["autoscaling"]["properties"]) == {
-        "minReplicas", "maxReplicas", "targetCPUUtilization", "targetInFlightPerReplica",
-        "targetRequestsPerSecondPerReplica",
+        "engine", "minReplicas", "maxReplicas", "idleSeconds", "targetCPUUtilization",
+        "targetInFlightPerReplica", "targetRequestsPerSecondPerReplica",
     }
+    assert spec["autoscaling"]["properties"]["engine"]["enum"] == ["hpa", "keda"]
+    assert spec["autoscaling"]["properties"]["minReplicas"]["minimum"] == 0
+    assert spec["suspend"]["type"] == "boolean"
     assert set(spec["model"]["properties"]) == {"uri", "format", "version", "credentialsSecret"}
     assert spec["model"]["required"] == ["uri"]
     assert set(spec["resources"]["properties"]) == {"cpu", "memory", "gpu"}

@@ -74,7 +74,7 @@ def test_every_child_is_owned_by_the_model_deployment(name: str) -> None:
             "blockOwnerDeletion": True,
         }]
         labels = meta["labels"]
-        balancer = meta["name"] == "seed-mlp-balancer"
+        balancer = meta["name"] in ("seed-mlp-balancer", "seed-mlp-wake")
         assert labels["app.kubernetes.io/name"] == (
             "modelplane-balancer" if balancer else "modelplane-runtime")
         assert labels["app.kubernetes.io/instance"] == "seed-mlp"

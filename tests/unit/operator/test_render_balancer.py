@@ -120,9 +120,14 @@ def test_access_is_exactly_the_balancer_contract() -> None:
     role = named(children, "Role", f"{NAME}-balancer")
     assert role["rules"] == balancer_contract.rbac_rules(NAME)
     verbs = {verb for rule in role["rules"] for verb in rule["verbs"]}
-    assert verbs == {"get", "list", "watch"}
+    assert verbs == {"get", "list", "watch", "patch"}
     (md_rule,) = [r for r in role["rules"] if r["resources"] == ["modeldeployments"]]
     assert md_rule["resourceNames"] == [NAME]  # its own ModelDeployment, no other
+    assert "patch" not in md_rule["verbs"]
+    # Its only write: renewing its own wake Lease (the scale-from-zero demand signal).
+    (lease_rule,) = [r for r in role["rules"] if r["resources"] == ["leases"]]
+    assert lease_rule == {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                          "verbs": ["get", "patch"], "resourceNames": [f"{NAME}-wake"]}
     binding = named(children, "RoleBinding", f"{NAME}-balancer")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": f"{NAME}-balancer"}
