@@ -202,7 +202,7 @@ class Controller:
             self._invalid.pop(key, None)
             if observation is not None:
                 self._applied[key] = observation
-            self._waker.before_apply(key, spec)  # suspending: remember what to restore
+            self._waker.before_apply(md, spec)  # suspending: remember what to restore
             results = await asyncio.gather(
                 *(self._applier.apply(m) for m in manifests), return_exceptions=True
             )

@@ -159,6 +159,7 @@ class Sleep:
         state = self.state(key, now)
         if state.before_suspend is None:
             state.before_suspend = dict(replicas)
+        state.asleep_since = state.demanded_at = None  # suspension wins over sleep
 
     def resumed(self, key: Key, now: datetime) -> dict[str, int]:
         """The counts to restore now that the model is resumed (then forgotten)."""

@@ -27,7 +27,7 @@ from modelplane_balancer import contract as balancer
 
 from modelplane_operator.builders.deployment import deployment_name
 from modelplane_operator.builders.scale import plan, wake_replicas
-from modelplane_operator.cache import Cache, Key, key_of
+from modelplane_operator.cache import Cache, key_of
 from modelplane_operator.events import EventPoster
 from modelplane_operator.kube import KubeClient
 from modelplane_operator.metrics import OperatorMetrics
@@ -64,6 +64,12 @@ class Waker:
         if self.sleep.asleep(key, spec):
             if seen is not None and seen.waiting > 0:
                 self.wake(md, spec, now, "requests are held by the balancer")
+            return
+        stable = self._cache.children.get(
+            ("Deployment", key[0], deployment_name(key[1], "stable")))
+        if not int(((stable or {}).get("status") or {}).get("readyReplicas") or 0):
+            # Starting (or failing to): the idle clock starts once a replica serves.
+            self.sleep.state(key, now).awake_since = now
             return
         busy = seen is not None and (seen.waiting > 0 or seen.in_flight > 0)
         if self.sleep.idle(key, spec, traffic.last_request.get(key), busy, seen is not None,
@@ -128,19 +134,24 @@ class Waker:
 
     # ---- scaling up what an autoscaler owns -------------------------------------------
 
-    def before_apply(self, key: Key, spec: ModelDeploymentSpec) -> None:
+    def before_apply(self, md: Mapping[str, Any], spec: ModelDeploymentSpec) -> None:
         """Suspending: remember the replica counts of the autoscaled Deployments."""
+        key, now = key_of(md), self._clock()
         if not spec.suspend:
             return
-        awake = plan(spec)
+        state = self.sleep.state(key, now)
+        if state.before_suspend is not None:
+            return  # suspended already
         counts = {}
-        for track, scale in awake.items():
+        for track, scale in plan(spec.model_copy(update={"suspend": False})).items():
             name = deployment_name(key[1], track)
             live = self._cache.children.get(("Deployment", key[0], name))
             if scale.replicas is None and live is not None:
                 counts[name] = int((live.get("spec") or {}).get("replicas") or 0)
-        if counts:
-            self.sleep.suspended(key, counts, self._clock())
+        self.sleep.suspended(key, counts, now)
+        log.info("%s/%s: suspended (replicas to restore: %s)", *key, counts)
+        self._events.post(md, "Normal", "Suspended", "spec.suspend: every replica stops; "
+                          "requests are answered 503", now)
 
     async def after_apply(self, md: Mapping[str, Any], spec: ModelDeploymentSpec) -> None:
         """After a convergence: scale up the Deployments a wake-up or a resume needs."""
@@ -155,6 +166,8 @@ class Waker:
                 name = deployment_name(key[1], track)
                 targets[name] = max(floor, state.before_suspend.get(name, floor))
             self.sleep.resumed(key, now)
+            self._events.post(md, "Normal", "Resumed", "spec.suspend is false: replicas "
+                              f"restored ({targets or 'as spec.replicas says'})", now)
         waking = wake_replicas(spec) if eligible(spec) else {}
         for track, count in waking.items():
             # Stable first; the canary once a stable replica is ready (see sleep.py).
