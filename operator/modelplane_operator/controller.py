@@ -42,6 +42,7 @@ from modelplane_operator.builders.labels import (
 from modelplane_operator.builders.owner import Owner
 from modelplane_operator.builders.render import (
     CHILD_KINDS,
+    OPTIONAL_KINDS,
     Observed,
     RenderDefaults,
     render_spec,
@@ -108,6 +109,7 @@ class Controller:
         self.defaults = RenderDefaults(runtime_image=settings.runtime_image,
                                        runtime_gpu_image=settings.runtime_gpu_image,
                                        cluster_domain=settings.cluster_domain,
+                                       keda_load_url=settings.keda_load_url,
                                        balancer=settings.balancer_defaults())
         self.last_tick = time.monotonic()
         self._client = client
@@ -210,6 +212,11 @@ class Controller:
             for manifest, result in zip(manifests, results, strict=True):
                 if isinstance(result, ApiError) and result.refused:
                     refused.append((manifest, result))
+                elif isinstance(result, ApiError) and result.status == 404 and (
+                        manifest["apiVersion"], manifest["kind"]) in OPTIONAL_KINDS:
+                    refused.append((manifest, ApiError(404, "NotFound", (
+                        f"the API server does not serve {manifest['apiVersion']} "
+                        f"{manifest['kind']}: autoscaling.engine keda needs KEDA installed"))))
                 elif isinstance(result, BaseException):
                     raise result
                 elif result != "unchanged":
@@ -328,12 +335,34 @@ class Controller:
 
     # ---- children and pods ---------------------------------------------------------------
 
-    def watchers(self, namespaces: tuple[str, ...]) -> list[Watcher]:
-        """LIST+WATCH streams feeding the cache: every child kind and the runtime Pods."""
-        kinds = [(api_version, kind, managed_selector(), self.child_event)
-                 for api_version, kind in CHILD_KINDS]
-        kinds.append(("v1", "Pod", SELECTOR_LABEL, self.pod_event))
-        kinds.append(("v1", "Pod", BALANCER_LABEL, self.balancer_pod_event))
+    async def served(self) -> tuple[tuple[str, str], ...]:
+        """The optional child kinds (KEDA's ScaledObject) this API server serves now."""
+        found = []
+        for api_version, kind in OPTIONAL_KINDS:
+            try:
+                resources = await self._client.request("GET", f"/apis/{api_version}")
+            except ApiError as exc:
+                if exc.status != 404:
+                    log.warning("cannot tell whether %s is served: %s", api_version, exc)
+                continue
+            if any(r.get("kind") == kind for r in resources.get("resources") or []):
+                found.append((api_version, kind))
+        log.info("optional APIs served: %s", [k for _, k in found] or "none")
+        return tuple(found)
+
+    def watchers(self, namespaces: tuple[str, ...],
+                 optional: tuple[tuple[str, str], ...] | None = None) -> list[Watcher]:
+        """LIST+WATCH streams feeding the cache: every child kind, the runtime Pods and the
+        balancer Pods; with ``optional`` (what ``served()`` found), only those kinds."""
+        kinds: list[tuple[str, str, str, Callable[[str, dict[str, Any]], None]]]
+        if optional is not None:
+            kinds = [(api_version, kind, managed_selector(), self.child_event)
+                     for api_version, kind in optional]
+        else:
+            kinds = [(api_version, kind, managed_selector(), self.child_event)
+                     for api_version, kind in CHILD_KINDS]
+            kinds.append(("v1", "Pod", SELECTOR_LABEL, self.pod_event))
+            kinds.append(("v1", "Pod", BALANCER_LABEL, self.balancer_pod_event))
         return [
             Watcher(self._client, api_version=api_version, kind=kind, namespace=namespace,
                     selector=selector, on_event=on_event)
@@ -514,6 +543,16 @@ class Controller:
         )
         return {**status, "scaling": None, "lastColdStartSeconds": None,
                 **self.sleep.status(key)}
+
+    def track_load(self, namespace: str, name: str, track: str) -> dict[str, float] | None:
+        """One track's load for KEDA (zeros while none is measured); None if unknown."""
+        if (namespace, name) not in self.cache.mds:
+            return None
+        found = self._loads.track_load((namespace, name), track)
+        if found is None:
+            return {"inFlight": 0.0, "requestsPerSecond": 0.0}
+        return {"inFlight": found.in_flight,
+                "requestsPerSecond": found.requests_per_second or 0.0}
 
     async def refresh_status(self, key: Key) -> bool:
         """Recompute one status from the cache; write it if it differs. True if written."""

@@ -123,11 +123,15 @@ async def run(settings: OperatorSettings) -> None:
     background: list[asyncio.Task[None]] = []
     watchers = controller.watchers(settings.namespaces)
     runner = web.AppRunner(health_app(
-        metrics, lambda: controller.health_problems(watchers, background)))
+        metrics, lambda: controller.health_problems(watchers, background),
+        controller.track_load))
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         handlers.configure(settings, standalone=config.standalone)
+        # KEDA's ScaledObjects are watched where KEDA is installed (at start-up; install
+        # KEDA first, or restart the operator after installing it).
+        watchers.extend(controller.watchers(config.namespaces, await controller.served()))
         # Children and Pods are listed before kopf resumes anything: after a restart every
         # resume then finds its children in the cache instead of paying a 409 and a GET.
         background.extend(asyncio.create_task(w.run(), name=f"watch of {w.name}")

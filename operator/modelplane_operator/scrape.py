@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 from modelplane_runtime import contract
 
+from modelplane_operator.builders.labels import TRACK_LABEL
 from modelplane_operator.load import Load, Snapshot, aggregate, parse_snapshot
 from modelplane_operator.shares import BalancerSnapshot, Traffic, busy, traffic
 from modelplane_operator.status import pod_ready
@@ -95,6 +96,11 @@ class LoadTracker:
         self._scraper = scraper
         self._snapshots: dict[str, Snapshot] = {}
         self._loads: dict[tuple[str, str], tuple[Load, datetime]] = {}
+        self._tracks: dict[tuple[str, str, str], Load] = {}
+
+    def track_load(self, key: tuple[str, str], track: str) -> Load | None:
+        """The latest load of one track (stable or canary) of a ModelDeployment."""
+        return self._tracks.get((*key, track))
 
     def load(self, key: tuple[str, str]) -> tuple[Load | None, datetime | None]:
         """The latest load of one ModelDeployment and when it was measured."""
@@ -110,6 +116,19 @@ class LoadTracker:
         targets, members = ready_targets(pods)
         snapshots = await self._scraper.scrape(targets) if targets else {}
         self._loads = {key: value for key, value in self._loads.items() if key in members}
+        tracks: dict[tuple[str, str, str], list[str]] = {}
+        for key, by_name in pods.items():
+            for pod in by_name.values():
+                meta = pod.get("metadata", {})
+                uid = str(meta.get("uid") or meta.get("name"))
+                track = (meta.get("labels") or {}).get(TRACK_LABEL, "stable")
+                tracks.setdefault((*key, str(track)), []).append(uid)
+        self._tracks = {}
+        for track_key, uids in tracks.items():
+            current = {uid: snapshots[uid] for uid in uids if uid in snapshots}
+            found = aggregate(self._snapshots, current)
+            if found is not None:
+                self._tracks[track_key] = found
         for key, uids in members.items():
             current = {uid: snapshots[uid] for uid in uids if uid in snapshots}
             load = aggregate(self._snapshots, current)

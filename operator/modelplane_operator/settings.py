@@ -66,6 +66,11 @@ class OperatorSettings(BaseSettings):
     """``/healthz`` fails once a watch has been failing this long (the liveness probe then
     restarts an operator that can no longer see its children or pods)."""
 
+    keda_load_url: str = Field(default="http://modelplane-operator.modelplane-system.svc:8081",
+                               min_length=1)
+    """This operator's HTTP endpoint as KEDA reaches it: ScaledObjects (autoscaling.engine
+    keda) read each track's load from ``<url>/load/<namespace>/<name>/<track>``."""
+
     # ---- the balancer of every ModelDeployment with routing.balancer: true ----
     balancer_image: str = Field(default=DEFAULT_BALANCER_IMAGE, min_length=1)
     """Image of the ``<name>-balancer`` Deployments (balancer/Dockerfile)."""
