@@ -61,14 +61,18 @@ class Replicas:
     docstring): follows ``spec.replicas`` between 0 and 1 with a real runtime process."""
 
     def __init__(self, kube_api: KubeApi, kubectl: Kubectl, namespace: str,
-                 model_dir: Path, logs: Path) -> None:
+                 model_dir: Path, logs: Path, track: str = "stable", host: str = HOST,
+                 port: int | None = None) -> None:
         self.kubelet = Kubelet(kube_api, kubectl, namespace)
         self.kube_api = kube_api
         self.model_dir = model_dir
         self.logs = logs
-        self.port = _free_port(HOST)
-        self.pod = FakePod(f"{NAME}-5f7d9-0", HOST)
-        self.url = f"http://{HOST}:{self.port}"
+        self.deployment = NAME if track == "stable" else f"{NAME}-{track}"
+        self.service = (balancer_contract.replicas_service(NAME) if track == "stable"
+                        else balancer_contract.canary_replicas_service(NAME))
+        self.port = port or _free_port(host)
+        self.pod = FakePod(f"{self.deployment}-5f7d9-0", host)
+        self.url = f"http://{host}:{self.port}"
         self.running: ExitStack | None = None
         self.starts: list[tuple[float, float]] = []
         """(replicas 0 -> 1 seen, runtime ready) of each start, monotonic seconds."""
@@ -79,7 +83,7 @@ class Replicas:
         self._thread = threading.Thread(target=self._run, daemon=True, name="replicas")
 
     def _wanted(self) -> int | None:
-        deployment = self.kubelet.deployment(NAME)
+        deployment = self.kubelet.deployment(self.deployment)
         if deployment is None:
             return None
         replicas = deployment["spec"].get("replicas")
@@ -88,20 +92,20 @@ class Replicas:
     def _start(self) -> None:
         seen = time.monotonic()
         stack = ExitStack()
-        stack.enter_context(runtime(self.model_dir, HOST, self.port,
-                                    self.logs / f"runtime-{len(self.starts)}.log"))
+        stack.enter_context(runtime(self.model_dir, self.pod.ip, self.port,
+                                    self.logs / f"{self.deployment}-{len(self.starts)}.log"))
         self.starts.append((seen, time.monotonic()))
         self.running = stack
-        deployment = self.kubelet.deployment(NAME)
+        deployment = self.kubelet.deployment(self.deployment)
         assert deployment is not None
         self.kubelet.run_pod(deployment, self.pod)
-        self.kubelet.rollout(NAME, 1)
-        self.kubelet.endpoints(balancer_contract.replicas_service(NAME), [self.pod], self.port)
+        self.kubelet.rollout(self.deployment, 1)
+        self.kubelet.endpoints(self.service, [self.pod], self.port)
 
     def _stop_runtime(self) -> None:
-        self.kubelet.endpoints(balancer_contract.replicas_service(NAME), [], self.port)
+        self.kubelet.endpoints(self.service, [], self.port)
         self.kubelet.delete_pod(self.pod.name)
-        self.kubelet.rollout(NAME, 0)
+        self.kubelet.rollout(self.deployment, 0)
         assert self.running is not None
         self.running.close()  # SIGTERM; the runtime drains and exits 0 (checked)
         self.running = None
@@ -251,7 +255,11 @@ def test_idle_to_zero_then_200_requests_wake_it_and_all_are_answered(
         assert operator.metric("modelplane_operator_wake_ups_total") == 1
         wake = lb.metrics()
         assert metric_value(wake, balancer_contract.METRIC_WAKE + "_count") == 1
-        assert [e for e in cluster.events(NAME) if e["reason"] == "WakingUp"]
+        # Woken through the wake Lease the balancer renewed (its only write).
+        waking = [e for e in cluster.events(NAME) if e["reason"] == "WakingUp"]
+        assert waking and f"{NAME}-balancer-0 holds requests" in waking[0]["message"]
+        lease = cluster.get("lease", f"{NAME}-wake")
+        assert lease["spec"]["holderIdentity"] == f"{NAME}-balancer-0"  # type: ignore[index]
         eventually(lambda: _ready(cluster) == ("True", "AllReplicasReady"), what="awake")
         print(f"200 requests at zero answered in {elapsed:.2f}s; runtime start-to-ready "
               f"{ready - seen:.2f}s; status.lastColdStartSeconds {cold}")
@@ -336,3 +344,40 @@ def test_suspend_frees_every_replica_and_resume_restores_the_count(
         eventually(lambda: cluster.get("hpa", NAME), what="the HPA back")
         eventually(lambda: "scaling" not in _status(cluster), what="status.scaling cleared")
         assert [e for e in cluster.events(NAME) if e["reason"] == "Resumed"]
+
+
+@pytest.mark.slow
+def test_with_a_canary_both_tracks_sleep_and_the_stable_one_wakes_first(
+        start_operator: Callable[..., OperatorProcess], kube_api: KubeApi, kubectl: Kubectl,
+        cluster: Cluster, kube_namespace: str, demo_model_dir: Path, tmp_path: Path) -> None:
+    """Both tracks idle: both at zero. A burst wakes the stable track alone; the canary
+    scales up once a stable replica is ready, so the held burst lands on the known-good
+    model, never wholly on the canary (sleep.py says why)."""
+    ns = kube_namespace
+    kubelet = Kubelet(kube_api, kubectl, ns)
+    with ExitStack() as stack:
+        stable = stack.enter_context(Replicas(kube_api, kubectl, ns, demo_model_dir, tmp_path))
+        canary = stack.enter_context(Replicas(kube_api, kubectl, ns, demo_model_dir, tmp_path,
+                                              track="canary", host="127.0.0.3",
+                                              port=stable.port))
+        lb = stack.enter_context(cluster_balancer(kube_api, ns, tmp_path))
+        start_operator(ns, MODELPLANE_OPERATOR_SCRAPE_PORT=str(stable.port),
+                       MODELPLANE_OPERATOR_BALANCER_SCRAPE_PORT=str(lb.port))
+        kubectl.apply(model_deployment(ns, canary={"model": {"uri": "demo://seed-mlp"},
+                                                   "trafficPercent": 20}))
+        register_balancer(kubelet, lb)
+        eventually(lambda: stable.check() or canary.check() or (
+            stable.running is not None and canary.running is not None), timeout=150,
+            what="both tracks up")
+        eventually(lambda: stable.check() or canary.check() or (
+            stable.stops == 1 and canary.stops == 1), timeout=90, what="both tracks at zero")
+        eventually(lambda: _ready(cluster) == ("True", "ScaledToZero"), what="ScaledToZero")
+
+        answers = asyncio.run(_burst(lb.url, 20))
+        assert [a.status_code for a in answers] == [200] * 20, answers[0].text
+        _, stable_ready = stable.starts[1]
+        canary_seen = eventually(lambda: canary.check() or (
+            len(canary.starts) == 2 and canary.starts[1]), timeout=150,
+            what="the canary back")[0]
+        assert canary_seen >= stable_ready, (stable.starts, canary.starts)
+        assert stable.requests_served() == 20  # the whole held burst went to the stable
