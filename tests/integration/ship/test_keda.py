@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from modelplane_operator.builders.render import Observed, render
 
-from tests.integration.ship.tools import ROOT
+from tests.integration.ship.tools import ROOT, SAMPLES
+from tests.integration.ship.tools import render as render_sample
 from tests.unit.operator.cases import DEFAULTS, md
 
 pytestmark = pytest.mark.timeout(300)
@@ -108,3 +109,10 @@ def test_the_schema_check_refuses_what_keda_would(keda_package: Path) -> None:
     assert "minReplicaCont" not in declared(keda_package, "ScaledObjectSpec")
     assert {"minReplicaCount", "triggers", "scaleTargetRef"} <= declared(
         keda_package, "ScaledObjectSpec")
+
+
+def test_the_keda_sample_renders_a_valid_scaled_object(keda_package: Path) -> None:
+    (sample,) = [p for p in SAMPLES if p.name == "keda.yaml"]
+    objects = [c for c in render_sample(sample) if c["kind"] == "ScaledObject"]
+    assert [o["metadata"]["name"] for o in objects] == ["seed-mlp-keda"]
+    assert validate(keda_package, objects) == {"seed-mlp-keda": []}

@@ -106,7 +106,8 @@ def test_chart_crds_equal_the_generated_crd() -> None:
 
 def test_samples_exist() -> None:
     names = {p.name for p in SAMPLES}
-    expected = {"seed-mlp", "gpu", "autoscaling", "pvc", "http-archive", "routing"}
+    expected = {"seed-mlp", "gpu", "autoscaling", "pvc", "http-archive", "routing",
+                "scale-to-zero", "keda"}
     assert {f"{name}.yaml" for name in expected} <= names
 
 
