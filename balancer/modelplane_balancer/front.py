@@ -243,7 +243,8 @@ class Front(asyncio.Protocol):
         if self.expect is not None and self.expect != b"100-continue":
             return _Refusal(417, "only Expect: 100-continue is supported")
         if self.deadline_ms is not None and not (
-                self.deadline_ms.isdigit() and 0 < len(self.deadline_ms) <= 9):
+                self.deadline_ms.isdigit() and 0 < len(self.deadline_ms) <= 9
+                and int(self.deadline_ms) > 0):
             return _Refusal(400, f"{contract.DEADLINE_HEADER} must be a whole number of "
                                  "milliseconds (1 to 999999999)")
         if not self.url.startswith(b"/"):

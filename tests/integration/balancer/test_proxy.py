@@ -310,3 +310,17 @@ def test_sigterm_drains_and_exits_0(balancer_log_dir: Path) -> None:
         assert process.process.returncode == 0
         events = [e.get("event") for e in process.events()]
         assert events[-2:] == ["draining", "stopped"]
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "1.5", "1234567890", ""])
+def test_a_bad_deadline_header_is_a_clear_400(balancer: BalancerProcess, value: str) -> None:
+    with balancer.client() as client:
+        answer = client.get("/echo", headers={"X-Modelplane-Deadline-Ms": value})
+    assert answer.status_code == 400
+    assert "X-Modelplane-Deadline-Ms" in answer.json()["error"]
+
+
+def test_the_deadline_header_reaches_the_replica(balancer: BalancerProcess) -> None:
+    with balancer.client() as client:
+        fields = _fields(_echo(client, headers={"X-Modelplane-Deadline-Ms": "2500"}))
+    assert fields["x-modelplane-deadline-ms"] == ["2500"]
