@@ -1,7 +1,8 @@
-"""Write the Grafana dashboard of the chart from the runtime's metric names (contract.py).
+"""Write the Grafana dashboard of the chart from the runtime's and the balancer's metric names.
 
-The dashboard's queries name metrics only through ``modelplane_runtime.contract``, so a
-renamed metric changes the dashboard too; a test fails when the committed JSON drifts.
+The dashboard's queries name metrics only through ``modelplane_runtime.contract`` and
+``modelplane_balancer.contract``, so a renamed metric changes the dashboard too; a test
+fails when the committed JSON drifts.
 
     python scripts/dashboard.py          # rewrite charts/modelplane/dashboards/modelplane.json
     python scripts/dashboard.py --check  # exit 1 when the committed file is stale
@@ -18,7 +19,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "runtime"))
+sys.path.insert(0, str(ROOT / "balancer"))
 
+from modelplane_balancer import contract as balancer  # noqa: E402
 from modelplane_runtime import contract  # noqa: E402
 
 TARGET = ROOT / "charts" / "modelplane" / "dashboards" / "modelplane.json"
@@ -169,10 +172,50 @@ def _gpus() -> list[Spec]:
     ]
 
 
+# The balancer's series: `replica` is the replica's host:port as the balancer dialled it,
+# `replica=""` the requests the balancer answered itself (suspended, no replica, queue full).
+REPLICA = f'{SEL}, replica!=""'
+
+
+def _balancer() -> list[Spec]:
+    req, lat = balancer.METRIC_REQUESTS, balancer.METRIC_LATENCY
+    per_replica = f"{BY}, replica"
+    replica = "{{modeldeployment}} {{replica}}"
+    served = f"rate({req}{{{REPLICA}}}[{RATE}])"
+    return [
+        ("Share of traffic per replica (balancer)", "percentunit",
+         [(f"sum by ({per_replica}) ({served}) / ignoring(replica) group_left "
+           f"sum by ({BY}) ({served})", replica)],
+         "Each replica's part of the requests the balancers sent, as they counted them."),
+        ("Replica latency as the balancer sees it", "s",
+         [(f"histogram_quantile(0.99, sum by (le, {per_replica}) "
+           f"(rate({lat}_bucket{{{REPLICA}}}[{RATE}])))", f"p99 {replica}"),
+          (f"max by ({per_replica}) ({balancer.METRIC_LATENCY_EWMA}{{{REPLICA}}})",
+           f"peak EWMA {replica}")],
+         "p99 from picking a replica to the end of its answer, and the peak-EWMA latency "
+         "the latency-aware strategy weighs."),
+        ("Balancer answers", "reqps",
+         [(f"sum by ({BY}, code) (rate({req}{{{SEL}, replica=\"\"}}[{RATE}]))",
+           "{{modeldeployment}} {{code}}"),
+          (f"sum by ({BY}) ({_rate(balancer.METRIC_RETRIES)})", "retries {{modeldeployment}}"),
+          (f"sum by ({BY}) ({_rate(balancer.METRIC_EJECTIONS)})",
+           "ejections {{modeldeployment}}")],
+         "Requests the balancer answered itself (503: no replica, suspended, queue full), "
+         "retries on another replica, and outlier ejections."),
+        ("Held and in-flight requests (balancer)", "short",
+         [(f"sum by ({BY}) ({balancer.METRIC_WAITING}{{{SEL}}})", "held {{modeldeployment}}"),
+          (f"sum by ({per_replica}) ({balancer.METRIC_IN_FLIGHT}{{{REPLICA}}})",
+           f"in flight {replica}")],
+         "Requests held while no replica can take them (a model waking from zero), and "
+         "requests on each replica now."),
+    ]
+
+
 SECTIONS: list[tuple[str, Callable[[], list[Spec]]]] = [
     ("Traffic", _traffic),
     ("Resources", _resources),
     ("GPUs (only where NVML sees one)", _gpus),
+    ("Balancer (routing.balancer)", _balancer),
 ]
 
 

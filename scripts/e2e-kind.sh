@@ -25,6 +25,7 @@ done
 export KIND_CLUSTER
 export MODELPLANE_E2E_OPERATOR_IMAGE="${MODELPLANE_E2E_OPERATOR_IMAGE:-ghcr.io/modelplane/operator:dev}"
 export MODELPLANE_E2E_RUNTIME_IMAGE="${MODELPLANE_E2E_RUNTIME_IMAGE:-ghcr.io/modelplane/runtime:dev}"
+export MODELPLANE_E2E_BALANCER_IMAGE="${MODELPLANE_E2E_BALANCER_IMAGE:-ghcr.io/modelplane/balancer:dev}"
 
 need() { command -v "$1" >/dev/null || { echo "error: $1 is required ($2)" >&2; exit 1; }; }
 need kind "https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
@@ -91,7 +92,7 @@ metadata:
 spec:
   type: NodePort
   selector:
-    modelplane.io/deployment: seed-mlp
+    modelplane.io/balancer: seed-mlp    # through the balancer, as the Service seed-mlp
   ports:
     - name: http
       port: 8080

@@ -5,13 +5,14 @@ budget, TLS contexts, the connections, counters, and the once-a-second sweep.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
-import secrets
 import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
+
+from modelplane_runtime import rules
+from modelplane_runtime.logs import RequestIds
 
 from modelplane_balancer.budget import RetryBudget
 from modelplane_balancer.exchange import Exchange
@@ -36,6 +37,12 @@ def upstream_context(settings: BalancerSettings) -> ssl.SSLContext | None:
         return None
     context = ssl.create_default_context(
         cafile=str(settings.upstream_ca_file) if settings.upstream_ca_file else None)
+    if settings.upstream_ca_file is not None:
+        # A certificate in the CA file is a trust anchor even when it is not self-signed
+        # (OpenSSL's partial chains): the replicas' own leaf certificate can be pinned.
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    if not settings.upstream_check_hostname:
+        context.check_hostname = False
     if not settings.upstream_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -74,15 +81,15 @@ class Balancer:
         self.draining = False
         self.drained = asyncio.Event()
         """Set when draining and the last client connection has closed."""
-        self._prefix = secrets.token_hex(6).encode() + b"-"
-        self._ids = itertools.count(1)
+        self._ids = RequestIds()
         self._sweeper: asyncio.TimerHandle | None = None
 
     # ---- small services for the request path ----------------------------------------
 
-    def request_id(self) -> bytes:
-        """A new request id: a random per-process prefix and a counter."""
-        return b"%s%x" % (self._prefix, next(self._ids))
+    def request_id(self, given: bytes | None = None) -> bytes:
+        """The client's request id if the runtime's rule keeps it, else a new one (a random
+        per-process prefix and a counter: modelplane_runtime.logs.RequestIds)."""
+        return rules.request_id(given, self._ids).encode("latin-1")
 
     def take_retry(self) -> bool:
         """Whether the retry budget allows one more retry now."""

@@ -24,6 +24,10 @@ METRICS_PATH: Final = "/metrics"
 
 TRACK_HEADER: Final = "X-Modelplane-Track"
 """Request header pinning a request to one track: ``stable`` or ``canary``."""
+DEADLINE_HEADER: Final = "X-Modelplane-Deadline-Ms"
+"""Request header: how many milliseconds the client waits for its answer. A request held
+for a replica (a model waking from zero) is answered 503 once that has passed, instead of
+after the balancer's own hold limit; passed on to the replica unchanged."""
 REQUEST_ID_HEADER: Final = "X-Request-Id"
 """Kept when the client sends it, added otherwise; the runtime logs and echoes it."""
 
@@ -50,16 +54,44 @@ REPLICA_PORT_NAME: Final = "http"
 """Name of the runtime's HTTP port in the headless Services (and so in their slices); a
 slice with a single port is used whatever its name."""
 
+def wake_lease(model: str) -> str:
+    """The Lease (coordination.k8s.io) the balancer of ``model`` renews while it holds
+    requests for a model scaled to zero: the operator watches it and scales up. The operator
+    creates it; the balancer may only read and patch that one object."""
+    return f"{model}-wake"
+
+
 MD_GROUP: Final = "modelplane.io"
 MD_VERSION: Final = "v1alpha1"
 MD_PLURAL: Final = "modeldeployments"
 
-# RBAC the balancer needs in its namespace (the operator renders exactly this Role).
+# RBAC the balancer needs in its namespace (the operator renders exactly rbac_rules()).
 RBAC_RULES: Final = (
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
      "verbs": ["get", "list", "watch"]},
     {"apiGroups": [MD_GROUP], "resources": [MD_PLURAL], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "patch"]},
 )
+
+
+def rbac_rules(model: str) -> list[dict[str, list[str]]]:
+    """The Role of the balancer of ``model``: RBAC_RULES, with the ModelDeployment rule
+    narrowed to that one object. RBAC authorizes a list or watch by ``resourceNames`` when
+    the request selects ``metadata.name`` with a field selector, as discovery's does; the
+    wake Lease is read and patched by name; an EndpointSlice's name is generated, so that
+    rule stays namespace-wide."""
+    rules = [{key: list(value) for key, value in rule.items()} for rule in RBAC_RULES]
+    for rule in rules:
+        if rule["resources"] == [MD_PLURAL]:
+            rule["resourceNames"] = [model]
+        elif rule["resources"] == ["leases"]:
+            rule["resourceNames"] = [wake_lease(model)]
+    return rules
+
+
+def env(setting: str) -> str:
+    """The environment variable of a setting (``settings.BalancerSettings`` field name)."""
+    return ENV_PREFIX + setting.upper()
 
 STRATEGIES: Final = (
     "round-robin", "random", "weighted", "least-request", "power-of-two", "latency-aware",
@@ -77,6 +109,9 @@ METRIC_IN_FLIGHT: Final = "modelplane_balancer_requests_in_flight"
 """Gauge of requests on each replica now; labels: replica, track."""
 METRIC_WAITING: Final = "modelplane_balancer_requests_waiting"
 """Gauge of requests held because no replica can take them (the scale-from-zero signal)."""
+METRIC_WAKE: Final = "modelplane_balancer_wake_seconds"
+"""Summary (``_count``, ``_sum``) of the time from the first request held for a model with
+no replica to the moment a replica took requests: the wake-up time clients saw."""
 METRIC_RETRIES: Final = "modelplane_balancer_retries_total"
 """Counter of requests sent again to another replica; labels: reason (connect, refused)."""
 METRIC_RETRIES_DENIED: Final = "modelplane_balancer_retries_denied_total"

@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -110,6 +113,47 @@ class Watch:
                 await asyncio.sleep(delay)
 
 
+def micro_time(wall: float) -> str:
+    """A Kubernetes MicroTime (RFC 3339, microseconds, UTC): a Lease's times."""
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Demand:
+    """Tells the operator that requests wait for a model scaled to zero: renews the wake
+    Lease (``contract.wake_lease``), which the operator created and watches. At most one
+    write in flight and one a second; a failed write is repeated by the next renewal."""
+
+    def __init__(self, client: KubeClient, namespace: str, model: str, holder: str) -> None:
+        self.client = client
+        self.path = (f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace)}/leases/"
+                     f"{quote(contract.wake_lease(model))}")
+        self.holder = holder
+        self.last = 0.0
+        self.writing: asyncio.Task[None] | None = None
+        self.written = 0
+
+    def signal(self, held_since: float) -> None:
+        """Requests have been held since ``held_since`` (the event loop's clock)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if (self.writing is not None and not self.writing.done()) or now - self.last < 1.0:
+            return
+        self.last = now
+        first = time.time() - (now - held_since)
+        self.writing = loop.create_task(self._write(first))
+
+    async def _write(self, first: float) -> None:
+        body = {"spec": {"holderIdentity": self.holder, "acquireTime": micro_time(first),
+                         "renewTime": micro_time(time.time())}}
+        try:
+            await self.client.patch(self.path, body)
+            self.written += 1
+        except (ApiError, aiohttp.ClientError, TimeoutError, ValueError, CredentialsError,
+                OSError) as exc:
+            logger.warning("could not renew the wake Lease (%s); again in a second", exc)
+            self.last = 0.0
+
+
 class Discovery:
     """The two watches of one balancer and what they change in its fleet."""
 
@@ -139,6 +183,8 @@ class Discovery:
             {"fieldSelector": f"metadata.name={model}"}, "ModelDeployment",
             self._model_deployment_changed,
         )
+        self.demand = Demand(client, namespace, model, settings.pod_name or socket.gethostname())
+        fleet.on_demand = self.demand.signal
 
     @classmethod
     async def connect(cls, settings: BalancerSettings, fleet: Fleet) -> Discovery:

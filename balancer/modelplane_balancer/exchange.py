@@ -35,7 +35,8 @@ class Exchange:
     __slots__ = (
         "answering", "attempts", "balancer", "buffered", "chunked_out", "close", "cursor",
         "deadline", "done", "front", "head", "held", "is_head", "keep_alive", "out", "out_bytes",
-        "parked", "picked", "pieces", "pinned", "refused", "replayable", "replica", "request_done",
+        "parked", "patience", "picked", "pieces", "pinned", "refused", "replayable", "replica",
+        "request_done",
         "request_id", "started", "status", "track", "tried", "until_close", "upstream",
         "waiting",
     )
@@ -66,6 +67,8 @@ class Exchange:
         self.track = ""
         self.picked = 0.0
         self.deadline = 0.0
+        self.patience: float | None = None
+        """Seconds the client waits (``X-Modelplane-Deadline-Ms``), when it says."""
         self.waiting = False
         self.refused = False
         """The replica answered 503 and the request goes elsewhere: its answer is dropped."""
@@ -86,7 +89,7 @@ class Exchange:
         """The request is at the head of its connection's queue: route it."""
         fleet = self.balancer.fleet
         if fleet.suspended:
-            self.fail(503, "the model is suspended", retry_after=True)
+            self.fail(503, "model suspended", retry_after=True)
             return
         self.track = fleet.choose_track(self.pinned)
         self._route()
@@ -356,13 +359,13 @@ class Exchange:
                 upstream.transport.close()
 
     def fail(self, status: int, message: str, *, retry_after: bool = False,
-             booked: bool = False) -> None:
+             booked: bool = False, retry_after_s: int = 1) -> None:
         """Answer with the balancer's own JSON error (the request got no replica's answer)."""
         if self.done:
             return
         if not booked:
             self.balancer.answered_itself(status, self.track)
-        extra = b"retry-after: 1\r\n" if retry_after else b""
+        extra = headers.retry_after(retry_after_s) if retry_after else b""
         self.front.transport.write(headers.error_answer(
             status, message, self.request_id, close=True, extra=extra, head_only=self.is_head,
         ))

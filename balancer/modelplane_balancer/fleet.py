@@ -87,6 +87,15 @@ class Fleet:
         self.scaled_to_zero = False
         """Zero replicas is expected (minReplicas 0): hold requests while the model wakes."""
         self.waiters: dict[Exchange, None] = {}
+        """Requests held for a replica, in arrival order (released in that order)."""
+        self.on_demand: Callable[[float], None] | None = None
+        """Called, with when the first of them arrived, while requests are held for a model
+        scaled to zero (discovery renews the wake Lease)."""
+        self.held_since: float | None = None
+        """When the oldest request still held while no replica was available arrived."""
+        self.wakes = 0
+        self.wake_seconds = 0.0
+        """Count and sum of wake-ups: first request held -> a replica takes requests."""
         self._probes: set[asyncio.Task[None]] = set()
 
     # ---- picking ---------------------------------------------------------------------
@@ -192,6 +201,12 @@ class Fleet:
         track.available = [r for r in track.replicas.values() if r.state == ACTIVE]
         track.strategy.reset(track.available)
         if track.available and self.waiters:
+            if self.held_since is not None:
+                self.wakes += 1
+                self.wake_seconds += self.now() - self.held_since
+                logger.info("a replica takes the held requests", extra={
+                    "held": len(self.waiters), "waited_s": round(self.now() - self.held_since, 3)})
+                self.held_since = None
             self._wake()
 
     # ---- health ----------------------------------------------------------------------
@@ -279,13 +294,35 @@ class Fleet:
     # ---- waiting ---------------------------------------------------------------------
 
     def hold(self, exchange: Exchange) -> None:
-        """Keep ``exchange`` until a replica can take it or its wait is over."""
+        """Keep ``exchange`` until a replica can take it or its wait is over: the
+        balancer's limit (longer while the model is scaled to zero and wakes), or the
+        client's own deadline when shorter. Past ``max_waiting`` held requests, 503 with
+        ``Retry-After`` at once: the queue is bounded, so a burst cannot exhaust memory."""
+        now = self.now()
         if not exchange.waiting:
+            if len(self.waiters) >= self.settings.max_waiting:
+                exchange.fail(503, f"{len(self.waiters)} requests are already waiting for a "
+                              "replica", retry_after=True, retry_after_s=self._retry_after())
+                return
             wait = (self.settings.cold_start_wait_s if self.scaled_to_zero
                     else self.settings.no_replica_wait_s)
+            if exchange.patience is not None:
+                wait = min(wait, max(0.0, exchange.patience - (now - exchange.started)))
             exchange.waiting = True
-            exchange.deadline = self.now() + wait
+            exchange.deadline = now + wait
         self.waiters[exchange] = None
+        if not self.available():
+            if self.held_since is None:
+                self.held_since = exchange.started
+            if self.scaled_to_zero and self.on_demand is not None:
+                self.on_demand(self.held_since)
+
+    def _retry_after(self) -> int:
+        """Seconds to suggest to a client turned away: the wake-ups seen so far, on average
+        (a cold start), else one second."""
+        if self.wakes:
+            return max(1, round(self.wake_seconds / self.wakes))
+        return 1
 
     def unhold(self, exchange: Exchange) -> None:
         """``exchange`` stops waiting (answered, or its client left)."""
@@ -299,10 +336,16 @@ class Fleet:
             exchange.resume()
 
     def expire(self, now: float) -> None:
-        """Answer 503 to the requests whose wait is over."""
+        """Answer 503 to the requests whose wait is over; while requests stay held for a
+        model scaled to zero, keep renewing the demand."""
         for exchange in [e for e in self.waiters if e.deadline <= now]:
             self.unhold(exchange)
-            exchange.fail(503, "no replica is available", retry_after=True)
+            exchange.fail(503, "no replica is available", retry_after=True,
+                          retry_after_s=self._retry_after())
+        if not self.waiters:
+            self.held_since = None
+        elif self.held_since is not None and self.scaled_to_zero and self.on_demand:
+            self.on_demand(self.held_since)
 
     def replicas(self) -> list[Replica]:
         """Every known replica of both tracks."""

@@ -74,7 +74,7 @@ class Front(asyncio.Protocol):
     """One client connection."""
 
     __slots__ = (
-        "balancer", "chunked", "client", "closing", "current", "expect", "fields",
+        "balancer", "chunked", "client", "closing", "current", "deadline_ms", "expect", "fields",
         "forwarded_for", "head_bytes", "http10", "idle_since", "incoming", "parser", "peer",
         "queue", "request_id", "scheme", "tokens", "track", "transport", "url",
     )
@@ -105,6 +105,7 @@ class Front(asyncio.Protocol):
         self.forwarded_for: bytes | None = None
         self.tokens: list[bytes] | None = None
         self.chunked = False
+        self.deadline_ms: bytes | None = None
 
     # ---- connection ------------------------------------------------------------------
 
@@ -191,14 +192,16 @@ class Front(asyncio.Protocol):
         if kind is None:
             self.fields += b"%s: %s\r\n" % (name, value)
         elif kind == headers.REQUEST_ID:
-            self.request_id = value
-            self.fields += b"%s: %s\r\n" % (name, value)
+            self.request_id = value  # forwarded by _exchange once the runtime's rule allows it
         elif kind == headers.CONTENT_LENGTH:
             self.fields += b"%s: %s\r\n" % (name, value)
         elif kind == headers.TRANSFER_ENCODING:
             self.chunked = True  # llhttp refuses any other coding on a request
         elif kind == headers.TRACK:
             self.track = value.strip().lower()
+        elif kind == headers.DEADLINE:
+            self.deadline_ms = value.strip()
+            self.fields += b"%s: %s\r\n" % (name, value)
         elif kind == headers.FORWARDED_FOR:
             self.forwarded_for = value
         elif kind == headers.EXPECT:
@@ -239,6 +242,11 @@ class Front(asyncio.Protocol):
             return _Refusal(400, f"{contract.TRACK_HEADER} must be stable or canary")
         if self.expect is not None and self.expect != b"100-continue":
             return _Refusal(417, "only Expect: 100-continue is supported")
+        if self.deadline_ms is not None and not (
+                self.deadline_ms.isdigit() and 0 < len(self.deadline_ms) <= 9
+                and int(self.deadline_ms) > 0):
+            return _Refusal(400, f"{contract.DEADLINE_HEADER} must be a whole number of "
+                                 "milliseconds (1 to 999999999)")
         if not self.url.startswith(b"/"):
             url = self.url
             if url.startswith((b"http://", b"https://")):  # absolute form (RFC 9112 3.2.2)
@@ -256,14 +264,13 @@ class Front(asyncio.Protocol):
 
     def _exchange(self, method: bytes, keep_alive: bool) -> Exchange:
         balancer = self.balancer
-        request_id = self.request_id
+        # The runtime's rule (rules.request_id): the client's id, cut to 128 bytes, unless it
+        # holds a control character; else a new one. The replicas then log the same id.
+        request_id = balancer.request_id(self.request_id)
         fields = bytes(self.fields)
         if self.tokens:
             fields = headers.without_fields(fields, set(self.tokens))
-        extra = b""
-        if request_id is None:
-            request_id = balancer.request_id()
-            extra = b"x-request-id: %s\r\n" % request_id
+        extra = b"x-request-id: %s\r\n" % request_id
         forwarded = self.peer if self.forwarded_for is None else (
             self.forwarded_for + b", " + self.peer)
         head = b"%s %s HTTP/1.1\r\n%s%sx-forwarded-for: %s\r\nx-forwarded-proto: %s\r\n%s\r\n" % (
@@ -271,11 +278,14 @@ class Front(asyncio.Protocol):
             b"transfer-encoding: chunked\r\n" if self.chunked else b"",
         )
         track = self.track
-        return Exchange(
+        exchange = Exchange(
             self, head, is_head=method == b"HEAD", keep_alive=keep_alive,
             request_id=request_id, pinned=_TRACKS[track] if track is not None else None,
             started=balancer.now(),
         )
+        if self.deadline_ms is not None:
+            exchange.patience = int(self.deadline_ms) / 1000.0
+        return exchange
 
     def on_body(self, body: bytes) -> None:
         """A piece of the request body: framed again only when it came chunked."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Final
 
-import orjson
+from modelplane_runtime import rules
 
 # What the request side does with a field (anything not listed passes through).
 DROP: Final = 0
@@ -31,6 +31,8 @@ CONTENT_LENGTH: Final = 6
 """``Content-Length``: forwarded as is when the body is forwarded as is."""
 TRANSFER_ENCODING: Final = 7
 """``Transfer-Encoding``: hop-by-hop; the parser tells chunked bodies apart."""
+DEADLINE: Final = 8
+"""``X-Modelplane-Deadline-Ms``: read (how long a held request may wait) and forwarded."""
 
 _HOP_BY_HOP: Final = (b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade")
 
@@ -43,6 +45,7 @@ REQUEST_FIELDS: Final[dict[bytes, int]] = {
     b"expect": EXPECT,
     b"x-forwarded-for": FORWARDED_FOR,
     b"content-length": CONTENT_LENGTH,
+    b"x-modelplane-deadline-ms": DEADLINE,
 }
 
 RESPONSE_FIELDS: Final[dict[bytes, int]] = {
@@ -89,11 +92,16 @@ def reason_phrase(status: int) -> bytes:
         return b""
 
 
+def retry_after(seconds: int) -> bytes:
+    """A ``Retry-After`` field (RFC 9110 10.2.3), in whole seconds."""
+    return b"retry-after: %d\r\n" % max(1, seconds)
+
+
 def error_answer(status: int, message: str, request_id: bytes, *, close: bool,
                  extra: bytes = b"", head_only: bool = False) -> bytes:
-    """A whole JSON error answer from the balancer itself: ``{"error": message}``, the
-    runtime's shape, with the request's id."""
-    body = orjson.dumps({"error": message})
+    """A whole JSON error answer from the balancer itself: the runtime's ``{"error": message}``
+    body (rules.error_body), with the request's id."""
+    body = rules.error_body(message)
     return b"%scontent-type: application/json\r\ncontent-length: %d\r\nx-request-id: %s\r\n%s%s\r\n%s" % (  # noqa: E501
         status_line(status, reason_phrase(status)), len(body), request_id, extra,
         b"connection: close\r\n" if close else b"", b"" if head_only else body,

@@ -1,4 +1,5 @@
-"""Just enough of a Kubernetes client for discovery: credentials, JSON GETs and watches.
+"""Just enough of a Kubernetes client for discovery: credentials, JSON GETs, watches, and
+the merge patch that renews the wake Lease.
 
 Credentials: in a pod, the service account (its token file is read again every minute:
 projected tokens rotate, and client-go re-reads them too); elsewhere the current context of
@@ -222,6 +223,18 @@ class KubeClient:
         url = f"{self.credentials.server}{path}?{urlencode(params)}"
         async with self._session.get(url, headers=await self._headers(),
                                      ssl=self.credentials.ssl_context or True) as response:
+            raw = await response.read()
+            if response.status >= 400:
+                raise ApiError(response.status, raw.decode(errors="replace")[:500])
+            result: dict[str, Any] = json.loads(raw)
+            return result
+
+    async def patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """One JSON merge patch (RFC 7386); the decoded answer, or ApiError."""
+        url = f"{self.credentials.server}{path}"
+        headers = {**await self._headers(), "Content-Type": "application/merge-patch+json"}
+        async with self._session.patch(url, data=json.dumps(body), headers=headers,
+                                       ssl=self.credentials.ssl_context or True) as response:
             raw = await response.read()
             if response.status >= 400:
                 raise ApiError(response.status, raw.decode(errors="replace")[:500])

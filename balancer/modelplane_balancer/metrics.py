@@ -107,6 +107,11 @@ def render(balancer: Balancer, pid: int) -> bytes:
     family(contract.METRIC_WAITING, "gauge", "Requests waiting for a replica.")
     lines.append(f"{contract.METRIC_WAITING}{_labels(model=model)} {len(fleet.waiters)}")
 
+    family(contract.METRIC_WAKE, "summary",
+           "Seconds from the first request held with no replica to a replica taking it.")
+    lines.append(f"{contract.METRIC_WAKE}_count{_labels(model=model)} {fleet.wakes}")
+    lines.append(f"{contract.METRIC_WAKE}_sum{_labels(model=model)} {fleet.wake_seconds!r}")
+
     family(contract.METRIC_TRACK_REQUESTS, "counter", "Requests routed to each track.")
     for track, count in sorted(fleet.routed.items()):
         labels = _labels(model=model, track=track)

@@ -1,10 +1,10 @@
 """The balancer process: bind, serve on uvloop, follow discovery, drain on SIGTERM.
 
-Like the runtime, it binds the socket itself so that ``--port 0`` reports the port bound
-on one ``"event": "ready"`` log line (with ``url`` and ``port``). On SIGTERM readiness
-turns false, the listening socket closes, idle client connections close, busy ones close
-after their answer, and the process exits 0 once they are done or ``drain_timeout_s``
-has passed: the Kubernetes pod-termination contract.
+With the runtime's lifecycle helpers (server/lifecycle.py) it binds the socket itself, so
+that ``--port 0`` reports the port bound on one ``"event": "ready"`` log line (with ``url``
+and ``port``). On SIGTERM readiness turns false, the listening socket closes, idle client
+connections close, busy ones close after their answer, and the process exits 0 once they
+are done or ``drain_timeout_s`` has passed: the Kubernetes pod-termination contract.
 """
 
 from __future__ import annotations
@@ -15,46 +15,26 @@ import logging
 import signal
 import socket
 import ssl
-from typing import Final
 
 import uvloop
+from modelplane_runtime.logs import configure_logging
+from modelplane_runtime.server.lifecycle import (
+    EXIT_USAGE,
+    announce_ready,
+    bind_socket,
+    public_url,
+)
 
 from modelplane_balancer import contract
 from modelplane_balancer.balancer import Balancer, front_context, upstream_context
 from modelplane_balancer.fleet import Member
 from modelplane_balancer.front import Front
-from modelplane_balancer.logs import configure_logging
 from modelplane_balancer.settings import BalancerSettings
 
 logger = logging.getLogger("modelplane.balancer.server")
 lifecycle = logging.getLogger("modelplane.lifecycle")
 
-EXIT_USAGE: Final = 2
-BACKLOG: Final = 4096
-
-
-def public_url(host: str, port: int, scheme: str) -> str:
-    """A URL a local client can use for a server bound to ``host``:``port``."""
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port}"
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host``:``port`` (0 picks a free port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
+BACKLOG = 4096
 
 
 def serve(settings: BalancerSettings) -> int:
@@ -103,11 +83,8 @@ async def _main(settings: BalancerSettings, sock: socket.socket,
     balancer.start_sweeping()
     host, port = sock.getsockname()[:2]
     url = public_url(str(host), int(port), "https" if front_tls else "http")
-    lifecycle.info("balancing at %s", url, extra={
-        "event": "ready", "url": url, "port": int(port), "model": settings.model,
-        "strategy": balancer.fleet.strategy_name,
-        "discovery": "static" if settings.static else "kubernetes",
-    })
+    announce_ready(url, sock, model=settings.model, strategy=balancer.fleet.strategy_name,
+                   discovery="static" if settings.static else "kubernetes")
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -96,6 +96,10 @@ class BalancerSettings(BaseSettings):
     """Name the replicas' certificates must carry (default: the replica's address)."""
     upstream_verify: bool = True
     """Verify the replicas' certificates; false only for testing."""
+    upstream_check_hostname: bool = True
+    """Check that a replica's certificate names it. false with ``upstream_ca_file`` set to the
+    replicas' own certificate: pods are reached by IP, which a Service's certificate does not
+    name, and that exact certificate is then the only one trusted (a pin)."""
 
     connect_timeout_s: float = Field(default=2.0, gt=0)
     """A connection to a replica not open by then counts as a failed connect (retried)."""
@@ -127,7 +131,12 @@ class BalancerSettings(BaseSettings):
     no_replica_wait_s: float = Field(default=3.0, ge=0)
     """With no replica to take it, a request waits this long for one, then gets 503."""
     cold_start_wait_s: float = Field(default=120.0, ge=0)
-    """The wait instead while the model is scaled to zero (minReplicas 0): time to wake."""
+    """The wait instead while the model is scaled to zero (minReplicas 0): time to wake.
+    A client's ``X-Modelplane-Deadline-Ms`` shortens it for its own request."""
+    max_waiting: int = Field(default=1024, ge=0)
+    """Requests held for a replica at most; more get 503 with ``Retry-After`` at once."""
+    pod_name: str = ""
+    """This balancer's name in the wake Lease (default: the host name; in a pod, its name)."""
 
     max_connections_per_replica: int = Field(default=1024, ge=1)
     """Open connections to one replica at most; past it the request goes elsewhere."""

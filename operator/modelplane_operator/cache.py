@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modelplane_operator.builders.labels import SELECTOR_LABEL
+from modelplane_operator.builders.labels import BALANCER_LABEL, SELECTOR_LABEL
 from modelplane_operator.spec import KIND
 
 Key = tuple[str, str]
@@ -65,6 +65,7 @@ class Cache:
         self.mds: dict[Key, dict[str, Any]] = {}
         self.children: dict[ChildKey, dict[str, Any]] = {}
         self.pods: dict[Key, dict[str, dict[str, Any]]] = {}
+        self.balancer_pods: dict[Key, dict[str, dict[str, Any]]] = {}
         # Children by controlling owner, so pruning one object does not scan all of them.
         self._owned: dict[tuple[Key, str], set[ChildKey]] = {}
 
@@ -106,29 +107,34 @@ class Cache:
         return [self.children[k] for k in sorted(self._owned.get((key, uid), ()))]
 
     @staticmethod
-    def pod_owner(body: Mapping[str, Any]) -> Key | None:
-        """The ModelDeployment a runtime Pod belongs to (by the selector label)."""
+    def pod_owner(body: Mapping[str, Any], label: str = SELECTOR_LABEL) -> Key | None:
+        """The ModelDeployment a Pod belongs to: a runtime pod by the selector label, a
+        balancer pod by ``BALANCER_LABEL``."""
         meta = body.get("metadata", {})
-        name = (meta.get("labels") or {}).get(SELECTOR_LABEL)
+        name = (meta.get("labels") or {}).get(label)
         return (str(meta.get("namespace") or "default"), str(name)) if name else None
 
-    def put_pod(self, body: Mapping[str, Any]) -> Key | None:
-        """Remember a runtime Pod; returns its ModelDeployment's key."""
-        owner = self.pod_owner(body)
+    def _store(self, label: str) -> dict[Key, dict[str, dict[str, Any]]]:
+        return self.balancer_pods if label == BALANCER_LABEL else self.pods
+
+    def put_pod(self, body: Mapping[str, Any], label: str = SELECTOR_LABEL) -> Key | None:
+        """Remember a runtime (or, by ``label``, balancer) Pod; returns its owner's key."""
+        owner = self.pod_owner(body, label)
         if owner is None:
             return None
-        pods = self.pods.setdefault(owner, {})
+        pods = self._store(label).setdefault(owner, {})
         name = key_of(body)[1]
         if newer(body, pods.get(name)):
             pods[name] = dict(body)
         return owner
 
-    def drop_pod(self, body: Mapping[str, Any]) -> Key | None:
+    def drop_pod(self, body: Mapping[str, Any], label: str = SELECTOR_LABEL) -> Key | None:
         """Forget a deleted Pod; returns its ModelDeployment's key."""
-        owner = self.pod_owner(body)
+        owner = self.pod_owner(body, label)
+        store = self._store(label)
         if owner is not None:
-            pods = self.pods.get(owner, {})
+            pods = store.get(owner, {})
             pods.pop(key_of(body)[1], None)
             if not pods:
-                self.pods.pop(owner, None)
+                store.pop(owner, None)
         return owner

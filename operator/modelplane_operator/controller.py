@@ -29,27 +29,43 @@ from modelplane_operator.apply import (
     rejection_message,
     with_last_applied,
 )
+from modelplane_operator.builders.balancer import balancer_name
 from modelplane_operator.builders.labels import (
+    BALANCER_LABEL,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     SELECTOR_LABEL,
+    is_runtime,
     managed_selector,
     selector_string,
 )
 from modelplane_operator.builders.owner import Owner
-from modelplane_operator.builders.render import CHILD_KINDS, RenderDefaults, render_spec
+from modelplane_operator.builders.render import (
+    CHILD_KINDS,
+    OPTIONAL_KINDS,
+    Observed,
+    RenderDefaults,
+    render_spec,
+)
 from modelplane_operator.builders.service import service_url
 from modelplane_operator.cache import Cache, ChildKey, Key, child_key, key_of, owner_of
 from modelplane_operator.events import EventPoster
 from modelplane_operator.kube import ApiError, KubeClient
+from modelplane_operator.load import Snapshot
 from modelplane_operator.metrics import OperatorMetrics
+from modelplane_operator.observe import balancer_ready, observe, service_on_balancer
 from modelplane_operator.podmetrics import PodMetricsReader
 from modelplane_operator.repair import Repairer
 from modelplane_operator.reporter import StatusReporter
-from modelplane_operator.scrape import LoadTracker, Scraper
+from modelplane_operator.retry import Backoff
+from modelplane_operator.scrape import LoadTracker, Scraper, TrafficTracker
 from modelplane_operator.settings import OperatorSettings
+from modelplane_operator.shares import BalancerSnapshot
+from modelplane_operator.sleep import Sleep
 from modelplane_operator.spec import InvalidSpec, ModelDeploymentSpec, validate_spec
 from modelplane_operator.status import (
+    BalancerState,
+    Mode,
     Target,
     build_status,
     desired_replicas,
@@ -57,12 +73,15 @@ from modelplane_operator.status import (
     rejected_status,
 )
 from modelplane_operator.usage import with_readings
+from modelplane_operator.waker import Waker
 from modelplane_operator.watch import Watcher
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
+CONVERGE_BACKOFF = Backoff(first_s=0.5, max_s=30.0)
+"""Between attempts of a convergence the controller started itself."""
 
 
 class SpecRejected(Exception):
@@ -81,22 +100,28 @@ class Controller:
     """The operator's state and decisions; one per process."""
 
     def __init__(
-        self, settings: OperatorSettings, client: KubeClient, scraper: Scraper,
+        self, settings: OperatorSettings, client: KubeClient, scraper: Scraper[Snapshot],
         metrics: OperatorMetrics, *, clock: Clock = _utcnow,
+        balancer_scraper: Scraper[BalancerSnapshot] | None = None,
     ) -> None:
         self.settings = settings
         self.cache = Cache()
         self.metrics = metrics
         self.defaults = RenderDefaults(runtime_image=settings.runtime_image,
                                        runtime_gpu_image=settings.runtime_gpu_image,
-                                       cluster_domain=settings.cluster_domain)
+                                       cluster_domain=settings.cluster_domain,
+                                       keda_load_url=settings.keda_load_url,
+                                       balancer=settings.balancer_defaults())
         self.last_tick = time.monotonic()
         self._client = client
         self._applier = Applier(client, self.cache)
         self._events = EventPoster(client)
         self._clock = clock
-        self._rendered: dict[Key, tuple[tuple[str, int], ModelDeploymentSpec,
+        self._rendered: dict[Key, tuple[tuple[str, int, Observed], ModelDeploymentSpec,
                                         list[dict[str, Any]]]] = {}
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._applied: dict[Key, Observed] = {}
+        """The observation each object's children were last applied with."""
         self._observed: dict[Key, int] = {}
         self._invalid: dict[Key, str] = {}
         self._rejected: dict[Key, str] = {}
@@ -104,10 +129,14 @@ class Controller:
         self._loads = LoadTracker(scraper)
         self._resource_use = PodMetricsReader(client, settings.namespaces)
         self._usage_read: asyncio.Task[object] | None = None
+        self._traffic = TrafficTracker(balancer_scraper) if balancer_scraper else None
         self.status = StatusReporter(client, self.cache, self._events, metrics,
                                      self._wanted_status, clock, self._spawn)
         self._repairs = Repairer(self._applier, self._events, metrics, self._wanted_child,
                                  clock)
+        self.sleep = Sleep()
+        self._waker = Waker(client, self.cache, self.sleep, self._events, metrics, clock,
+                            lambda md: self.converge_soon(key_of(md), "scale"))
 
     # ---- rendering ----------------------------------------------------------------------
 
@@ -115,16 +144,25 @@ class Controller:
         """The validated spec and children of a ModelDeployment (memoized per generation)."""
         key = key_of(md)
         meta = md.get("metadata", {})
-        version = (str(meta.get("uid", "")), int(meta.get("generation") or 0))
+        uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
         cached = self._rendered.get(key)
-        if cached is not None and cached[0] == version:
-            return cached[1], cached[2]
-        owner = Owner.from_object(dict(md))
-        spec = validate_spec(md.get("spec"))
-        # Annotated once per generation: every later comparison reuses the record.
-        manifests = [with_last_applied(m) for m in render_spec(owner, spec, self.defaults)]
-        self._rendered[key] = (version, spec, manifests)
+        owner = Owner.from_object(dict(md))  # InvalidSpec unless the name fits every child
+        if cached is not None and cached[0][:2] == (uid, generation):
+            spec = cached[1]
+        else:
+            spec = validate_spec(md.get("spec"))
+        observed = observe(self.cache.children, key, spec, self.sleep.asleep(key, spec))
+        if cached is not None and cached[0] == (uid, generation, observed):
+            return spec, cached[2]
+        # Annotated once per generation and observation: later comparisons reuse the record.
+        manifests = [with_last_applied(m)
+                     for m in render_spec(owner, spec, self.defaults, observed)]
+        self._rendered[key] = ((uid, generation, observed), spec, manifests)
         return spec, manifests
+
+    def _observation(self, key: Key) -> Observed | None:
+        cached = self._rendered.get(key)
+        return None if cached is None else cached[0][2]
 
     # ---- ModelDeployment events ----------------------------------------------------------
 
@@ -145,13 +183,21 @@ class Controller:
         return await self._hand(key, md)
 
     async def _converge(self, md: Mapping[str, Any], trigger: str) -> None:
+        # One convergence per object at a time: kopf's, and the controller's own (a live
+        # decision changed: observe.py), must not prune what the other just applied.
+        async with self._locks.setdefault(key_of(md), asyncio.Lock()):
+            await self._converge_once(md, trigger)
+
+    async def _converge_once(self, md: Mapping[str, Any], trigger: str) -> None:
         started = time.monotonic()
         key = key_of(md)
         self.cache.put_md(md)
+        self.sleep.restore(key, md.get("status") or {}, self._clock())
         generation = int(md.get("metadata", {}).get("generation") or 0)
         try:
             try:
-                _, manifests = self.render(md)
+                spec, manifests = self.render(md)
+                observation = self._observation(key)
             except InvalidSpec as exc:
                 self._invalid[key] = str(exc)
                 self._observed[key] = generation
@@ -159,6 +205,9 @@ class Controller:
                 self.metrics.reconciles.labels(trigger, "invalid").inc()
                 raise
             self._invalid.pop(key, None)
+            if observation is not None:
+                self._applied[key] = observation
+            self._waker.before_apply(md, spec)  # suspending: remember what to restore
             results = await asyncio.gather(
                 *(self._applier.apply(m) for m in manifests), return_exceptions=True
             )
@@ -166,11 +215,22 @@ class Controller:
             for manifest, result in zip(manifests, results, strict=True):
                 if isinstance(result, ApiError) and result.refused:
                     refused.append((manifest, result))
+                elif isinstance(result, ApiError) and result.status == 404 and (
+                        manifest["apiVersion"], manifest["kind"]) in OPTIONAL_KINDS:
+                    refused.append((manifest, ApiError(404, "NotFound", (
+                        f"the API server does not serve {manifest['apiVersion']} "
+                        f"{manifest['kind']}: autoscaling.engine keda needs KEDA installed"))))
                 elif isinstance(result, BaseException):
                     raise result
                 elif result != "unchanged":
                     self.metrics.child_writes.labels(manifest["kind"], result).inc()
-            await self._prune(key, md, manifests)
+            # Pruning comes after every child is applied: turning the balancer off moves the
+            # Service to the runtime pods before the balancer goes. A refused Service keeps
+            # everything until it is accepted.
+            if not any(m["kind"] == "Service" and m["metadata"]["name"] == key[1]
+                       for m, _ in refused):
+                await self._prune(key, md, manifests)
+            await self._waker.after_apply(md, spec)
             self._observed[key] = generation
             if refused:
                 applied = [m for m, r in zip(manifests, results, strict=True)
@@ -190,6 +250,32 @@ class Controller:
             raise
         finally:
             self.metrics.duration.observe(time.monotonic() - started)
+
+    def converge_soon(self, key: Key, trigger: str) -> None:
+        """Converge one object again outside kopf (a live decision changed), retrying
+        failures with backoff while the object and its generation stay the same."""
+        async def converge() -> None:
+            attempt = 0
+            while True:
+                md = self.cache.mds.get(key)
+                if md is None or key in self._invalid or md.get("metadata", {}).get(
+                        "deletionTimestamp"):
+                    return
+                try:
+                    await self._converge(md, trigger)
+                except InvalidSpec:
+                    return  # kopf reports it
+                except ApiError as exc:
+                    delay = CONVERGE_BACKOFF.delay(attempt, exc.retry_after)
+                    attempt += 1
+                    log.warning("converging %s/%s (%s) failed: %s; again in %.1fs",
+                                *key, trigger, exc, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                await self.status.refresh(key)
+                return
+
+        self._spawn(converge())
 
     def _retry_refused(self, key: Key, generation: int) -> None:
         async def retry() -> None:
@@ -220,12 +306,17 @@ class Controller:
         if event_type == "DELETED":
             self.cache.drop_md(key)
             self._loads.forget(key)
+            if self._traffic is not None:
+                self._traffic.forget(key)
             self.status.forget(key)
-            for store in (self._rendered, self._observed, self._invalid, self._rejected):
+            for store in (self._rendered, self._observed, self._invalid, self._rejected,
+                          self._locks, self._applied):
                 store.pop(key, None)  # type: ignore[attr-defined]
+            self.sleep.forget(key)
             self._spawn(self._delete_children(md))
         else:
             self.cache.put_md(md)
+            self.sleep.restore(key, md.get("status") or {}, self._clock())
             self.status.seen(key)
         self.metrics.managed.set(len(self.cache.mds))
 
@@ -247,11 +338,34 @@ class Controller:
 
     # ---- children and pods ---------------------------------------------------------------
 
-    def watchers(self, namespaces: tuple[str, ...]) -> list[Watcher]:
-        """LIST+WATCH streams feeding the cache: every child kind and the runtime Pods."""
-        kinds = [(api_version, kind, managed_selector(), self.child_event)
-                 for api_version, kind in CHILD_KINDS]
-        kinds.append(("v1", "Pod", SELECTOR_LABEL, self.pod_event))
+    async def served(self) -> tuple[tuple[str, str], ...]:
+        """The optional child kinds (KEDA's ScaledObject) this API server serves now."""
+        found = []
+        for api_version, kind in OPTIONAL_KINDS:
+            try:
+                resources = await self._client.request("GET", f"/apis/{api_version}")
+            except ApiError as exc:
+                if exc.status != 404:
+                    log.warning("cannot tell whether %s is served: %s", api_version, exc)
+                continue
+            if any(r.get("kind") == kind for r in resources.get("resources") or []):
+                found.append((api_version, kind))
+        log.info("optional APIs served: %s", [k for _, k in found] or "none")
+        return tuple(found)
+
+    def watchers(self, namespaces: tuple[str, ...],
+                 optional: tuple[tuple[str, str], ...] | None = None) -> list[Watcher]:
+        """LIST+WATCH streams feeding the cache: every child kind, the runtime Pods and the
+        balancer Pods; with ``optional`` (what ``served()`` found), only those kinds."""
+        kinds: list[tuple[str, str, str, Callable[[str, dict[str, Any]], None]]]
+        if optional is not None:
+            kinds = [(api_version, kind, managed_selector(), self.child_event)
+                     for api_version, kind in optional]
+        else:
+            kinds = [(api_version, kind, managed_selector(), self.child_event)
+                     for api_version, kind in CHILD_KINDS]
+            kinds.append(("v1", "Pod", SELECTOR_LABEL, self.pod_event))
+            kinds.append(("v1", "Pod", BALANCER_LABEL, self.balancer_pod_event))
         return [
             Watcher(self._client, api_version=api_version, kind=kind, namespace=namespace,
                     selector=selector, on_event=on_event)
@@ -324,12 +438,43 @@ class Controller:
                                   "deleted" if event_type == "DELETED" else "changed")
         if ck[0] == "Deployment":
             self.status.schedule(key_of(md))
+        if ck[0] in ("Deployment", "Service"):
+            self._check_observation(md)
+        spec = self._rendered[key_of(md)][1] if key_of(md) in self._rendered else None
+        if spec is not None and event_type != "DELETED":
+            if ck[0] == "Lease":
+                self._waker.lease(md, spec, body)
+            elif ck[0] == "Deployment":
+                self._waker.deployment(md, spec, body)
+
+    def _check_observation(self, md: Mapping[str, Any]) -> None:
+        """Render again when a live decision changed (the balancer became ready)."""
+        key = key_of(md)
+        applied = self._applied.get(key)
+        if applied is None or key not in self._rendered:
+            return  # not reconciled yet: the first reconcile observes for itself
+        now = observe(self.cache.children, key, self._rendered[key][1])
+        if now == applied:
+            return
+        self._applied[key] = now  # one convergence per change, not one per event
+        log.info("%s/%s: the live children changed a decision: %s", *key, now)
+        if now.service_on_balancer and not applied.service_on_balancer:
+            self._events.post(md, "Normal", "BalancerReady", "a balancer pod is ready: the "
+                              f"Service {key[1]} moves to the balancer", self._clock())
+        self.converge_soon(key, "observed")
 
     def pod_event(self, event_type: str, body: dict[str, Any]) -> None:
         """A runtime Pod changed: replica health is part of the status."""
         md_key = self.cache.drop_pod(body) if event_type == "DELETED" else self.cache.put_pod(body)
         if md_key is not None:
             self.status.schedule(md_key)
+
+    def balancer_pod_event(self, event_type: str, body: dict[str, Any]) -> None:
+        """A balancer Pod changed: its IP is scraped for the traffic each replica gets."""
+        if event_type == "DELETED":
+            self.cache.drop_pod(body, BALANCER_LABEL)
+        else:
+            self.cache.put_pod(body, BALANCER_LABEL)
 
     def schedule_refresh(self, key: Key) -> None:
         """Refresh a status soon (see StatusReporter.schedule)."""
@@ -364,23 +509,56 @@ class Controller:
                         manifests: list[dict[str, Any]], generation: int,
                         current: Mapping[str, Any]) -> dict[str, Any]:
         namespace, name = key
-        deployments = [self.cache.children.get(("Deployment", namespace, m["metadata"]["name"]))
-                       for m in manifests if m["kind"] == "Deployment"]
-        desired = desired_replicas(manifests, deployments)
+        children = self.cache.children
+        runtime = [m for m in manifests if m["kind"] != "Deployment" or is_runtime(m)]
+        deployments = [children.get(("Deployment", namespace, m["metadata"]["name"]))
+                       for m in runtime if m["kind"] == "Deployment"]
+        desired = desired_replicas(runtime, deployments)
         load, at = self._loads.load(key)
+        balancer = None
+        if spec.routing.balancer:
+            live = children.get(("Deployment", namespace, balancer_name(name)))
+            wanted = next(m for m in manifests if m["kind"] == "Deployment"
+                          and m["metadata"]["name"] == balancer_name(name))
+            balancer = BalancerState(
+                ready=balancer_ready(live), desired=int(wanted["spec"]["replicas"]),
+                serving=service_on_balancer(children.get(("Service", namespace, name)), name))
+        mode: Mode = "active"
+        if spec.suspend:
+            mode = "suspended"
+        elif self.sleep.asleep(key, spec):
+            mode = "asleep"
+        elif self.sleep.waking(key):
+            mode = "waking"
         target = Target(
             url=service_url(name, namespace, spec.tls is not None, self.defaults.cluster_domain),
             selector=selector_string(name),
             desired_replicas=desired,
+            balancer=balancer,
+            mode=mode,
+            idle_seconds=spec.autoscaling.idle_seconds if spec.autoscaling else None,
         )
         pods = list(self.cache.pods.get(key, {}).values())
         status = build_status(
             generation=generation, target=target, deployments=deployments,
             pods=pods, load=load, load_updated_at=at, previous=current, now=self._clock(),
+            traffic=self._traffic.traffic(key) if self._traffic and balancer else None,
         )
         # CPU, memory and GPUs per replica and in total, and each replica's versions.
-        return with_readings(status, pods, self._resource_use.usage(),
-                             self._loads.replicas(key), current)
+        status = with_readings(status, pods, self._resource_use.usage(),
+                               self._loads.replicas(key), current)
+        return {**status, "scaling": None, "lastColdStartSeconds": None,
+                **self.sleep.status(key)}
+
+    def track_load(self, namespace: str, name: str, track: str) -> dict[str, float] | None:
+        """One track's load for KEDA (zeros while none is measured); None if unknown."""
+        if (namespace, name) not in self.cache.mds:
+            return None
+        found = self._loads.track_load((namespace, name), track)
+        if found is None:
+            return {"inFlight": 0.0, "requestsPerSecond": 0.0}
+        return {"inFlight": found.in_flight,
+                "requestsPerSecond": found.requests_per_second or 0.0}
 
     async def refresh_status(self, key: Key) -> bool:
         """Recompute one status from the cache; write it if it differs. True if written."""
@@ -396,8 +574,14 @@ class Controller:
             self._usage_read = asyncio.create_task(self._resource_use.round(),
                                                    name="resource metrics read")
         answered, asked = await self._loads.round(self.cache.pods, self._clock())
+        if self._traffic is not None:
+            more, of = await self._traffic.round(self.cache.balancer_pods, self._clock())
+            answered, asked = answered + more, asked + of
         self.metrics.scrapes.labels("ok").inc(answered)
         self.metrics.scrapes.labels("failed").inc(asked - answered)
+        for key, md in list(self.cache.mds.items()):
+            if key in self._rendered and key not in self._invalid:
+                self._waker.round(md, self._rendered[key][1], self._traffic)
         keys = list(self.cache.mds)
         for start in range(0, len(keys), 64):
             await asyncio.gather(*(self.refresh_status(k) for k in keys[start:start + 64]))

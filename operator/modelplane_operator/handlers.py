@@ -21,19 +21,30 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
+from modelplane_balancer import contract as balancer
 
-from modelplane_operator.builders.render import CHILD_KINDS
+from modelplane_operator.builders.render import CHILD_KINDS, OPTIONAL_KINDS
 from modelplane_operator.controller import Controller, SpecRejected
 from modelplane_operator.kube import ApiError, resource_tuple
 from modelplane_operator.spec import GROUP, PLURAL, VERSION
 
 MODEL_DEPLOYMENTS = (GROUP, VERSION, PLURAL)
-CHILDREN = tuple(resource_tuple(api_version, kind) for api_version, kind in CHILD_KINDS)
+CHILDREN = tuple(resource_tuple(api_version, kind)
+                 for api_version, kind in (*CHILD_KINDS, *OPTIONAL_KINDS))
 """Children the operator writes and watches (through watch.py, not kopf): for RBAC."""
 PODS = resource_tuple("v1", "Pod")
-"""Runtime Pods, watched (through watch.py) for readiness, restarts and IPs to scrape."""
+"""Runtime and balancer Pods, watched (through watch.py) for readiness, restarts and IPs
+to scrape."""
 POD_METRICS = resource_tuple("metrics.k8s.io/v1beta1", "PodMetrics")
 """The runtime Pods' CPU and memory, listed once per round (podmetrics.py): for RBAC."""
+GRANTED = tuple(
+    (group, resource, tuple(rule["verbs"]))
+    for rule in balancer.RBAC_RULES for group in rule["apiGroups"]
+    for resource in rule["resources"]
+)
+"""(group, resource, verbs) the operator grants the balancers' Roles, and so must hold
+itself: RBAC refuses to create a Role granting more than its creator has (without the
+``escalate`` verb, which the operator is not given)."""
 
 SLOW_RETRY_S = 60.0
 

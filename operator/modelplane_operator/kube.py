@@ -53,6 +53,11 @@ _RESOURCES: dict[tuple[str, str], str] = {
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("modelplane.io/v1alpha1", "ModelDeployment"): "modeldeployments",
     ("metrics.k8s.io/v1beta1", "PodMetrics"): "pods",
+    ("rbac.authorization.k8s.io/v1", "Role"): "roles",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
+    ("discovery.k8s.io/v1", "EndpointSlice"): "endpointslices",
+    ("coordination.k8s.io/v1", "Lease"): "leases",
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
 }
 
 

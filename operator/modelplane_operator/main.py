@@ -99,8 +99,10 @@ async def run(settings: OperatorSettings) -> None:
     from modelplane_operator import handlers
     from modelplane_operator.controller import Controller
     from modelplane_operator.kube import KubeClient, load_credentials
+    from modelplane_operator.load import Snapshot
     from modelplane_operator.metrics import OperatorMetrics, health_app
     from modelplane_operator.scrape import Scraper
+    from modelplane_operator.shares import parse_balancer
 
     config = settings  # handlers below receive kopf's own `settings` under that name
     credentials = load_credentials()  # before any session exists: nothing to close on failure
@@ -108,20 +110,28 @@ async def run(settings: OperatorSettings) -> None:
     api_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     scrape_session = aiohttp.ClientSession()
     client = KubeClient(credentials, api_session, metrics.api_requests, metrics.api_retries)
-    scraper = Scraper(scrape_session, port=settings.scrape_port,
-                      timeout_s=settings.scrape_timeout_s,
-                      concurrency=settings.scrape_concurrency)
-    controller = Controller(settings, client, scraper, metrics)
+    scraper: Scraper[Snapshot] = Scraper(scrape_session, port=settings.scrape_port,
+                                         timeout_s=settings.scrape_timeout_s,
+                                         concurrency=settings.scrape_concurrency)
+    balancer_scraper = Scraper(scrape_session, port=settings.balancer_scrape_port,
+                               timeout_s=settings.scrape_timeout_s,
+                               concurrency=settings.scrape_concurrency, parse=parse_balancer)
+    controller = Controller(settings, client, scraper, metrics,
+                            balancer_scraper=balancer_scraper)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, controller)
     background: list[asyncio.Task[None]] = []
     watchers = controller.watchers(settings.namespaces)
     runner = web.AppRunner(health_app(
-        metrics, lambda: controller.health_problems(watchers, background)))
+        metrics, lambda: controller.health_problems(watchers, background),
+        controller.track_load))
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         handlers.configure(settings, standalone=config.standalone)
+        # KEDA's ScaledObjects are watched where KEDA is installed (at start-up; install
+        # KEDA first, or restart the operator after installing it).
+        watchers.extend(controller.watchers(config.namespaces, await controller.served()))
         # Children and Pods are listed before kopf resumes anything: after a restart every
         # resume then finds its children in the cache instead of paying a 409 and a GET.
         background.extend(asyncio.create_task(w.run(), name=f"watch of {w.name}")

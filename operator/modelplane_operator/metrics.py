@@ -56,15 +56,35 @@ class OperatorMetrics:
             registry=self.registry)
         self.scrapes = Counter(
             "modelplane_operator_scrapes_total",
-            "Scrapes of runtime pods' /metrics by result (ok, failed).",
+            "Scrapes of runtime and balancer pods' /metrics by result (ok, failed).",
             ["result"], registry=self.registry)
+        self.sleeps = Counter(
+            "modelplane_operator_scaled_to_zero_total",
+            "ModelDeployments scaled to zero for want of requests.", registry=self.registry)
+        self.wakes = Counter(
+            "modelplane_operator_wake_ups_total",
+            "ModelDeployments woken from zero by a held request.", registry=self.registry)
+        self.cold_start = Histogram(
+            "modelplane_operator_cold_start_seconds",
+            "From the first request held for a model at zero to its first ready replica.",
+            buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600), registry=self.registry)
 
 
-def health_app(metrics: OperatorMetrics, problems: Callable[[], list[str]]) -> web.Application:
+LoadOf = Callable[[str, str, str], dict[str, float] | None]
+"""``(namespace, name, track) -> {"inFlight": ..., "requestsPerSecond": ...}``, None if the
+ModelDeployment is unknown."""
+
+
+def health_app(metrics: OperatorMetrics, problems: Callable[[], list[str]],
+               load: LoadOf | None = None) -> web.Application:
     """``/healthz`` is 200 while ``problems()`` finds none, else 503 naming them.
 
     The liveness probe restarts an operator that stays unhealthy: one whose status loop
     stalled, or whose watches have been failing for longer than the configured limit.
+
+    ``/load/{namespace}/{name}/{track}`` serves one track's load as the operator aggregated
+    it from the replicas' /metrics: what KEDA's metrics-api scaler reads for
+    ``autoscaling.engine: keda`` (builders/keda.py).
     """
 
     async def healthz(_: web.Request) -> web.Response:
@@ -77,7 +97,15 @@ def health_app(metrics: OperatorMetrics, problems: Callable[[], list[str]]) -> w
         return web.Response(body=generate_latest(metrics.registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def track_load(request: web.Request) -> web.Response:
+        info = request.match_info
+        found = load(info["namespace"], info["name"], info["track"]) if load else None
+        if found is None:
+            return web.json_response({"error": "no such ModelDeployment track"}, status=404)
+        return web.json_response(found)
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", scrape)
+    app.router.add_get("/load/{namespace}/{name}/{track:stable|canary}", track_load)
     return app

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from modelplane_balancer import contract as balancer
 from modelplane_runtime import contract
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from modelplane_operator.builders.defaults import DEFAULT_RUNTIME_IMAGE
+from modelplane_operator.builders.defaults import (
+    DEFAULT_BALANCER_IMAGE,
+    DEFAULT_RUNTIME_IMAGE,
+    BalancerDefaults,
+)
+from modelplane_operator.quantity import canonical_quantity
 
 ENV_PREFIX = "MODELPLANE_OPERATOR_"
 LogLevel = Literal["error", "warning", "info", "debug"]
@@ -59,6 +65,43 @@ class OperatorSettings(BaseSettings):
     unhealthy_after_s: float = Field(default=60.0, gt=0, le=3600)
     """``/healthz`` fails once a watch has been failing this long (the liveness probe then
     restarts an operator that can no longer see its children or pods)."""
+
+    keda_load_url: str = Field(default="http://modelplane-operator.modelplane-system.svc:8081",
+                               min_length=1)
+    """This operator's HTTP endpoint as KEDA reaches it: ScaledObjects (autoscaling.engine
+    keda) read each track's load from ``<url>/load/<namespace>/<name>/<track>``."""
+
+    # ---- the balancer of every ModelDeployment with routing.balancer: true ----
+    balancer_image: str = Field(default=DEFAULT_BALANCER_IMAGE, min_length=1)
+    """Image of the ``<name>-balancer`` Deployments (balancer/Dockerfile)."""
+    balancer_replicas: int = Field(default=2, ge=1, le=20)
+    """Balancer pods per ModelDeployment."""
+    balancer_cpu_request: str = "100m"
+    """CPU request of a balancer pod."""
+    balancer_memory_request: str = "96Mi"
+    """Memory request of a balancer pod."""
+    balancer_memory_limit: str = "256Mi"
+    """Memory limit of a balancer pod."""
+    balancer_cpu_limit: str = ""
+    """CPU limit of a balancer pod; empty: none (a throttled proxy delays every request)."""
+    balancer_scrape_port: int = Field(default=balancer.HTTP_PORT, ge=1, le=65535)
+    """Port of the balancers' /metrics on each balancer pod IP (tests point it elsewhere)."""
+
+    @field_validator("balancer_cpu_request", "balancer_memory_request",
+                     "balancer_memory_limit", "balancer_cpu_limit")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        return canonical_quantity(value) if value else value
+
+    def balancer_defaults(self) -> BalancerDefaults:
+        """What these settings say about every balancer Deployment."""
+        return BalancerDefaults(
+            image=self.balancer_image, replicas=self.balancer_replicas,
+            cpu_request=self.balancer_cpu_request,
+            memory_request=self.balancer_memory_request,
+            memory_limit=self.balancer_memory_limit,
+            cpu_limit=self.balancer_cpu_limit or None,
+        )
 
     @field_validator("namespaces", mode="before")
     @classmethod

@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from modelplane_operator.autoscaling import Autoscaling
 from modelplane_operator.messages import FieldError, problems
 from modelplane_operator.messages import InvalidSpec as InvalidSpec  # raised by validate_spec
 from modelplane_operator.passthrough import (
@@ -50,6 +51,7 @@ from modelplane_operator.processing import DType as DType  # public name of the 
 from modelplane_operator.processing import InputProcessing, OutputProcessing
 from modelplane_operator.quantity import MAX_LENGTH, PATTERN, canonical_quantity, quantity_value
 from modelplane_operator.resource import MAX_NAME, Name, ResourceModel
+from modelplane_operator.routing import Routing
 
 GROUP = "modelplane.io"
 VERSION = "v1alpha1"
@@ -233,32 +235,6 @@ class ModelSource(ResourceModel):
         return rest.split("/", 1)[1].strip("/") if "/" in rest else ""
 
 
-class Autoscaling(ResourceModel):
-    """HorizontalPodAutoscaler bounds and targets; present means the HPA owns the replica count."""
-
-    min_replicas: int = Field(default=1, ge=1, le=1000)
-    """Fewest replicas."""
-    max_replicas: int = Field(ge=1, le=1000)
-    """Most replicas."""
-    target_cpu_utilization: int | None = Field(
-        default=None, ge=1, le=1000, alias="targetCPUUtilization"
-    )
-    """Average CPU use as a percentage of the CPU request (default 80 when no target is set)."""
-    target_in_flight_per_replica: float | None = Field(default=None, gt=0, le=1_000_000)
-    """Average in-flight requests per replica (Pods metric modelplane_requests_in_flight)."""
-    target_requests_per_second_per_replica: float | None = Field(default=None, gt=0,
-                                                                  le=1_000_000)
-    """Average requests per second per replica (Pods metric modelplane_requests_per_second)."""
-
-    @model_validator(mode="after")
-    def _bounds(self) -> Autoscaling:
-        if self.max_replicas < self.min_replicas:
-            raise FieldError(
-                "maxReplicas", f"must be >= minReplicas ({self.min_replicas})"
-            )
-        return self
-
-
 class Resources(ResourceModel):
     """Compute per replica; requests equal limits (Guaranteed QoS: steady latency)."""
 
@@ -383,14 +359,8 @@ class Canary(ResourceModel):
     model: ModelSource
     """The canary model."""
     traffic_percent: int = Field(ge=0, le=100)
-    """Share of requests for the canary, approximated by its share of ready replicas."""
-
-
-class Routing(ResourceModel):
-    """How requests are spread over replicas."""
-
-    strategy: Literal["round-robin", "random", "weighted", "least-request"] = "round-robin"
-    """Balancing strategy, published on the Service for a gateway or mesh to apply."""
+    """Share of requests for the canary: exact per request through the balancer, else its
+    share of ready replicas (replicas are split by this share either way)."""
 
 
 class Auth(ResourceModel):
@@ -425,7 +395,9 @@ class ModelDeploymentSpec(ResourceModel):
     replicas: int | None = Field(default=None, ge=0, le=1000)
     """Replica count when autoscaling is off (default 1); ignored when autoscaling is set."""
     autoscaling: Autoscaling | None = None
-    """Scale on CPU and load with a HorizontalPodAutoscaler."""
+    """Scale on CPU and load (HPA or KEDA), down to zero with minReplicas 0."""
+    suspend: bool = False
+    """Scale to zero now and answer 503 until false again (frees GPUs, keeps the object)."""
     resources: Resources = Field(default_factory=Resources)
     """CPU, memory and GPUs per replica."""
     scheduling: Scheduling = Field(default_factory=Scheduling)
@@ -440,6 +412,14 @@ class ModelDeploymentSpec(ResourceModel):
     """Bearer-token authentication."""
     tls: Tls | None = None
     """HTTPS."""
+
+    @model_validator(mode="after")
+    def _scale_to_zero_needs_the_balancer(self) -> ModelDeploymentSpec:
+        if self.autoscaling is not None and self.autoscaling.scales_to_zero and (
+                not self.routing.balancer):
+            raise FieldError("autoscaling.minReplicas", "0 needs the balancer (routing."
+                             "balancer: true), which holds requests while the model wakes")
+        return self
 
     @property
     def effective_replicas(self) -> int:

@@ -11,16 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from modelplane_operator.builders.labels import TRACK_LABEL
 from modelplane_operator.diff import merge_diff
 from modelplane_operator.load import Load
+from modelplane_operator.shares import Traffic
 from modelplane_operator.termination import detail as termination_detail
 
 OWNED_KEYS = (
     "replicas", "readyReplicas", "updatedReplicas", "ready", "selector", "url",
     "observedGeneration", "conditions", "pods", "load", "modelVersion", "resources",
+    "balancer", "scaling", "lastColdStartSeconds",
 )
 """Top-level status fields this operator writes (``status.kopf`` belongs to kopf)."""
 
@@ -81,8 +83,10 @@ def pod_ready(pod: Mapping[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def replica_statuses(pods: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """A short per-replica list: name, readiness, restarts, phase, and why it is unwell."""
+def replica_statuses(pods: Sequence[Mapping[str, Any]],
+                     traffic: Traffic | None = None) -> list[dict[str, Any]]:
+    """A short per-replica list: name, readiness, restarts, phase, why it is unwell, and
+    with a balancer its share of the traffic, rate and p99 latency as the balancer saw."""
     out = []
     for pod in sorted(pods, key=lambda p: str(p.get("metadata", {}).get("name", ""))):
         entry: dict[str, Any] = {
@@ -98,6 +102,14 @@ def replica_statuses(pods: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         problem = pod_problem(pod)
         if problem is not None:
             entry["message"] = f"{problem.reason}: {problem.message}"
+        seen = traffic.replicas.get(str(pod.get("status", {}).get("podIP"))) if (
+            traffic is not None) else None
+        if seen is not None:
+            # Rounded so that noise does not rewrite the status every round.
+            entry["share"] = round(seen.share, 2)
+            entry["requestsPerSecond"] = round(seen.requests_per_second, 1)
+            if seen.latency_p99_ms is not None:
+                entry["latencyP99Ms"] = round(seen.latency_p99_ms, 1)
         out.append(entry)
     return out[:MAX_REPLICA_STATUSES]
 
@@ -170,6 +182,28 @@ def desired_replicas(manifests: Sequence[Mapping[str, Any]],
 
 
 @dataclass(frozen=True)
+class BalancerState:
+    """The balancer in front of the replicas, as its Deployment and the Service show it."""
+
+    ready: int
+    desired: int
+    serving: bool
+    """The Service ``<name>`` selects the balancer pods (else, still the runtime pods)."""
+
+    def as_status(self) -> dict[str, Any]:
+        """``status.balancer``."""
+        return {"ready": f"{self.ready}/{self.desired}", "readyReplicas": self.ready,
+                "serving": self.serving}
+
+
+BALANCER_NOT_READY = "BalancerNotReady"
+SCALED_TO_ZERO = "ScaledToZero"
+WAKING_UP = "WakingUp"
+SUSPENDED = "Suspended"
+Mode = Literal["active", "asleep", "waking", "suspended"]
+
+
+@dataclass(frozen=True)
 class Target:
     """What the rendered children say about where the model is served."""
 
@@ -177,6 +211,11 @@ class Target:
     selector: str
     desired_replicas: int
     """Replicas wanted over all tracks (the live count where an HPA owns it)."""
+    balancer: BalancerState | None = None
+    """The balancer, when ``routing.balancer`` is on."""
+    mode: Mode = "active"
+    """Suspended, scaled to zero for want of requests, waking from zero, or neither."""
+    idle_seconds: int | None = None
 
 
 def build_status(
@@ -189,9 +228,10 @@ def build_status(
     load_updated_at: datetime | None,
     previous: Mapping[str, Any],
     now: datetime,
+    traffic: Traffic | None = None,
 ) -> dict[str, Any]:
     """The full status this operator owns, from the live Deployments (one per track, None
-    where missing), their Pods and the load."""
+    where missing), their Pods, the load, and the traffic through the balancers."""
     live = [d for d in deployments if d is not None]
     all_exist = bool(deployments) and len(live) == len(deployments)
     desired = target.desired_replicas
@@ -209,6 +249,11 @@ def build_status(
     problem = next((p for p in map(deployment_problem, live) if p is not None), None)
     if problem is None:
         problem = next((p for p in map(pod_problem, pods) if p is not None), None)
+    balancer = target.balancer
+    if problem is None and balancer is not None and balancer.serving and balancer.ready == 0:
+        # The Service sends every request to the balancer: with none ready, none is served.
+        problem = Problem(BALANCER_NOT_READY, f"0/{balancer.desired} balancer pods ready; "
+                          "the Service selects them")
 
     def cond(kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:
         return condition(kind, status, reason, message, generation=generation,
@@ -220,15 +265,32 @@ def build_status(
     else:
         complete = rolled_out and updated >= desired and ready >= desired
         counts = f"{ready}/{desired} replicas ready, {updated} updated"
-        if desired == 0:
-            ready_cond = cond("Ready", False, "ScaledToZero", "no replicas requested")
+        if target.mode == "suspended":
+            ready_cond = cond("Ready", False, SUSPENDED,
+                              "spec.suspend: no replicas; requests are answered 503")
+        elif target.mode == "asleep":
+            # Still ready: the balancer holds requests and wakes the model.
+            ready_cond = cond("Ready", True, SCALED_TO_ZERO,
+                              f"no request for {target.idle_seconds}s: scaled to zero; the "
+                              "next request wakes it")
+        elif target.mode == "waking" and ready == 0:
+            ready_cond = cond("Ready", True, WAKING_UP,
+                              "a request woke the model: its replicas start; the balancer "
+                              "holds requests until one is ready")
+        elif desired == 0:
+            # replicas: 0 by hand: nothing serves, and nothing will wake it.
+            ready_cond = cond("Ready", False, "NoReplicas", "replicas is 0")
+        elif complete and problem is not None and problem.reason == BALANCER_NOT_READY:
+            ready_cond = cond("Ready", False, problem.reason, problem.message)
         elif complete:
             ready_cond = cond("Ready", True, "AllReplicasReady", counts)
         elif problem is not None:
             ready_cond = cond("Ready", False, problem.reason, problem.message)
         else:
             ready_cond = cond("Ready", False, "ReplicasNotReady", counts)
-        if complete:
+        if target.mode == "suspended":
+            progressing = cond("Progressing", False, SUSPENDED, "suspended")
+        elif complete:
             progressing = cond("Progressing", False, "RolloutComplete", counts)
         elif problem is not None and problem.reason == DEADLINE_EXCEEDED:
             progressing = cond("Progressing", False, problem.reason, problem.message)
@@ -248,7 +310,8 @@ def build_status(
         "url": target.url,
         "observedGeneration": generation,
         "conditions": [ready_cond, progressing, degraded],
-        "pods": replica_statuses(pods),
+        "pods": replica_statuses(pods, traffic),
+        "balancer": None if balancer is None else balancer.as_status(),
     }
     status["load"] = None  # no ready pod scraped: the last numbers would be stale
     if load is not None:

@@ -77,6 +77,14 @@ class PodStatus(ResourceModel):
     """GPU memory in use on the replica's GPUs, all processes, in MiB."""
     gpu_memory_total: str | None = None
     """GPU memory of the replica's GPUs, in MiB."""
+    # ---- traffic through the balancers (shares.py) ----
+    share: float | None = None
+    """Its share of the requests through the balancers over the last scrape interval (0-1)."""
+    requests_per_second: float | None = None
+    """Requests per second the balancers sent it over the last scrape interval."""
+    latency_p99_ms: float | None = None
+    """99th percentile latency as the balancers measured it (picking it to the end of its
+    answer) over the last scrape interval."""
 
 
 class ResourceUsage(ResourceModel):
@@ -96,6 +104,29 @@ class ResourceUsage(ResourceModel):
     """GPU memory in use on those GPUs, all processes, in MiB."""
     gpu_memory_total: str | None = None
     """GPU memory of those GPUs, in MiB."""
+
+
+class BalancerStatus(ResourceModel):
+    """The request-level balancer in front of the replicas (``routing.balancer``)."""
+
+    ready: str = ""
+    """Ready balancer pods over desired, e.g. 2/2."""
+    ready_replicas: int = 0
+    """Ready balancer pods."""
+    serving: bool = False
+    """The Service selects the balancer pods (false while the first one starts: the
+    Service then still selects the runtime pods)."""
+
+
+class ScalingStatus(ResourceModel):
+    """Scale to zero and suspension (autoscaling.minReplicas 0, spec.suspend)."""
+
+    scaled_to_zero_at: str | None = None
+    """When the model was scaled to zero for want of requests (absent while awake)."""
+    waking_since: str | None = None
+    """While waking: when the first request held for it arrived."""
+    replicas_before_suspend: dict[str, int] | None = None
+    """While suspended: each autoscaled Deployment's replicas, restored on resume."""
 
 
 class ModelDeploymentStatus(ResourceModel):
@@ -125,6 +156,13 @@ class ModelDeploymentStatus(ResourceModel):
     load: Load | None = None
     """Live load."""
     pods: list[PodStatus] = Field(default_factory=list)
-    """Per-replica health, versions and resource use (first few replicas)."""
+    """Per-replica health, load, versions and resource use (first few replicas)."""
     resources: ResourceUsage | None = None
     """Resource use of all replicas (absent where nothing measures it)."""
+    balancer: BalancerStatus | None = None
+    """The balancer, with ``routing.balancer``."""
+    scaling: ScalingStatus | None = None
+    """Scale to zero and suspension."""
+    last_cold_start_seconds: float | None = None
+    """Seconds from the first request held for the model at zero to a ready replica, at
+    its latest wake-up."""

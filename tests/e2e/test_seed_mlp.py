@@ -26,7 +26,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 SAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "samples" / "seed-mlp.yaml"
 NAME = yaml.safe_load(SAMPLE.read_text())["metadata"]["name"]
-CHILD_KINDS = "deployments,services,poddisruptionbudgets,horizontalpodautoscalers"
+CHILD_KINDS = ("deployments,services,poddisruptionbudgets,horizontalpodautoscalers,"
+               "serviceaccounts,roles,rolebindings")
 SELECTOR = f"modelplane.io/deployment={NAME}"
 ROWS = np.arange(24, dtype=np.float32).reshape(3, 8) / 10
 
@@ -80,9 +81,60 @@ def _predict(port: int) -> np.ndarray:
     return np.asarray(response.json()["predictions"], dtype=np.float32)
 
 
+def _serving_through_the_balancer(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    """status.balancer once the Service selects the balancer pods (a balancer is ready)."""
+    def serving() -> dict[str, Any] | None:
+        found: dict[str, Any] = _md(cluster, namespace)["status"].get("balancer") or {}
+        return found if found.get("serving") and found.get("readyReplicas", 0) >= 1 else None
+
+    return eventually(serving, timeout=300, interval=2, what="the Service on the balancer")
+
+
+def _balancer_requests(port: int) -> dict[str, float]:
+    """The balancer's requests by replica, from its own /metrics (answered by the balancer
+    pod behind the port-forward, never proxied)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "modelplane_balancer_requests_total" and sample.labels["replica"]:
+                replica = sample.labels["replica"]
+                totals[replica] = totals.get(replica, 0.0) + sample.value
+    return totals
+
+
+def test_the_balancer_runs_in_front_of_the_replicas(cluster: Cluster, model_ns: str) -> None:
+    """Two balancer pods on their own ServiceAccount; the Service selects them."""
+    balancer = _serving_through_the_balancer(cluster, model_ns)
+    assert balancer["ready"].endswith("/2")
+    service = cluster.get(f"service/{NAME}", model_ns)
+    assert service["spec"]["selector"] == {"modelplane.io/balancer": NAME}
+    headless = cluster.get(f"service/{NAME}-replicas", model_ns)
+    assert headless["spec"]["clusterIP"] == "None"
+    pods = cluster.get("pods", model_ns)["items"]
+    balancers = [p for p in pods if p["metadata"]["labels"].get("modelplane.io/balancer") == NAME]
+    assert balancers and all(p["spec"]["serviceAccountName"] == f"{NAME}-balancer"
+                             for p in balancers)
+    # RBAC as rendered: the balancer may read its own ModelDeployment, not write it.
+    can = cluster.kubectl("auth", "can-i", "patch", f"modeldeployments/{NAME}", "-n", model_ns,
+                          f"--as=system:serviceaccount:{model_ns}:{NAME}-balancer",
+                          check=False)
+    assert can.stdout.strip() == "no"
+    can = cluster.kubectl("auth", "can-i", "watch", "endpointslices", "-n", model_ns,
+                          f"--as=system:serviceaccount:{model_ns}:{NAME}-balancer",
+                          check=False)
+    assert can.stdout.strip() == "yes"
+
+
 def test_predictions_through_the_service(cluster: Cluster, model_ns: str) -> None:
+    _serving_through_the_balancer(cluster, model_ns)
     with cluster.port_forward(model_ns, f"svc/{NAME}", 8080) as port:
+        before = sum(_balancer_requests(port).values())
         np.testing.assert_allclose(_predict(port), demo_predict(ROWS), rtol=1e-5, atol=1e-6)
+        # The prediction went through the balancer (the pod behind the Service) to a replica.
+        assert sum(_balancer_requests(port).values()) == before + 1
         v2 = httpx.post(
             f"http://127.0.0.1:{port}/v2/models/{NAME}/infer",
             json={"inputs": [{"name": "inputs", "shape": [3, 8], "datatype": "FP32",
@@ -147,7 +199,8 @@ def test_pods_pass_restricted_pod_security(cluster: Cluster, model_ns: str) -> N
     assert "Warning" not in done.stderr, done.stderr
     pods = cluster.get("pods", model_ns)["items"]
     assert pods, "no runtime pods"
-    assert all(p["metadata"]["labels"].get("modelplane.io/deployment") == NAME for p in pods)
+    assert all(p["metadata"]["labels"].get("modelplane.io/deployment") == NAME
+               or p["metadata"]["labels"].get("modelplane.io/balancer") == NAME for p in pods)
 
 
 def test_kubectl_scale_moves_the_deployment(cluster: Cluster, model_ns: str) -> None:
@@ -174,10 +227,10 @@ def test_delete_garbage_collects_the_children(cluster: Cluster, model_ns: str) -
     cluster.kubectl("delete", f"md/{NAME}", "-n", model_ns, "--wait=true", timeout=180)
 
     def gone() -> bool:
-        left = cluster.kubectl(
-            "get", f"{CHILD_KINDS},pods", "-n", model_ns, "-l", SELECTOR, "-o", "name"
-        ).stdout.split()
-        return not left
+        left = [cluster.kubectl("get", f"{CHILD_KINDS},pods", "-n", model_ns, "-l", selector,
+                                "-o", "name").stdout.split()
+                for selector in (SELECTOR, f"modelplane.io/balancer={NAME}")]
+        return not any(left)
 
     eventually(gone, timeout=180, interval=2, what=f"children of {NAME} to be garbage-collected")
     assert cluster.get(f"md/{NAME}", model_ns) is None

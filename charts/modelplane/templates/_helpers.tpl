@@ -62,6 +62,11 @@ app.kubernetes.io/part-of: modelplane
 {{- printf "%s:%s" .Values.runtime.image.repository (default .Chart.AppVersion .Values.runtime.image.tag) }}
 {{- end }}
 
+{{/* The balancer image of every ModelDeployment with routing.balancer: true. */}}
+{{- define "modelplane.balancerImage" -}}
+{{- printf "%s:%s" .Values.balancer.image.repository (default .Chart.AppVersion .Values.balancer.image.tag) }}
+{{- end }}
+
 {{/* Labels shared by the operator pod and the `helm test` pod (the NetworkPolicy's selector). */}}
 {{- define "modelplane.instanceLabels" -}}
 app.kubernetes.io/name: {{ include "modelplane.name" . }}

@@ -2,17 +2,9 @@
 
 CPU utilization is a Resource metric (metrics-server). The load targets are ``Pods``
 metrics served by the custom metrics API, which prometheus-adapter provides from the
-runtime's /metrics. The adapter needs these two rules (values.yaml of the
-prometheus-community/prometheus-adapter chart, ``rules.custom``)::
-
-    - seriesQuery: 'modelplane_requests_in_flight{namespace!="",pod!=""}'
-      resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
-      name: {matches: "modelplane_requests_in_flight", as: "modelplane_requests_in_flight"}
-      metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
-    - seriesQuery: 'modelplane_requests_total{namespace!="",pod!=""}'
-      resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
-      name: {matches: "modelplane_requests_total", as: "modelplane_requests_per_second"}
-      metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+runtime's /metrics with the rules the chart ships (``prometheusAdapter.rules`` in
+charts/modelplane/values.yaml, tested against the names below). ``autoscaling.engine:
+keda`` needs no adapter (keda.py).
 
 Without the adapter the HPA still scales on CPU and reports the missing metrics in its
 conditions (ScalingActive stays true while any metric is available).
@@ -24,10 +16,10 @@ from typing import Any
 
 from modelplane_runtime import contract
 
+from modelplane_operator.autoscaling import Autoscaling
 from modelplane_operator.builders.labels import common_labels
 from modelplane_operator.builders.owner import Owner
 from modelplane_operator.quantity import canonical_quantity
-from modelplane_operator.spec import Autoscaling
 
 IN_FLIGHT_METRIC = contract.METRIC_IN_FLIGHT
 """Pods metric for ``targetInFlightPerReplica`` (the runtime's gauge, unchanged)."""

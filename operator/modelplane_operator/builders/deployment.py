@@ -182,7 +182,8 @@ def _resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
     return {"requests": dict(compute), "limits": limits}
 
 
-def _container_security() -> dict[str, Any]:
+def container_security() -> dict[str, Any]:
+    """The restricted Pod Security Standard's container settings, with a read-only root."""
     return {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -232,7 +233,7 @@ def _runtime_container(
         "livenessProbe": _probe(contract.LIVE_PATH, scheme, period=10, timeout=5, failures=3),
         "readinessProbe": _probe(contract.READY_PATH, scheme, period=5, timeout=2, failures=2),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_S}}},
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
         "volumeMounts": mounts,
     }
@@ -263,7 +264,7 @@ def _init_container(
     compute = {"cpu": spec.resources.cpu, "memory": spec.resources.memory}
     container |= {
         "resources": {"requests": dict(compute), "limits": dict(compute)},
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
         "volumeMounts": [
             {"name": MODEL_VOLUME, "mountPath": contract.MODEL_MOUNT_PATH},

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 Track = Literal["stable", "canary"]
 
@@ -11,6 +12,10 @@ SELECTOR_LABEL = "modelplane.io/deployment"
 """Every pod of a ModelDeployment carries this label with the ModelDeployment's name."""
 TRACK_LABEL = "modelplane.io/track"
 """``stable`` or ``canary``: keeps the two Deployments' selectors from overlapping."""
+BALANCER_LABEL = "modelplane.io/balancer"
+"""Every balancer pod carries this label with the ModelDeployment's name, and never
+``SELECTOR_LABEL``: the runtime's headless Services, its PDB, the scale subresource's
+selector and the operator's pod watch select runtime pods only."""
 
 NAME_LABEL = "app.kubernetes.io/name"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
@@ -21,6 +26,7 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 VERSION_LABEL = "app.kubernetes.io/version"
 
 APP_NAME = "modelplane-runtime"
+BALANCER_APP_NAME = "modelplane-balancer"
 PART_OF = "modelplane"
 MANAGED_BY = "modelplane-operator"
 
@@ -38,10 +44,11 @@ def image_version(image: str) -> str | None:
     return tag if len(tag) <= 63 and _LABEL_VALUE.match(tag) else None
 
 
-def common_labels(name: str, component: str, version: str | None = None) -> dict[str, str]:
+def common_labels(name: str, component: str, version: str | None = None,
+                  app: str = APP_NAME) -> dict[str, str]:
     """The ``app.kubernetes.io`` recommended labels plus the selector label."""
     labels = {
-        NAME_LABEL: APP_NAME,
+        NAME_LABEL: app,
         INSTANCE_LABEL: name,
         COMPONENT_LABEL: component,
         PART_OF_LABEL: PART_OF,
@@ -58,13 +65,38 @@ def pod_labels(name: str, track: Track, version: str | None) -> dict[str, str]:
     return {**common_labels(name, "model-server", version), TRACK_LABEL: track}
 
 
+def is_runtime(child: Mapping[str, Any]) -> bool:
+    """Whether a child belongs to the runtime (not to the balancer)."""
+    return bool((child.get("metadata") or {}).get("labels", {}).get(NAME_LABEL) == APP_NAME)
+
+
+def balancer_labels(name: str, version: str | None) -> dict[str, str]:
+    """Labels of the balancer's children (its Deployment, ServiceAccount, Role, PDB): the
+    selector label stays, so a child stripped of its ownerReference is still recognised."""
+    return common_labels(name, "balancer", version, BALANCER_APP_NAME)
+
+
+def balancer_pod_labels(name: str, version: str | None) -> dict[str, str]:
+    """Labels of a balancer pod: ``BALANCER_LABEL`` instead of the runtime's selector label."""
+    labels = balancer_labels(name, version)
+    del labels[SELECTOR_LABEL]
+    labels[BALANCER_LABEL] = name
+    return labels
+
+
+def balancer_selector(name: str) -> dict[str, str]:
+    """Selects the balancer pods of one ModelDeployment (the Service ``<name>`` in front)."""
+    return {BALANCER_LABEL: name}
+
+
 def service_selector(name: str) -> dict[str, str]:
     """Selects every pod of the ModelDeployment, stable and canary (traffic split by count)."""
     return {SELECTOR_LABEL: name}
 
 
 def deployment_selector(name: str, track: Track) -> dict[str, str]:
-    """Selects one track's pods; immutable once the Deployment exists, so never add to it."""
+    """Selects one track's pods (its Deployment, and its headless ``-replicas`` Service);
+    immutable once the Deployment exists, so never add to it."""
     return {SELECTOR_LABEL: name, TRACK_LABEL: track}
 
 

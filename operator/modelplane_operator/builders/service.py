@@ -1,13 +1,30 @@
-"""The ClusterIP Service in front of every replica of a ModelDeployment (both tracks)."""
+"""The Services of a ModelDeployment: ``<name>`` for clients, headless ``-replicas`` per track.
+
+- ``<name>`` (ClusterIP) is what clients call, and its URL is ``status.url``. With the
+  balancer it selects the balancer pods; without it (``routing.balancer: false``), every
+  runtime pod of both tracks, and kube-proxy picks one per TCP connection. Its port and
+  name are the same either way, so switching changes no client.
+- ``<name>-replicas`` and ``<name>-canary-replicas`` (headless: ``clusterIP: None``) select
+  one track's runtime pods each. The balancer watches their EndpointSlices to find the
+  replicas (the balancer's discovery contract), and DNS answers their names with every
+  ready pod's address, for clients that balance themselves.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from modelplane_balancer import contract as balancer
 from modelplane_runtime import contract
 
 from modelplane_operator.builders.deployment import PORT_NAME
-from modelplane_operator.builders.labels import common_labels, service_selector
+from modelplane_operator.builders.labels import (
+    Track,
+    balancer_selector,
+    common_labels,
+    deployment_selector,
+    service_selector,
+)
 from modelplane_operator.builders.owner import Owner
 from modelplane_operator.spec import ModelDeploymentSpec
 
@@ -16,16 +33,18 @@ ROUTING_ANNOTATION = "modelplane.io/routing-strategy"
 
 kube-proxy has no per-Service balancing algorithm (iptables mode picks an endpoint at
 random per connection, IPVS mode uses one scheduler for the whole node), so plain
-Kubernetes cannot honour least-request or weighted routing by itself; the annotation is
-where a smarter proxy in front of the Service reads the intent.
+Kubernetes cannot honour least-request or weighted routing by itself; without the balancer
+the annotation is where a smarter proxy in front of the Service reads the intent.
 """
 
 
 def service_port(tls: bool) -> int:
     """Port the Service listens on: the runtime's own, so port-forward and URLs match pods.
 
-    With TLS the same port speaks HTTPS (``appProtocol: https`` says so).
+    With TLS the same port speaks HTTPS (``appProtocol: https`` says so). The balancer
+    listens on the same port number, so the URL does not depend on the balancer.
     """
+    assert balancer.HTTP_PORT == contract.HTTP_PORT
     return contract.HTTP_PORT
 
 
@@ -35,16 +54,29 @@ def service_url(name: str, namespace: str, tls: bool, cluster_domain: str = "clu
     return f"{scheme}://{name}.{namespace}.svc.{cluster_domain}:{service_port(tls)}"
 
 
-def build_service(owner: Owner, spec: ModelDeploymentSpec, version: str | None) -> dict[str, Any]:
-    """ClusterIP Service with one port named ``http``, targeting the runtime's named port."""
-    tls = spec.tls is not None
-    port: dict[str, Any] = {
+def replicas_service_name(name: str, track: Track) -> str:
+    """The headless Service of one track (the balancer contract's names)."""
+    if track == "stable":
+        return balancer.replicas_service(name)
+    return balancer.canary_replicas_service(name)
+
+
+def _http_port(tls: bool) -> dict[str, Any]:
+    return {
         "name": PORT_NAME,
         "port": service_port(tls),
         "targetPort": PORT_NAME,
         "protocol": "TCP",
         "appProtocol": "https" if tls else "http",
     }
+
+
+def build_service(owner: Owner, spec: ModelDeploymentSpec, version: str | None, *,
+                  through_balancer: bool) -> dict[str, Any]:
+    """The ClusterIP Service ``<name>`` with one port named ``http``: in front of the
+    balancer pods, or (``through_balancer`` False) of every runtime pod."""
+    selector = balancer_selector(owner.name) if through_balancer else service_selector(
+        owner.name)
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -55,7 +87,33 @@ def build_service(owner: Owner, spec: ModelDeploymentSpec, version: str | None) 
         ),
         "spec": {
             "type": "ClusterIP",
-            "selector": service_selector(owner.name),
-            "ports": [port],
+            "selector": selector,
+            "ports": [_http_port(spec.tls is not None)],
+        },
+    }
+
+
+def build_replicas_service(owner: Owner, spec: ModelDeploymentSpec, version: str | None,
+                           track: Track) -> dict[str, Any]:
+    """The headless Service of one track's runtime pods.
+
+    Not-ready pods are left out of DNS (``publishNotReadyAddresses: false``); their
+    EndpointSlice entries stay, marked not ready, which is how the balancer tells a
+    replica that is starting or draining from one that is gone.
+    """
+    assert balancer.REPLICA_PORT_NAME == PORT_NAME
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": owner.metadata(
+            replicas_service_name(owner.name, track),
+            common_labels(owner.name, "replicas", version),
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": "None",
+            "publishNotReadyAddresses": False,
+            "selector": deployment_selector(owner.name, track),
+            "ports": [_http_port(spec.tls is not None)],
         },
     }

@@ -102,6 +102,19 @@ def test_request_id_is_kept_or_added(balancer: BalancerProcess) -> None:
     assert added["x-request-id"] != again["x-request-id"]
 
 
+def test_request_ids_follow_the_runtimes_rule(balancer: BalancerProcess) -> None:
+    """modelplane_runtime.rules.request_id: a long id is cut to 128 bytes (the replica sees
+    exactly one id, the one the balancer logs); control characters never get that far
+    (the HTTP parser refuses them: 400)."""
+    with balancer.client() as client:
+        long = _fields(_echo(client, headers={"X-Request-Id": "r" * 300}))
+        tab_ok = _fields(_echo(client, headers={"X-Request-Id": "a\tb"}))
+        refused = client.get("/echo", headers=[("X-Request-Id", "a\x7fb")])
+    assert long["x-request-id"] == ["r" * 128]
+    assert tab_ok["x-request-id"] == ["a\tb"]  # a tab is allowed in a field value
+    assert refused.status_code == 400 and "error" in refused.json()
+
+
 def test_chunked_request_body_is_forwarded_whole(balancer: BalancerProcess) -> None:
     pieces = [b"first,", b"", b"second," * 1000, b"third"]
 
@@ -297,3 +310,17 @@ def test_sigterm_drains_and_exits_0(balancer_log_dir: Path) -> None:
         assert process.process.returncode == 0
         events = [e.get("event") for e in process.events()]
         assert events[-2:] == ["draining", "stopped"]
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "1.5", "1234567890", ""])
+def test_a_bad_deadline_header_is_a_clear_400(balancer: BalancerProcess, value: str) -> None:
+    with balancer.client() as client:
+        answer = client.get("/echo", headers={"X-Modelplane-Deadline-Ms": value})
+    assert answer.status_code == 400
+    assert "X-Modelplane-Deadline-Ms" in answer.json()["error"]
+
+
+def test_the_deadline_header_reaches_the_replica(balancer: BalancerProcess) -> None:
+    with balancer.client() as client:
+        fields = _fields(_echo(client, headers={"X-Modelplane-Deadline-Ms": "2500"}))
+    assert fields["x-modelplane-deadline-ms"] == ["2500"]

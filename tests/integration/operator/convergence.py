@@ -20,7 +20,12 @@ from typing import Any
 
 import httpx
 from modelplane_operator.builders.defaults import RenderDefaults
-from modelplane_operator.builders.labels import MANAGED_BY, MANAGED_BY_LABEL
+from modelplane_operator.builders.labels import (
+    APP_NAME,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+)
 from modelplane_operator.builders.render import render
 from modelplane_operator.messages import InvalidSpec
 
@@ -28,7 +33,10 @@ from tests.fixtures.kube import KubeApi
 
 CHILDREN = {"Deployment": ("apps", "deployments"), "Service": ("", "services"),
             "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
-            "PodDisruptionBudget": ("policy", "poddisruptionbudgets")}
+            "PodDisruptionBudget": ("policy", "poddisruptionbudgets"),
+            "ServiceAccount": ("", "serviceaccounts"),
+            "Role": ("rbac.authorization.k8s.io", "roles"),
+            "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings")}
 MERGE = {"Content-Type": "application/merge-patch+json"}
 
 
@@ -183,7 +191,9 @@ def problems(kube_api: KubeApi, namespace: str, defaults: RenderDefaults,
             missing = sorted(expected - set(owned))
             extra = sorted(set(owned) - expected)
             found.append(f"children: missing {missing}, extra {extra}")
-        deployments = [d for d in children["Deployment"] if owner_uid(d) == uid]
+        # The model's replicas are the runtime Deployments' (the balancer's are apart).
+        deployments = [d for d in children["Deployment"] if owner_uid(d) == uid
+                       and d["metadata"]["labels"].get(NAME_LABEL) == APP_NAME]
         autoscalers = {h["metadata"]["name"]: h for h in children["HorizontalPodAutoscaler"]
                        if owner_uid(h) == uid}
         found += status_problems(md, deployments, autoscalers)

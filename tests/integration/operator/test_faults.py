@@ -360,7 +360,12 @@ def test_a_refused_child_is_reported_and_the_rest_explained(
                        == "ChildRejected" and c, timeout=30, what="ChildRejected")
     assert "refused Deployment seed-mlp" in ready["message"]
     assert "exceeds the namespace quota" in ready["message"]
-    assert "applied: Service seed-mlp, PodDisruptionBudget seed-mlp" in ready["message"]
+    assert "refused Deployment seed-mlp-balancer" in ready["message"]  # every POST refused
+    applied = ready["message"].split("applied: ", 1)[1].split(", ")
+    assert applied == ["ServiceAccount seed-mlp-balancer", "Role seed-mlp-balancer",
+                       "RoleBinding seed-mlp-balancer", "PodDisruptionBudget seed-mlp-balancer",
+                       "Service seed-mlp-replicas", "Service seed-mlp",
+                       "PodDisruptionBudget seed-mlp"]
     event = eventually(lambda: [e for e in cluster.events("seed-mlp")
                                 if e["reason"] == "ChildRejected"], what="the Event")
     assert event[0]["type"] == "Warning"
@@ -400,7 +405,9 @@ def test_cleanup_is_retried_through_errors_and_conflicts(
         behind_proxy: Callable[..., OperatorProcess], fault_proxy: FaultProxy,
         kubectl: Kubectl, kube_api: KubeApi, kube_namespace: str) -> None:
     operator = behind_proxy()
-    kubectl.apply(model_deployment("seed-mlp", kube_namespace))
+    # Without the balancer: one Deployment meets all eight failures (kube.py retries each
+    # call four times, so two Deployments deleted at once would share them out).
+    kubectl.apply(model_deployment("seed-mlp", kube_namespace, routing={"balancer": False}))
     eventually(converged(kube_api, kube_namespace), what="convergence")
     fault_proxy.add(Rule("status", status=503, method="DELETE", path="/deployments/", times=8),
                     Rule("status", status=409, method="DELETE", path="/services/"))
@@ -419,7 +426,8 @@ def test_retry_after_is_honoured(
     behind_proxy()
     fault_proxy.add(Rule("status", status=429, retry_after_s=2, method="POST",
                          path="/poddisruptionbudgets$", times=2))
-    kubectl.apply(model_deployment("seed-mlp", kube_namespace))
+    # Without the balancer, whose PDB would be a second POST to the same path.
+    kubectl.apply(model_deployment("seed-mlp", kube_namespace, routing={"balancer": False}))
     eventually(converged(kube_api, kube_namespace), timeout=30, what="convergence")
     attempts = [e.at for e in fault_proxy.entries(method="POST", path="/poddisruptionbudgets$")]
     assert len(attempts) == 3

@@ -222,8 +222,10 @@ def test_restart_duplicates_and_rewrites_nothing(
     assert after == before, f"first:\n{first.logs()}\nsecond:\n{second.logs()}"
     assert second.metric("modelplane_operator_child_writes_total") == 0
     assert second.metric("modelplane_operator_status_writes_total") == 0
-    assert len(cluster.items("deployments")) == 2
-    assert len(cluster.items("services")) == 2
+    # Per object: the runtime's and the balancer's Deployments; the Service and the
+    # headless -replicas Service.
+    assert len(cluster.items("deployments")) == 4
+    assert len(cluster.items("services")) == 4
 
 
 def test_deleting_the_model_deployment_removes_its_children(

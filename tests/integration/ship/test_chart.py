@@ -164,19 +164,30 @@ def test_monitors_select_what_exists() -> None:
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
 
     (pod_monitor,) = _by_kind(docs, "PodMonitor")
-    wanted = pod_monitor["spec"]["selector"]["matchLabels"]
+    selector = pod_monitor["spec"]["selector"]
     endpoint_ports = {e["port"] for e in pod_monitor["spec"]["podMetricsEndpoints"]}
-    relabeled = [
-        r["sourceLabels"][0].removeprefix("__meta_kubernetes_pod_label_")
-        for e in pod_monitor["spec"]["podMetricsEndpoints"] for r in e.get("relabelings", [])
-    ]
+    (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
+    model_rule = next(r for r in endpoint["relabelings"] if r["targetLabel"] == "modeldeployment")
+    model_sources = [s.removeprefix("__meta_kubernetes_pod_label_")
+                     for s in model_rule["sourceLabels"]]
+
+    def selected(labels: dict[str, str]) -> bool:
+        expressions = selector.get("matchExpressions", [])
+        assert all(e["operator"] == "In" for e in expressions)
+        return selector["matchLabels"].items() <= labels.items() and all(
+            labels.get(e["key"]) in e["values"] for e in expressions)
+
     sample = next(p for p in SAMPLES if p.name == "seed-mlp.yaml")
-    for deployment in (d for d in render(sample) if d["kind"] == "Deployment"):
+    deployments = [d for d in render(sample) if d["kind"] == "Deployment"]
+    assert {d["metadata"]["name"] for d in deployments} == {"seed-mlp", "seed-mlp-balancer"}
+    for deployment in deployments:  # the runtime's pods and the balancer's
         template = deployment["spec"]["template"]
         labels = template["metadata"]["labels"]
-        assert wanted.items() <= labels.items()
-        sanitized = {re.sub(r"[^a-zA-Z0-9_]", "_", k) for k in labels}
-        assert set(relabeled) <= sanitized
+        assert selected(labels), deployment["metadata"]["name"]
+        sanitized = {re.sub(r"[^a-zA-Z0-9_]", "_", k): v for k, v in labels.items()}
+        # Exactly one source of the model's name is set on each pod (separator ""), so
+        # the joined value is the name itself.
+        assert "".join(sanitized.get(s, "") for s in model_sources) == "seed-mlp"
         container_ports = {
             p.get("name") for c in template["spec"]["containers"] for p in c.get("ports", [])
         }
@@ -186,7 +197,8 @@ def test_monitors_select_what_exists() -> None:
 def test_dashboard_ships_only_when_enabled() -> None:
     plain = _by_kind(helm_template(), "ConfigMap")
     assert plain == []
-    (config_map,) = _by_kind(helm_template(CHART / "ci" / "monitoring-values.yaml"), "ConfigMap")
+    (config_map,) = [c for c in _by_kind(helm_template(CHART / "ci" / "monitoring-values.yaml"),
+                                         "ConfigMap") if "modelplane.json" in c["data"]]
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = config_map["data"]["modelplane.json"]
     assert shipped.strip() == (CHART / "dashboards" / "modelplane.json").read_text().strip()
@@ -238,3 +250,36 @@ def test_helm_package_ships_crds_and_dashboard(tmp_path: Path) -> None:
     for member in ("crds/modelplane.io_modeldeployments.yaml", "dashboards/modelplane.json",
                    "templates/NOTES.txt", "templates/tests/test-health.yaml", "values.yaml"):
         assert f"modelplane/{member}" in names
+
+
+def test_prometheus_adapter_rules_serve_what_the_hpas_ask_for(tmp_path: Path) -> None:
+    """The values' rules name the runtime's series and expose exactly the metric names the
+    HPA builder asks for; their queries are valid PromQL once the adapter fills them in."""
+    import shutil
+
+    from modelplane_operator.builders.autoscaler import IN_FLIGHT_METRIC, RPS_METRIC
+    from modelplane_runtime import contract
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    rules = values["prometheusAdapter"]["rules"]
+    assert {r["name"]["as"] for r in rules} == {IN_FLIGHT_METRIC, RPS_METRIC}
+    runtime_metrics = {v for k, v in vars(contract).items() if k.startswith("METRIC_")}
+    for rule in rules:
+        assert rule["seriesQuery"].split("{")[0] in runtime_metrics
+        assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"},
+                                                  "pod": {"resource": "pod"}}
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is missing: apt-get install prometheus", pytrace=False)
+    filled = [{"record": f"adapter:rule_{i}", "expr": rule["metricsQuery"]
+               .replace("<<.Series>>", rule["seriesQuery"].split("{")[0])
+               .replace("<<.LabelMatchers>>", 'namespace="ml",pod=~"a|b"')
+               .replace("<<.GroupBy>>", "pod")} for i, rule in enumerate(rules)]
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "adapter", "rules": filled}]}))
+    assert f"SUCCESS: {len(filled)} rules found" in run([promtool, "check", "rules", path]).stdout
+    # Enabled, the chart ships them in the adapter's config format.
+    (config_map,) = [d for d in helm_template(CHART / "ci" / "monitoring-values.yaml")
+                     if d["kind"] == "ConfigMap" and "adapter" in d["metadata"]["name"]]
+    assert yaml.safe_load(config_map["data"]["config.yaml"]) == {"rules": rules}
+    assert not [d for d in helm_template() if d["kind"] == "ConfigMap"]

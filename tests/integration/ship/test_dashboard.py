@@ -49,16 +49,32 @@ def test_resource_panels_show_each_replica() -> None:
     assert rows[:2] == ["Traffic", "Resources"] and rows[2].startswith("GPUs")
 
 
-def test_queries_name_only_runtime_metrics() -> None:
+def test_queries_name_only_runtime_and_balancer_metrics() -> None:
+    from modelplane_balancer import contract as balancer
     from modelplane_runtime import contract
 
-    known = {v for k, v in vars(contract).items() if k.startswith("METRIC_")}
+    runtime = {v for k, v in vars(contract).items() if k.startswith("METRIC_")}
+    balancing = {v for k, v in vars(balancer).items() if k.startswith("METRIC_")}
     used = set()
     for expr in _queries():
         used |= {
             re.sub(r"_(bucket|sum|count)$", "", m) for m in re.findall(r"\bmodelplane_\w+", expr)
         }
-    assert used == known, "every runtime metric has a panel, and no panel names another"
+    assert used & runtime == runtime, "every runtime metric has a panel"
+    assert used - runtime <= balancing, "no panel names a metric nobody exposes"
+    # Per-replica share and latency as the balancer sees them (issue 10).
+    assert {balancer.METRIC_REQUESTS, balancer.METRIC_LATENCY, balancer.METRIC_WAITING} <= used
+
+
+def test_balancer_panels_show_each_replica() -> None:
+    board = json.loads(DASHBOARD.read_text())
+    titles = {p["title"]: p for p in board["panels"]}
+    share = titles["Share of traffic per replica (balancer)"]
+    latency = titles["Replica latency as the balancer sees it"]
+    for panel in (share, latency):
+        assert all("replica" in t["expr"] and "{{replica}}" in t["legendFormat"]
+                   for t in panel["targets"])
+    assert "group_left" in share["targets"][0]["expr"]
 
 
 def test_queries_are_valid_promql(tmp_path: Path) -> None:

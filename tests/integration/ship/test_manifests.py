@@ -106,7 +106,8 @@ def test_chart_crds_equal_the_generated_crd() -> None:
 
 def test_samples_exist() -> None:
     names = {p.name for p in SAMPLES}
-    expected = {"seed-mlp", "gpu", "autoscaling", "pvc", "http-archive"}
+    expected = {"seed-mlp", "gpu", "autoscaling", "pvc", "http-archive", "routing",
+                "scale-to-zero", "keda"}
     assert {f"{name}.yaml" for name in expected} <= names
 
 
@@ -165,7 +166,8 @@ def test_rendered_pods_pass_restricted_pss(rendered: tuple[Path, list[Doc]]) -> 
 
 def test_seed_mlp_serves_the_bundled_demo_model() -> None:
     (sample,) = (p for p in SAMPLES if p.name == "seed-mlp.yaml")
-    (deployment,) = (d for d in render(sample) if d["kind"] == "Deployment")
+    (deployment,) = (d for d in render(sample)
+                     if d["kind"] == "Deployment" and d["metadata"]["name"] == "seed-mlp")
     init = deployment["spec"]["template"]["spec"].get("initContainers", [])
     commands = [" ".join([*c.get("command", []), *c.get("args", [])]) for c in init]
     assert any("fetch" in c and "demo://seed-mlp" in c for c in commands), commands
@@ -225,4 +227,23 @@ def test_rbac_matches_what_the_operator_touches(kustomized: list[Doc]) -> None:
     pods_group, pods = group_resource(handlers.PODS)
     expected |= {(pods_group, pods, "list"), (pods_group, pods, "watch")}
     expected.add((*group_resource(handlers.POD_METRICS), "list"))  # podmetrics.py
+    # What the balancers' Roles grant, the operator must hold (RBAC's escalation check).
+    expected |= {(group, resource, verb) for group, resource, verbs in handlers.GRANTED
+                 for verb in verbs}
     assert _rules(kustomized) == expected
+
+
+def test_the_operator_holds_what_it_grants_the_balancers(kustomized: list[Doc]) -> None:
+    """A rendered balancer Role grants nothing the operator's own rules lack, so the API
+    server lets the operator create it without the escalate verb."""
+    from modelplane_operator.builders.render import render
+
+    from tests.unit.operator.cases import DEFAULTS, md
+
+    held = _rules(kustomized)
+    roles = [c for c in render(md({"model": {"uri": "demo://"}}), DEFAULTS) if c["kind"] == "Role"]
+    assert roles
+    granted = {(group, resource, verb) for role in roles for rule in role["rules"]
+               for group in rule["apiGroups"] for resource in rule["resources"]
+               for verb in rule["verbs"]}
+    assert granted and granted <= held

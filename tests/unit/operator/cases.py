@@ -85,6 +85,12 @@ SPECS: dict[str, dict[str, Any]] = {
         "canary": {"model": {"uri": "gs://models/fraud/v2"}, "trafficPercent": 20},
         "routing": {"strategy": "weighted"},
     },
+    "scale-to-zero": {
+        "model": {"uri": "demo://seed-mlp"},
+        "autoscaling": {"minReplicas": 0, "maxReplicas": 4, "idleSeconds": 120,
+                        "targetInFlightPerReplica": 8},
+        "canary": {"model": {"uri": "demo://seed-mlp"}, "trafficPercent": 10},
+    },
     "canary-autoscaling": {
         "model": {"uri": "file:///models/fraud"},
         "autoscaling": {"minReplicas": 4, "maxReplicas": 20, "targetInFlightPerReplica": 4},
@@ -94,5 +100,15 @@ SPECS: dict[str, dict[str, Any]] = {
 
 
 def by_kind(children: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    """The children of one kind, in render order."""
-    return [c for c in children if c["kind"] == kind]
+    """The model's own children of one kind, in render order: the runtime Deployments, the
+    Service ``<name>``, HPAs and the PDB (the balancer's children and the headless
+    ``-replicas`` Services are picked by name: ``named``)."""
+    return [c for c in children if c["kind"] == kind
+            and c["metadata"]["labels"]["app.kubernetes.io/name"] == "modelplane-runtime"
+            and c["metadata"]["labels"]["app.kubernetes.io/component"] != "replicas"]
+
+
+def named(children: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    """The one child of that kind and name."""
+    (found,) = [c for c in children if c["kind"] == kind and c["metadata"]["name"] == name]
+    return found

@@ -49,7 +49,8 @@ def test_render_prints_every_child(tmp_path: Path) -> None:
     obj["metadata"]["uid"] = PLACEHOLDER_UID
     assert printed == render(obj, DEFAULTS)
     assert [c["kind"] for c in printed] == [
-        "Deployment", "Deployment", "Service", "PodDisruptionBudget"]
+        "Deployment", "Deployment", "ServiceAccount", "Role", "RoleBinding", "Deployment",
+        "PodDisruptionBudget", "Service", "Service", "Service", "PodDisruptionBudget"]
 
 
 def test_render_reads_stdin_and_skips_other_kinds(tmp_path: Path) -> None:
@@ -58,7 +59,8 @@ def test_render_reads_stdin_and_skips_other_kinds(tmp_path: Path) -> None:
     result = _run("render", "-", "--runtime-image", "rt:9", stdin=text)
     assert result.returncode == 0, result.stderr
     kinds = [c["kind"] for c in yaml.safe_load_all(result.stdout)]
-    assert kinds == ["Deployment", "Service", "PodDisruptionBudget"]
+    assert kinds == ["Deployment", "ServiceAccount", "Role", "RoleBinding", "Deployment",
+                     "PodDisruptionBudget", "Service", "Service", "PodDisruptionBudget"]
 
 
 @pytest.mark.parametrize(

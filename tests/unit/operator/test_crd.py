@@ -89,9 +89,12 @@ def test_every_spec_field_is_in_the_schema() -> None:
     spec = openapi_schema()["properties"]["spec"]["properties"]
     assert set(spec) == _aliases(ModelDeploymentSpec)
     assert set(spec["autoscaling"]["properties"]) == {
-        "minReplicas", "maxReplicas", "targetCPUUtilization", "targetInFlightPerReplica",
-        "targetRequestsPerSecondPerReplica",
+        "engine", "minReplicas", "maxReplicas", "idleSeconds", "targetCPUUtilization",
+        "targetInFlightPerReplica", "targetRequestsPerSecondPerReplica",
     }
+    assert spec["autoscaling"]["properties"]["engine"]["enum"] == ["hpa", "keda"]
+    assert spec["autoscaling"]["properties"]["minReplicas"]["minimum"] == 0
+    assert spec["suspend"]["type"] == "boolean"
     assert set(spec["model"]["properties"]) == {"uri", "format", "version", "credentialsSecret",
                                                 "serviceAccountName", "pollSeconds"}
     assert spec["model"]["required"] == ["uri"]
@@ -100,7 +103,12 @@ def test_every_spec_field_is_in_the_schema() -> None:
     assert set(spec["scheduling"]["properties"]) == {
         "nodeSelector", "tolerations", "affinity", "priorityClassName"}
     assert spec["routing"]["properties"]["strategy"]["enum"] == [
-        "round-robin", "random", "weighted", "least-request"]
+        "round-robin", "random", "weighted", "least-request", "power-of-two", "latency-aware"]
+    assert set(spec["routing"]["properties"]) == {"strategy", "balancer", "weights"}
+    weights = spec["routing"]["properties"]["weights"]
+    assert weights["additionalProperties"] == {"type": "integer", "minimum": 1,
+                                               "maximum": 1_000_000}
+    assert weights["maxProperties"] == 256
     assert spec["canary"]["required"] == ["model", "trafficPercent"]
     # Optional fields accept an explicit null as the pydantic model does.
     assert spec["autoscaling"]["nullable"] is True

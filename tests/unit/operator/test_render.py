@@ -11,7 +11,7 @@ from modelplane_operator.builders.defaults import RenderDefaults
 from modelplane_operator.builders.document import dump_all
 from modelplane_operator.builders.labels import image_version, managed_selector, selector_string
 from modelplane_operator.builders.owner import Owner
-from modelplane_operator.builders.render import CHILD_KINDS, render, render_spec
+from modelplane_operator.builders.render import CHILD_KINDS, Observed, render, render_spec
 from modelplane_operator.builders.service import service_url
 from modelplane_operator.builders.traffic import split
 from modelplane_operator.spec import DType, InvalidSpec, validate_spec
@@ -19,7 +19,7 @@ from modelplane_runtime.dataplane.processing import read_config
 from modelplane_runtime.signature import DTYPES
 from pydantic import BaseModel
 
-from .cases import DEFAULTS, SPECS, by_kind, md
+from .cases import DEFAULTS, SPECS, by_kind, md, named
 
 OWNER_UID = md({})["metadata"]["uid"]
 
@@ -39,16 +39,25 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_children_kinds_and_names() -> None:
+    balancer = [("ServiceAccount", "seed-mlp-balancer"), ("Role", "seed-mlp-balancer"),
+                ("RoleBinding", "seed-mlp-balancer"), ("Deployment", "seed-mlp-balancer"),
+                ("PodDisruptionBudget", "seed-mlp-balancer")]
     children = render(md(SPECS["demo"]), DEFAULTS)
     assert [(c["kind"], c["metadata"]["name"]) for c in children] == [
-        ("Deployment", "seed-mlp"), ("Service", "seed-mlp"),
-        ("PodDisruptionBudget", "seed-mlp"),
+        ("Deployment", "seed-mlp"), *balancer, ("Service", "seed-mlp-replicas"),
+        ("Service", "seed-mlp"), ("PodDisruptionBudget", "seed-mlp"),
     ]
     children = render(md(SPECS["canary-autoscaling"]), DEFAULTS)
     assert [(c["kind"], c["metadata"]["name"]) for c in children] == [
-        ("Deployment", "seed-mlp"), ("Deployment", "seed-mlp-canary"), ("Service", "seed-mlp"),
-        ("HorizontalPodAutoscaler", "seed-mlp"),
+        ("Deployment", "seed-mlp"), ("Deployment", "seed-mlp-canary"), *balancer,
+        ("Service", "seed-mlp-replicas"), ("Service", "seed-mlp-canary-replicas"),
+        ("Service", "seed-mlp"), ("HorizontalPodAutoscaler", "seed-mlp"),
         ("HorizontalPodAutoscaler", "seed-mlp-canary"), ("PodDisruptionBudget", "seed-mlp"),
+    ]
+    direct = {**SPECS["demo"], "routing": {"balancer": False}}
+    assert [(c["kind"], c["metadata"]["name"]) for c in render(md(direct), DEFAULTS)] == [
+        ("Deployment", "seed-mlp"), ("Service", "seed-mlp-replicas"), ("Service", "seed-mlp"),
+        ("PodDisruptionBudget", "seed-mlp"),
     ]
 
 
@@ -65,14 +74,17 @@ def test_every_child_is_owned_by_the_model_deployment(name: str) -> None:
             "blockOwnerDeletion": True,
         }]
         labels = meta["labels"]
-        assert labels["app.kubernetes.io/name"] == "modelplane-runtime"
+        balancer = meta["name"] in ("seed-mlp-balancer", "seed-mlp-wake")
+        assert labels["app.kubernetes.io/name"] == (
+            "modelplane-balancer" if balancer else "modelplane-runtime")
         assert labels["app.kubernetes.io/instance"] == "seed-mlp"
         assert labels["app.kubernetes.io/managed-by"] == "modelplane-operator"
         key, value = managed_selector().split("=")  # what the operator's watches select
         assert labels[key] == value
         assert labels["app.kubernetes.io/part-of"] == "modelplane"
-        image = by_kind(render(md(SPECS[name]), DEFAULTS), "Deployment")[0]["spec"][
-            "template"]["spec"]["containers"][0]["image"]
+        image = DEFAULTS.balancer.image if balancer else by_kind(
+            render(md(SPECS[name]), DEFAULTS), "Deployment")[0]["spec"]["template"]["spec"][
+            "containers"][0]["image"]
         assert labels["app.kubernetes.io/version"] == image.rsplit(":", 1)[1]
         assert labels["app.kubernetes.io/component"]
         assert labels["modelplane.io/deployment"] == "seed-mlp"
@@ -312,13 +324,23 @@ def test_user_env_overrides_the_operators() -> None:
 
 
 def test_service() -> None:
+    port = {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP",
+            "appProtocol": "http"}
     service = _one(render(md(SPECS["demo"]), DEFAULTS), "Service")
     assert service["spec"] == {
         "type": "ClusterIP",
-        "selector": {"modelplane.io/deployment": "seed-mlp"},
-        "ports": [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP",
-                   "appProtocol": "http"}],
+        "selector": {"modelplane.io/balancer": "seed-mlp"},
+        "ports": [port],
     }
+    # Without the balancer (or until a balancer pod is ready) it selects the runtime pods.
+    direct = {**SPECS["demo"], "routing": {"balancer": False}}
+    waiting = render(md(SPECS["demo"]), DEFAULTS, Observed(service_on_balancer=False))
+    for children in (render(md(direct), DEFAULTS), waiting):
+        assert _one(children, "Service")["spec"] == {
+            "type": "ClusterIP",
+            "selector": {"modelplane.io/deployment": "seed-mlp"},
+            "ports": [port],
+        }
     assert service_url("seed-mlp", "ml", tls=False) == (
         "http://seed-mlp.ml.svc.cluster.local:8080")
     assert selector_string("seed-mlp") == "modelplane.io/deployment=seed-mlp"
@@ -392,10 +414,16 @@ def test_canary_runs_a_second_deployment_behind_the_same_service() -> None:
     stable_sel = stable["spec"]["selector"]["matchLabels"]
     canary_sel = canary["spec"]["selector"]["matchLabels"]
     assert stable_sel != canary_sel  # Deployments must never select each other's pods
-    service_sel = _one(children, "Service")["spec"]["selector"]
+    direct = render(md({**SPECS["canary"], "routing": {"balancer": False}}), DEFAULTS)
+    service_sel = _one(direct, "Service")["spec"]["selector"]
     for deployment in (stable, canary):
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert service_sel.items() <= labels.items()
+    # With the balancer each track has its headless Service, selecting that track only.
+    for deployment, service in ((stable, "seed-mlp-replicas"),
+                                (canary, "seed-mlp-canary-replicas")):
+        selector = named(children, "Service", service)["spec"]["selector"]
+        assert selector == deployment["spec"]["selector"]["matchLabels"]
     stable_init = stable["spec"]["template"]["spec"]["initContainers"][0]
     canary_init = canary["spec"]["template"]["spec"]["initContainers"][0]
     assert stable_init["command"][2] == "gs://models/fraud/v1"

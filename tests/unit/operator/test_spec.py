@@ -53,7 +53,9 @@ def test_defaults() -> None:
     assert spec.effective_replicas == 1
     assert spec.model.format == "auto"
     assert (spec.resources.cpu, spec.resources.memory, spec.resources.gpu) == ("1", "2Gi", 0)
-    assert spec.routing.strategy == "round-robin"
+    assert spec.routing.strategy == "latency-aware"
+    assert spec.routing.balancer is True
+    assert spec.routing.weights == {}
     assert spec.runtime.log_level == "info"
     assert spec.autoscaling is None
     assert spec.canary is None
@@ -80,8 +82,16 @@ def test_defaults() -> None:
          "spec.autoscaling.maxReplicas", "required"),
         ({"model": {"uri": "demo://"}, "autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
          "spec.autoscaling.maxReplicas", "must be >= minReplicas"),
-        ({"model": {"uri": "demo://"}, "autoscaling": {"minReplicas": 0, "maxReplicas": 2}},
+        ({"model": {"uri": "demo://"}, "autoscaling": {"minReplicas": -1, "maxReplicas": 2}},
          "spec.autoscaling.minReplicas", "greater than"),
+        ({"model": {"uri": "demo://"}, "autoscaling": {"minReplicas": 0, "maxReplicas": 2},
+          "routing": {"balancer": False}},
+         "spec.autoscaling.minReplicas", "needs the balancer"),
+        ({"model": {"uri": "demo://"}, "autoscaling": {"maxReplicas": 2, "idleSeconds": 1}},
+         "spec.autoscaling.idleSeconds", "greater than or equal to 5"),
+        ({"model": {"uri": "demo://"}, "autoscaling": {"maxReplicas": 2, "engine": "knative"}},
+         "spec.autoscaling.engine", "hpa"),
+        ({"model": {"uri": "demo://"}, "suspend": "yes"}, "spec.suspend", "boolean"),
         ({"model": {"uri": "demo://"},
           "autoscaling": {"maxReplicas": 2, "targetInFlightPerReplica": 0}},
          "spec.autoscaling.targetInFlightPerReplica", "greater than"),
@@ -156,6 +166,20 @@ def test_defaults() -> None:
          "spec.canary.model.uri", "no scheme"),
         ({"model": {"uri": "demo://"}, "routing": {"strategy": "fastest"}},
          "spec.routing.strategy", "least-request"),
+        ({"model": {"uri": "demo://"}, "routing": {"weights": {"pod/a": 0}}},
+         'spec.routing.weights["pod/a"]', "greater than or equal to 1"),
+        ({"model": {"uri": "demo://"}, "routing": {"weights": {"pod/a": 1_000_001}}},
+         'spec.routing.weights["pod/a"]', "less than or equal to 1000000"),
+        ({"model": {"uri": "demo://"}, "routing": {"weights": {"host/a": 2}}},
+         'spec.routing.weights["host/a"]', "pod/<pod name>"),
+        ({"model": {"uri": "demo://"}, "routing": {"weights": {"pod/Bad_Name": 2}}},
+         'spec.routing.weights["pod/Bad_Name"]', "pod/<pod name>"),
+        ({"model": {"uri": "demo://"}, "routing": {"weights": {"zone/eu-1a": True}}},
+         'spec.routing.weights["zone/eu-1a"]', "integer"),
+        ({"model": {"uri": "demo://"}, "routing": {"balancer": False, "weights": {"pod/a": 2}}},
+         "spec.routing.weights", "balancer"),
+        ({"model": {"uri": "demo://"}, "routing": {"balancer": "yes"}},
+         "spec.routing.balancer", "boolean"),
         ({"model": {"uri": "demo://"}, "auth": {}}, "spec.auth.secretName", "required"),
         ({"model": {"uri": "demo://"}, "tls": {"secretName": "UPPER"}},
          "spec.tls.secretName", "Secret name"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from modelplane_operator.events import event_body, transitions
 from modelplane_operator.load import Load
 from modelplane_operator.status import (
@@ -151,11 +152,33 @@ def test_progress_deadline_stops_progressing() -> None:
     assert reason(status, "Degraded") == ("True", "ProgressDeadlineExceeded")
 
 
-def test_scaled_to_zero() -> None:
+def test_zero_replicas_by_hand_is_not_ready() -> None:
     target = Target(url="u", selector="s", desired_replicas=0)
     status = build_status(generation=1, target=target, deployments=[deployment(0, 0, 0)],
                           pods=[], load=None, load_updated_at=None, previous={}, now=NOW)
-    assert reason(status, "Ready") == ("False", "ScaledToZero")
+    assert reason(status, "Ready") == ("False", "NoReplicas")
+
+
+@pytest.mark.parametrize(("mode", "ready", "expected"), [
+    ("asleep", 0, ("True", "ScaledToZero")),
+    ("waking", 0, ("True", "WakingUp")),
+    ("waking", 1, ("True", "AllReplicasReady")),
+    ("suspended", 0, ("False", "Suspended")),
+])
+def test_scale_to_zero_and_suspension(mode: str, ready: int,
+                                      expected: tuple[str, str]) -> None:
+    """Scaled to zero for want of requests is still Ready (the balancer holds requests and
+    wakes the model); suspended is not (requests get 503)."""
+    desired = 1 if mode == "waking" else 0
+    target = Target(url="u", selector="s", desired_replicas=desired,
+                    mode=mode, idle_seconds=300)  # type: ignore[arg-type]
+    status = build_status(generation=1, target=target,
+                          deployments=[deployment(desired, ready, ready)], pods=[],
+                          load=None, load_updated_at=None, previous={}, now=NOW)
+    assert reason(status, "Ready") == expected
+    assert status["ready"] == f"{ready}/{desired}"
+    if mode == "suspended":
+        assert reason(status, "Progressing") == ("False", "Suspended")
 
 
 def test_transition_time_moves_only_when_the_status_flips() -> None:
