@@ -101,7 +101,8 @@ def test_rendered_fetcher_reads_each_store_through_the_mounted_secret(
     md = model_deployment("ml", uri=store.uri(bucket, "m"), credentialsSecret="store-keys")
     md["metadata"]["uid"] = "0b6f3f4e-2f0a-4b8e-9d4c-1a2b3c4d5e6f"  # as the API server sets
     defaults = RenderDefaults(runtime_image=TEST_IMAGE)
-    (deployment,) = [c for c in render(md, defaults) if c["kind"] == "Deployment"]
+    (deployment,) = [c for c in render(md, defaults)
+                     if c["kind"] == "Deployment" and c["metadata"]["name"] == NAME]
     sandbox = PodSandbox(deployment["spec"]["template"]["spec"], tmp_path,
                          lambda name: keys if name == "store-keys" else {})
     run = sandbox.run("fetch-model")
