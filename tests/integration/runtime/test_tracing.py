@@ -15,9 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -27,16 +25,13 @@ from modelplane_runtime.server.lifecycle import bind_socket
 from modelplane_runtime.server.process import http_protocol
 from modelplane_runtime.settings import RuntimeSettings
 from modelplane_runtime.tracing import Tracing
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, StatusCode
 
+from tests.fixtures.otlp import Receiver, otlp_receiver
 from tests.fixtures.polling import eventually
 from tests.fixtures.runtime_server import launch_runtime
 
@@ -312,64 +307,18 @@ def test_a_sampler_ratio_from_the_sdk_applies() -> None:
 # Over the wire: a real runtime process and an OTLP/HTTP receiver.
 
 
-class _Receiver(ThreadingHTTPServer):
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[ExportTraceServiceRequest] = []
-        self.content_types: list[str] = []
-        self.paths: list[str] = []
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        message = ExportTraceServiceRequest()
-        message.ParseFromString(body)
-        self.server.requests.append(message)
-        self.server.content_types.append(self.headers["content-type"])
-        self.server.paths.append(self.path)
-        answer = ExportTraceServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[_Receiver]:
+def receiver() -> Iterator[Receiver]:
     """An OTLP/HTTP trace receiver on a free loopback port."""
-    server = _Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with otlp_receiver() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _received(receiver: _Receiver) -> list[tuple[dict[str, Any], Any]]:
-    """Every span received, with its resource's attributes."""
-    spans = []
-    for request in list(receiver.requests):
-        for resource_spans in request.resource_spans:
-            resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-            for scope in resource_spans.scope_spans:
-                spans.extend((resource, span) for span in scope.spans)
-    return spans
 
 
 def test_a_runtime_process_exports_its_spans_over_otlp_http(
-    receiver: _Receiver, demo_model_dir: Path, runtime_log_dir: Path
+    receiver: Receiver, demo_model_dir: Path, runtime_log_dir: Path
 ) -> None:
     env = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_address[1]}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test",
     }
@@ -382,14 +331,14 @@ def test_a_runtime_process_exports_its_spans_over_otlp_http(
                 assert answer.status_code == 200
 
             def arrived() -> bool:
-                ids = {span.trace_id.hex() for _, span in _received(receiver)}
+                ids = {span.trace_id.hex() for _, span in receiver.spans()}
                 return all(trace_id in ids for _, trace_id, _ in parents)
 
             eventually(arrived, timeout=30, what="the spans at the OTLP receiver")
         assert any("tracing on" in str(e.get("message")) for e in server.log_events())
     assert set(receiver.paths) == {"/v1/traces"}
     assert set(receiver.content_types) == {"application/x-protobuf"}
-    received = _received(receiver)
+    received = receiver.spans()
     for _, trace_id, caller_span in parents:
         mine = [(resource, span) for resource, span in received if span.trace_id.hex() == trace_id]
         names = sorted(span.name for _, span in mine)
@@ -405,10 +354,10 @@ def test_a_runtime_process_exports_its_spans_over_otlp_http(
 
 
 def test_an_unsupported_otlp_protocol_serves_untraced_with_a_warning(
-    receiver: _Receiver, demo_model_dir: Path, runtime_log_dir: Path
+    receiver: Receiver, demo_model_dir: Path, runtime_log_dir: Path
 ) -> None:
     env = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_address[1]}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
     }
     with launch_runtime(demo_model_dir, runtime_log_dir, ["--name", "demo"], env=env) as server:
@@ -422,7 +371,7 @@ def test_an_unsupported_otlp_protocol_serves_untraced_with_a_warning(
 
 
 def test_grpc_calls_are_traced_like_http_requests(
-    receiver: _Receiver, demo_model_dir: Path, runtime_log_dir: Path
+    receiver: Receiver, demo_model_dir: Path, runtime_log_dir: Path
 ) -> None:
     """gRPC Predict and ModelInfer: a server span under the caller's ``traceparent``
     metadata with the same children as HTTP; a refused call's span carries its code."""
@@ -433,7 +382,7 @@ def test_grpc_calls_are_traced_like_http_requests(
     from tests.fixtures.runtime_server import grpc_args
 
     env = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_address[1]}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
     good, bad = _traceparent(), _traceparent()
@@ -449,11 +398,11 @@ def test_grpc_calls_are_traced_like_http_requests(
             stub.ModelInfer(request, metadata=(("traceparent", bad[0]),), timeout=30)
 
         def arrived() -> bool:
-            ids = {span.trace_id.hex() for _, span in _received(receiver)}
+            ids = {span.trace_id.hex() for _, span in receiver.spans()}
             return good[1] in ids and bad[1] in ids
 
         eventually(arrived, timeout=30, what="the gRPC spans at the OTLP receiver")
-    received = [span for _, span in _received(receiver)]
+    received = [span for _, span in receiver.spans()]
     method = "/inference.GRPCInferenceService/ModelInfer"
     mine = [span for span in received if span.trace_id.hex() == good[1]]
     assert sorted(span.name for span in mine) == sorted([*CHILDREN, method])
