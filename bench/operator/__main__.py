@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--operator-command", type=shlex.split, metavar="CMD",
                         help="run this instead of `modelplane operator --standalone` "
                         "(A/B a candidate change; it gets the same KUBECONFIG)")
+    parser.add_argument("--balancer", action="store_true",
+                        help="objects with the balancer in front (the default spec: 9 "
+                        "children) instead of routing.balancer: false (4 children)")
     parser.add_argument("--output", type=Path, help="results JSON (default: results/<date>.json)")
     args = parser.parse_args(argv)
 
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         for contender in contenders:
             profile = args.profile if contender == contenders[0] and repeat == 0 else None
             result = run_once(contender, args.count, args.timeout, profile,
-                              args.operator_command)
+                              args.operator_command, args.balancer)
             runs[contender].append(result)
             print(f"repeat {repeat + 1}/{args.repeats} {contender:<10} "
                   f"converge {result.converge_s:6.2f} s  p50 {result.p50_object_s:5.2f} s  "

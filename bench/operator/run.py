@@ -117,8 +117,8 @@ async def _settle(api: Api) -> Counts:
 
 
 async def _measure(contender: str, count: int, url: str, proc: Proc, emulator: Proc,
-                   timeout_s: float) -> Result:
-    api = Api(url)
+                   timeout_s: float, balancer: bool) -> Result:
+    api = Api(url, balancer=balancer)
     kinds = CHILD_KINDS[contender]
     try:
         await _converge(api, [PROBE], kinds, 60.0, proc)
@@ -158,7 +158,7 @@ async def _measure(contender: str, count: int, url: str, proc: Proc, emulator: P
 
 
 def run_once(contender: str, count: int, timeout_s: float, profile: Path | None = None,
-             command: list[str] | None = None) -> Result:
+             command: list[str] | None = None, balancer: bool = False) -> Result:
     """Start everything for one contender, measure, and stop everything."""
     with tempfile.TemporaryDirectory(prefix=f"bench-operator-{contender}-") as tmp:
         workdir = Path(tmp)
@@ -176,7 +176,8 @@ def run_once(contender: str, count: int, timeout_s: float, profile: Path | None 
                 profiler = start(["py-spy", "record", "--format", fmt, "-o",
                                   str(profile), "--pid", str(operator.pid)],
                                  workdir / "py-spy.log")
-            return asyncio.run(_measure(contender, count, url, operator, emulator, timeout_s))
+            return asyncio.run(_measure(contender, count, url, operator, emulator, timeout_s,
+                                        balancer))
         except BaseException:
             if operator is not None:
                 print(f"--- {contender} log tail ---\n{operator.tail()}")

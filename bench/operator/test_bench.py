@@ -58,20 +58,34 @@ def test_an_object_converges_only_with_every_child_and_an_observed_status() -> N
     assert progress.converged
 
 
+DIRECT_CALLS = {"PATCH modeldeployments/status": 10, "POST deployments": 10,
+                "POST poddisruptionbudgets": 10, "POST services": 20}
+"""routing.balancer false: the Deployment, the PDB, the Service and the headless
+``<name>-replicas`` Service (gRPC's client-side balancing), and 1 status PATCH per object."""
+BALANCED_CALLS = {"PATCH modeldeployments/status": 10, "POST deployments": 20,
+                  "POST poddisruptionbudgets": 20, "POST services": 20,
+                  "POST serviceaccounts": 10, "POST roles": 10, "POST rolebindings": 10}
+"""The default, a balancer in front: its Deployment, PDB, ServiceAccount, Role and
+RoleBinding, one POST each beside those."""
+
+
 @pytest.mark.timeout(300)
-def test_a_small_run_counts_the_minimal_calls(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("flags", "calls"), [([], DIRECT_CALLS),
+                                              (["--balancer"], BALANCED_CALLS)],
+                         ids=["direct", "balancer"])
+def test_a_small_run_counts_the_minimal_calls(tmp_path: Path, flags: list[str],
+                                              calls: dict[str, int]) -> None:
     output = tmp_path / "result.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.operator", "--count", "10", "--repeats", "1",
-         "--output", str(output)],
+         "--output", str(output), *flags],
         cwd=REPO, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(output.read_text())
-    # 3 child POSTs + 1 status PATCH per object; the floor 1 POST + 1 PATCH.
-    assert result["medians"]["modelplane"]["settled_calls_per_object"] == 4.0
+    # No retry, no second status write: exactly one call per child and one PATCH.
+    assert result["runs"]["modelplane"][0]["calls_by_verb"] == calls
+    assert result["medians"]["modelplane"]["settled_calls_per_object"] == sum(calls.values()) / 10
+    # The floor: 1 POST + 1 PATCH.
     assert result["medians"]["floor"]["settled_calls_per_object"] == 2.0
-    assert result["runs"]["modelplane"][0]["calls_by_verb"] == {
-        "PATCH modeldeployments/status": 10, "POST deployments": 10,
-        "POST poddisruptionbudgets": 10, "POST services": 10}
     assert 0 < result["medians"]["modelplane"]["peak_rss_mib"] < 1000
     assert "time ratio" in done.stdout
