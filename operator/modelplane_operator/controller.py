@@ -11,7 +11,8 @@ kopf delivers events (handlers.py); this class decides what they mean:
   watch.py) -> re-apply that child, retrying until it is back;
 - a ModelDeployment deleted -> delete its children, retrying until they are gone;
 - a Deployment or Pod changed -> recompute the status; reporter.py writes it if it differs;
-- every ``scrape_interval_s`` -> scrape ready pods, recompute every status (a resync).
+- every ``scrape_interval_s`` -> scrape ready pods, recompute every status (a resync), and
+  reconcile any ModelDeployment whose generation kopf left unreconciled (resync.py).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from modelplane_operator.observe import balancer_ready, observe, service_on_bala
 from modelplane_operator.podmetrics import PodMetricsReader
 from modelplane_operator.repair import Repairer
 from modelplane_operator.reporter import StatusReporter
+from modelplane_operator.resync import Resync
 from modelplane_operator.retry import Backoff
 from modelplane_operator.scrape import LoadTracker, Scraper, TrafficTracker
 from modelplane_operator.settings import OperatorSettings
@@ -126,6 +128,7 @@ class Controller:
         self._invalid: dict[Key, str] = {}
         self._rejected: dict[Key, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._resync = Resync(settings.lost_after_s)
         self._loads = LoadTracker(scraper)
         self._resource_use = PodMetricsReader(client, settings.namespaces)
         self._usage_read: asyncio.Task[object] | None = None
@@ -176,11 +179,18 @@ class Controller:
         and the next spec change is handled at once.
         """
         key = key_of(md)
+        self._resync.active(key)
         try:
             await self._converge(md, trigger)
         except InvalidSpec as exc:
             raise SpecRejected(str(exc), await self._hand(key, md)) from exc
+        finally:
+            self._resync.active(key)
         return await self._hand(key, md)
+
+    def retry_scheduled(self, md: Mapping[str, Any], delay: float) -> None:
+        """kopf will call ``reconcile`` again for this object in ``delay`` seconds."""
+        self._resync.active(key_of(md), delay)
 
     async def _converge(self, md: Mapping[str, Any], trigger: str) -> None:
         # One convergence per object at a time: kopf's, and the controller's own (a live
@@ -309,6 +319,7 @@ class Controller:
             if self._traffic is not None:
                 self._traffic.forget(key)
             self.status.forget(key)
+            self._resync.forget(key)
             for store in (self._rendered, self._observed, self._invalid, self._rejected,
                           self._locks, self._applied):
                 store.pop(key, None)  # type: ignore[attr-defined]
@@ -317,6 +328,7 @@ class Controller:
         else:
             self.cache.put_md(md)
             self.sleep.restore(key, md.get("status") or {}, self._clock())
+            self._resync.active(key)
             self.status.seen(key)
         self.metrics.managed.set(len(self.cache.mds))
 
@@ -579,12 +591,39 @@ class Controller:
             answered, asked = answered + more, asked + of
         self.metrics.scrapes.labels("ok").inc(answered)
         self.metrics.scrapes.labels("failed").inc(asked - answered)
+        self.resync_lost()
         for key, md in list(self.cache.mds.items()):
             if key in self._rendered and key not in self._invalid:
                 self._waker.round(md, self._rendered[key][1], self._traffic)
         keys = list(self.cache.mds)
         for start in range(0, len(keys), 64):
             await asyncio.gather(*(self.refresh_status(k) for k in keys[start:start + 64]))
+
+    def resync_lost(self) -> None:
+        """Reconcile, in the background, every object kopf has lost (see resync.py)."""
+        busy = {key for key, lock in self._locks.items() if lock.locked()}
+        for key in self._resync.lost(self.cache.mds, self._observed, busy.__contains__):
+            self._resync.active(key)  # not again before lost_after, whatever happens
+            self._spawn(self._reconcile_lost(key))
+
+    async def _reconcile_lost(self, key: Key) -> None:
+        md = self.cache.mds.get(key)
+        lock = self._locks.get(key)
+        if md is None or (lock is not None and lock.locked()):
+            return
+        generation = md.get("metadata", {}).get("generation")
+        log.warning("%s/%s: generation %s still not reconciled %.0fs after kopf last acted "
+                    "on it (kopf lost its retry); reconciling it", *key, generation,
+                    self._resync.lost_after)
+        try:
+            await self._converge(md, "resync")
+        except InvalidSpec:
+            pass  # recorded: the status refresh below reports it
+        except ApiError as exc:
+            log.warning("reconciling %s/%s failed (%s); again in %.0fs", *key, exc,
+                        self._resync.lost_after)
+            return
+        await self.status.refresh(key)
 
     async def run_scrapes(self) -> None:
         """The status timer: scrape and refresh every ``scrape_interval_s``, forever."""

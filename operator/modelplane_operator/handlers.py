@@ -8,6 +8,10 @@
   in the status and is retried slowly by the controller, since an administrator can fix
   the cause without touching the object; for kopf the change counts as handled, so the
   next spec change is handled at once. Other refusals are retried slowly by kopf.
+- kopf wakes a delayed retry with a patch of its own; if that write (or the one storing
+  the retry) fails for good, kopf forgets the object until its next event. The controller
+  is told of every scheduled retry and reconciles an object that kopf then leaves alone
+  for too long itself (resync.py).
 - Children and Pods are not watched through kopf (see watch.py): they only feed a cache.
 - Bodies are passed on as shallow copies: kopf never mutates a received body in place
   (a new event brings a new object), and the controller treats them as read-only.
@@ -83,6 +87,8 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
             raise InvalidSpecError(str(exc)) from None
         except ApiError as exc:
             delay = retry_delay(retry, exc.retry_after) if exc.transient else SLOW_RETRY_S
+            # If kopf's wake-up for this retry gets lost, the controller steps in (resync.py).
+            controller.retry_scheduled(md, delay)
             raise kopf.TemporaryError(str(exc), delay=delay) from exc
         for key, value in change.items():
             patch.status[key] = value

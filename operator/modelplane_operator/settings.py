@@ -62,6 +62,11 @@ class OperatorSettings(BaseSettings):
     """How often children the API server refused (``ChildRejected``) are tried again while
     the spec stays the same (a quota or policy may have changed); a spec change retries
     at once."""
+    lost_after_s: float = Field(default=30.0, gt=0, le=3600)
+    """How long a ModelDeployment whose generation has not been reconciled yet may wait for
+    kopf, counted from kopf's last event for it or the retry it scheduled; then the
+    operator reconciles it itself (kopf lost its wake-up: a failed patch, see
+    Controller.resync_lost)."""
     unhealthy_after_s: float = Field(default=60.0, gt=0, le=3600)
     """``/healthz`` fails once a watch has been failing this long (the liveness probe then
     restarts an operator that can no longer see its children or pods)."""

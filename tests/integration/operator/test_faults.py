@@ -178,6 +178,39 @@ def test_status_writes_refused_for_a_minute_converge_afterwards(
     assert fault_proxy.count("status:503") > 5
 
 
+KOPF_RETRY_WRITES = {
+    # kopf stores a failed handler's retry in the status (status.kopf.progress, "delayed")
+    "storing the retry": r'"delayed":\s*"',
+    # and, the delay over, wakes it by "touching" the object (status.kopf.dummy).
+    "the touch waking the retry": r'"dummy":\s*"',
+}
+
+
+@pytest.mark.parametrize("write", sorted(KOPF_RETRY_WRITES))
+def test_a_retry_kopf_lost_to_a_failed_write_is_reconciled_by_the_operator(
+        behind_proxy: Callable[..., OperatorProcess], fault_proxy: FaultProxy,
+        kubectl: Kubectl, kube_api: KubeApi, kube_namespace: str, write: str) -> None:
+    # Seen at scale (test_faults_at_scale): a child's create failed, so the reconcile
+    # failed; then one of kopf's own writes for the retry failed (kopf does not retry a
+    # 409), and kopf never handled the object again: no status, a child missing, forever.
+    operator = behind_proxy(MODELPLANE_OPERATOR_LOST_AFTER_S="2")
+    fault_proxy.add(
+        # 409 on create, and the PDB is not there: the reconcile fails, kopf retries in 1 s.
+        Rule("status", status=409, method="POST", path="/poddisruptionbudgets$"),
+        Rule("status", status=409, method="PATCH", path=STATUS, agent="kopf",
+             body=KOPF_RETRY_WRITES[write]))
+    kubectl.apply(model_deployment("seed-mlp", kube_namespace))
+    eventually(lambda: fault_proxy.count("status:409") == 2, what="both faults")
+    eventually(converged(kube_api, kube_namespace), timeout=30,
+               what="the object kopf lost, reconciled by the operator")
+    assert "kopf lost its retry" in operator.logs()
+    assert operator.metric("modelplane_operator_reconciles_total", trigger="resync",
+                           result="ok") == 1
+    with Rollouts(kube_api, kube_namespace) as rollouts:
+        rollouts.ready.add("seed-mlp")
+        eventually(ready_is(kube_api, kube_namespace, "True"), timeout=30, what="Ready=True")
+
+
 def test_a_restart_rederives_every_status(
         start_operator: Callable[..., OperatorProcess], kubectl: Kubectl, kube_api: KubeApi,
         kube_namespace: str) -> None:

@@ -80,7 +80,11 @@ def test_fifty_objects_through_create_update_delete_under_faults_then_quiet(
         eventually(lambda: len(kube_api.objects("apps", "deployments", kube_namespace)) >= 25,
                    timeout=120, what="half the Deployments, under faults")
         apply_all(kubectl, kube_namespace, count, generation=2)
-        # Hand-made drift while the faults go on.
+        # Hand-made drift while the faults go on (on Services that exist by then: under
+        # faults, 25 Deployments do not mean that these three Services were made).
+        eventually(lambda: all(kube_api.object("", "services", kube_namespace, name)
+                               for name in ("md-01", "md-02", "md-03")),
+                   timeout=120, what="the Services to delete, under faults")
         kubectl("delete", "service", "md-01", "md-02", "md-03", "-n", kube_namespace)
         kubectl("delete", "hpa", "md-10", "-n", kube_namespace, check=False)
         for name in ("md-04", "md-06"):
