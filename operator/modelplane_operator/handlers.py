@@ -28,8 +28,9 @@ import kopf
 from modelplane_balancer import contract as balancer
 
 from modelplane_operator.builders.render import CHILD_KINDS, OPTIONAL_KINDS
-from modelplane_operator.controller import Controller, SpecRejected
+from modelplane_operator.controller import Controller
 from modelplane_operator.kube import ApiError, resource_tuple
+from modelplane_operator.reconciler import SpecRejected
 from modelplane_operator.spec import GROUP, PLURAL, VERSION
 
 MODEL_DEPLOYMENTS = (GROUP, VERSION, PLURAL)
