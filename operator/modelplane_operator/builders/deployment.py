@@ -41,6 +41,10 @@ from modelplane_operator.spec import ModelDeploymentSpec, ModelSource
 CONTAINER_NAME = "runtime"
 INIT_CONTAINER_NAME = "fetch-model"
 PORT_NAME = "http"
+GRPC_PORT_NAME = "grpc"
+"""The runtime's gRPC port (TF Serving's PredictionService, the v2 GRPCInferenceService,
+grpc.health.v1). The probes stay on HTTP: Kubernetes' native ``grpc:`` probe cannot speak
+TLS, and readiness over HTTP reports the same data plane."""
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION: dict[str, Any] = {
     "key": GPU_RESOURCE,
@@ -150,6 +154,7 @@ def _env(name: str, spec: ModelDeploymentSpec, model: ModelSource) -> list[dict[
         values.append((contract.ENV_MODEL_VERSION, str(model.version)))
     values += [
         (contract.ENV_PORT, str(contract.HTTP_PORT)),
+        (contract.ENV_GRPC_PORT, str(contract.GRPC_PORT)),
         (contract.ENV_LOG_LEVEL, spec.runtime.log_level),
         (contract.ENV_DRAIN_TIMEOUT_S, str(DRAIN_TIMEOUT_S)),
     ]
@@ -224,7 +229,9 @@ def _runtime_container(
         container["imagePullPolicy"] = spec.runtime.image_pull_policy
     container |= {
         "command": ["modelplane", "serve", model_path(model)],
-        "ports": [{"name": PORT_NAME, "containerPort": contract.HTTP_PORT, "protocol": "TCP"}],
+        "ports": [{"name": PORT_NAME, "containerPort": contract.HTTP_PORT, "protocol": "TCP"},
+                  {"name": GRPC_PORT_NAME, "containerPort": contract.GRPC_PORT,
+                   "protocol": "TCP"}],
         "env": _env(name, spec, model),
         "resources": _resources(spec),
         # Loading and warming a large model can take minutes; the startup probe holds the

@@ -8,6 +8,12 @@
   one track's runtime pods each. The balancer watches their EndpointSlices to find the
   replicas (the balancer's discovery contract), and DNS answers their names with every
   ready pod's address, for clients that balance themselves.
+
+gRPC: the runtime's ``grpc`` port is on the headless Services always, and on ``<name>``
+only without the balancer (the balancer proxies HTTP/1.1). One HTTP/2 connection carries
+every call of a gRPC channel, so a ClusterIP Service pins a client to one pod; gRPC
+clients balance per call with ``dns:///<name>-replicas.<namespace>.svc:8081`` and the
+``round_robin`` policy, which resolves every ready pod from the headless Service.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 from modelplane_balancer import contract as balancer
 from modelplane_runtime import contract
 
-from modelplane_operator.builders.deployment import PORT_NAME
+from modelplane_operator.builders.deployment import GRPC_PORT_NAME, PORT_NAME
 from modelplane_operator.builders.labels import (
     Track,
     balancer_selector,
@@ -71,10 +77,22 @@ def _http_port(tls: bool) -> dict[str, Any]:
     }
 
 
+def _grpc_port(tls: bool) -> dict[str, Any]:
+    # h2c is the standard name for HTTP/2 without TLS (KEP-3726); with TLS there is none,
+    # and "grpc" is what Istio, Linkerd and the Gateway API's GRPCRoute read.
+    return {
+        "name": GRPC_PORT_NAME,
+        "port": contract.GRPC_PORT,
+        "targetPort": GRPC_PORT_NAME,
+        "protocol": "TCP",
+        "appProtocol": "grpc" if tls else "kubernetes.io/h2c",
+    }
+
+
 def build_service(owner: Owner, spec: ModelDeploymentSpec, version: str | None, *,
                   through_balancer: bool) -> dict[str, Any]:
-    """The ClusterIP Service ``<name>`` with one port named ``http``: in front of the
-    balancer pods, or (``through_balancer`` False) of every runtime pod."""
+    """The ClusterIP Service ``<name>`` with its port ``http``: in front of the balancer
+    pods, or (``through_balancer`` False) of every runtime pod, with ``grpc`` beside it."""
     selector = balancer_selector(owner.name) if through_balancer else service_selector(
         owner.name)
     return {
@@ -88,7 +106,10 @@ def build_service(owner: Owner, spec: ModelDeploymentSpec, version: str | None, 
         "spec": {
             "type": "ClusterIP",
             "selector": selector,
-            "ports": [_http_port(spec.tls is not None)],
+            "ports": [_http_port(spec.tls is not None)] + (
+                # By the spec, not by whether the balancer serves yet: the port does not
+                # come and go while the first balancer pod starts.
+                [] if spec.routing.balancer else [_grpc_port(spec.tls is not None)]),
         },
     }
 
@@ -114,6 +135,6 @@ def build_replicas_service(owner: Owner, spec: ModelDeploymentSpec, version: str
             "clusterIP": "None",
             "publishNotReadyAddresses": False,
             "selector": deployment_selector(owner.name, track),
-            "ports": [_http_port(spec.tls is not None)],
+            "ports": [_http_port(spec.tls is not None), _grpc_port(spec.tls is not None)],
         },
     }

@@ -149,7 +149,8 @@ def test_runtime_container() -> None:
     (container,) = pod["containers"]
     assert container["image"] == DEFAULTS.runtime_image
     assert container["command"] == ["modelplane", "serve", "/mnt/models"]
-    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                                  {"name": "grpc", "containerPort": 8081, "protocol": "TCP"}]
     env = _env(container)
     assert env["MODELPLANE_MODEL_NAME"] == "seed-mlp"
     assert env["MODELPLANE_MODEL_PATH"] == "/mnt/models"
@@ -332,14 +333,17 @@ def test_service() -> None:
         "selector": {"modelplane.io/balancer": "seed-mlp"},
         "ports": [port],
     }
-    # Without the balancer (or until a balancer pod is ready) it selects the runtime pods.
+    # Without the balancer (or until a balancer pod is ready) it selects the runtime pods;
+    # its gRPC port is there only without the balancer (the balancer proxies HTTP/1.1).
+    grpc = {"name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP",
+            "appProtocol": "kubernetes.io/h2c"}
     direct = {**SPECS["demo"], "routing": {"balancer": False}}
     waiting = render(md(SPECS["demo"]), DEFAULTS, Observed(service_on_balancer=False))
-    for children in (render(md(direct), DEFAULTS), waiting):
+    for children, ports in ((render(md(direct), DEFAULTS), [port, grpc]), (waiting, [port])):
         assert _one(children, "Service")["spec"] == {
             "type": "ClusterIP",
             "selector": {"modelplane.io/deployment": "seed-mlp"},
-            "ports": [port],
+            "ports": ports,
         }
     assert service_url("seed-mlp", "ml", tls=False) == (
         "http://seed-mlp.ml.svc.cluster.local:8080")

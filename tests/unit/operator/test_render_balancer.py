@@ -151,8 +151,9 @@ def test_headless_services_follow_the_discovery_contract() -> None:
         assert service["spec"]["publishNotReadyAddresses"] is False
         assert service["spec"]["selector"] == {"modelplane.io/deployment": NAME,
                                                "modelplane.io/track": track}
-        (port,) = service["spec"]["ports"]
+        port, grpc = service["spec"]["ports"]
         assert port["name"] == balancer_contract.REPLICA_PORT_NAME
+        assert grpc["name"] == "grpc"  # for gRPC clients balancing per call themselves
     assert not [c for c in render(md(SPECS["demo"]), DEFAULTS)
                 if c["metadata"]["name"] == "seed-mlp-canary-replicas"]
 
