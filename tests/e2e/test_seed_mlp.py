@@ -155,6 +155,38 @@ def test_predictions_through_the_service(cluster: Cluster, model_ns: str) -> Non
         assert "error" in bad.json()
 
 
+def test_grpc_through_the_headless_service(cluster: Cluster, model_ns: str) -> None:
+    """TF Serving's own stubs and grpc.health.v1 on a replica's gRPC port, reached through
+    the headless <name>-replicas Service that gRPC clients balance over themselves."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    _serving_through_the_balancer(cluster, model_ns)
+    headless = cluster.get(f"service/{NAME}-replicas", model_ns)
+    ports = {p["name"]: p for p in headless["spec"]["ports"]}
+    assert ports["grpc"]["appProtocol"] == "kubernetes.io/h2c"
+    with cluster.port_forward(model_ns, f"svc/{NAME}-replicas", ports["grpc"]["port"]) as port, \
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                           timeout=30)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = NAME
+        request.inputs["inputs"].CopyFrom(tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_FLOAT, tensor_content=ROWS.tobytes(),
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in ROWS.shape])))
+        answer = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            request, timeout=30)
+        (output,) = answer.outputs.values()
+        got = np.frombuffer(output.tensor_content, dtype=np.float32) if output.tensor_content \
+            else np.asarray(output.float_val, dtype=np.float32)
+        np.testing.assert_allclose(got.reshape(3, 1), demo_predict(ROWS), rtol=1e-5, atol=1e-6)
+        assert answer.model_spec.name == NAME
+
+
 def test_status_shows_live_load(cluster: Cluster, model_ns: str) -> None:
     """Load sent through the Service appears in status.load and the RPS column."""
     stop = threading.Event()
