@@ -130,8 +130,11 @@ def _wrk(port: int, seconds: float, connections: int = 64) -> dict[str, float]:
         errors += sum(int(x.split()[-1]) for x in
                       out.split("Socket errors:")[1].split("\n")[0].split(","))
     p99 = out.split("99%")[1].split()[0]
-    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    unit = next(u for u in ("us", "ms", "s") if p99.endswith(u))
+    # wrk's units (stats.c): us, ms, s, then m and h for long waits.
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+    unit = next((u for u in units if p99.endswith(u)), None)
+    if unit is None:
+        raise RuntimeError(f"cannot read wrk's p99 {p99!r} in:\n{out}")
     p99_ms = float(p99.removesuffix(unit)) * units[unit]
     return {"rps": rps, "p99_ms": p99_ms, "errors": errors}
 
@@ -298,18 +301,26 @@ def main() -> None:
     args = parser.parse_args()
     chosen = set(args.only.split(","))
     samples: list[dict[str, object]] = []
+    target = args.json or WORK / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def keep(rows: list[dict[str, object]], repeat: int) -> None:
+        # Every sample is on disk as soon as it is taken: a later failure loses nothing.
+        for row in rows:
+            print(json.dumps({**row, "repeat": repeat}), flush=True)
+        samples.extend({**r, "repeat": repeat} for r in rows)
+        target.write_text(json.dumps({"argv": sys.argv, "samples": samples}, indent=1))
+
     for repeat in range(args.repeats):
         if "throughput" in chosen:
-            samples += [{**r, "repeat": repeat} for r in throughput(args.seconds)]
+            keep(throughput(args.seconds), repeat)
         if "hop" in chosen:
-            samples += [{**r, "repeat": repeat} for r in hop(args.seconds, args.hop_rate)]
+            keep(hop(args.seconds, args.hop_rate), repeat)
         if "slow-replica" in chosen:
-            samples += [{**r, "repeat": repeat} for r in slow_replica(args.seconds, args.load)]
+            keep(slow_replica(args.seconds, args.load), repeat)
     rows = medians(samples)
     text = report(rows)
     print(text)
-    target = args.json or WORK / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps({"argv": sys.argv, "samples": samples, "medians": rows},
                                  indent=1))
     print(f"\nsamples: {target}")
