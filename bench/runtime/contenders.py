@@ -74,6 +74,7 @@ def _modelplane(
     baseline: bool = False,
     traced: bool = False,
     sampled: float | None = None,
+    grpc: bool = True,
 ) -> Callable[[Setup, BenchModel, int], Launch]:
     def launch(setup: Setup, model: BenchModel, port: int) -> Launch:
         size = setup.max_batch_size if batch else 1
@@ -85,6 +86,8 @@ def _modelplane(
         env = {**_QUIET_TF, "PYTHONPATH": str(tree / "runtime")}
         if not direct:
             env["MODELPLANE_HTTP_DIRECT"] = "false"
+        if not grpc:
+            env["MODELPLANE_GRPC_PORT"] = "0"
         sidecar = None
         sink = ""
         if traced:
@@ -200,6 +203,8 @@ CONTENDERS: tuple[Contender, ...] = (
     Contender("modelplane-v1-traced-1pct", "runtime", "v1",
               _modelplane(True, traced=True, sampled=0.01),
               "runtime, v1, batching, tracing on with 1% of requests sampled"),
+    Contender("modelplane-v1-nogrpc", "runtime", "v1", _modelplane(True, grpc=False),
+              "runtime, v1, batching, the gRPC server off (MODELPLANE_GRPC_PORT=0)"),
     Contender("modelplane-v1-baseline", "runtime", "v1", _modelplane(True, baseline=True),
               "the runtime of the --baseline checkout, v1, batching on (before/after runs)"),
     Contender("modelplane-v2", "runtime", "v2", _modelplane(True), "runtime, v2 JSON, batching"),

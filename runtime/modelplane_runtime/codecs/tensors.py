@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from modelplane_runtime.errors import InvalidInput
+from modelplane_runtime.floats import narrowed
 
 # Which kinds of inferred numpy arrays may be converted into a target kind.
 _ACCEPTED_KINDS = {
@@ -88,11 +89,9 @@ def to_array(value: Any, dtype: np.dtype[Any], where: str) -> np.ndarray:
             raise InvalidInput(f"{where}: a value does not fit in {dtype.name}")
     if dtype.kind != "f" or inferred.dtype == dtype:
         return inferred.astype(dtype, copy=False)
-    with np.errstate(over="ignore"):
-        cast = inferred.astype(dtype)
-    # 1e300 sent for a float32 input would become inf: refuse it, as TF Serving does. The
-    # NaN and Infinity tokens stay accepted (one finiteness pass when all is well).
-    if not np.isfinite(cast).all() and (np.isfinite(inferred) & ~np.isfinite(cast)).any():
+    # 1e300 sent for a float32 input would become inf: refuse it, as TF Serving does.
+    cast = narrowed(inferred, dtype)
+    if cast is None:
         raise InvalidInput(f"{where}: a value is out of range for {dtype.name}")
     return cast
 

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from modelplane_runtime.errors import InvalidInput, too_many_rows
+from modelplane_runtime.floats import narrowed
 from modelplane_runtime.signature import DTYPES, SignatureSpec, TensorSpec, numpy_dtype
 
 Arrays = dict[str, np.ndarray]
@@ -206,9 +207,11 @@ def _lenient(tensor: TensorSpec, array: np.ndarray) -> np.ndarray:
     if want.kind in "iu":
         return _to_int(tensor, array, want)
     # A float target: ints and bools cast exactly enough; watch narrowing overflow.
-    with np.errstate(over="ignore"):
-        cast = array.astype(want)
-    if kind == "f" and not np.array_equal(np.isfinite(cast), np.isfinite(array)):
+    if kind != "f":
+        with np.errstate(over="ignore"):
+            return array.astype(want)
+    cast = narrowed(array, want)
+    if cast is None:
         raise InvalidInput(f"input '{tensor.name}' has values out of range for {target}")
     return cast
 
