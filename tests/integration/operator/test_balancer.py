@@ -355,7 +355,13 @@ def test_switching_the_balancer_on_and_off_loses_no_request(
         kubectl.apply(model_deployment(ns))
         balancer_deployment = eventually(lambda: kubelet.deployment(f"{NAME}-balancer"),
                                          what="the balancer Deployment")
-        time.sleep(1.0)  # no balancer pod yet: the Service must stay on the runtime pods
+        # The operator has applied the change (its status reports the balancer, not serving
+        # yet): with no balancer pod ready, the Service must stay on the runtime pods.
+        md = eventually(lambda: (m := cluster.get("md", NAME)) and (
+            m.get("status", {}).get("balancer") or {}).get("ready") and m,
+            what="status.balancer")
+        assert md["status"]["balancer"]["serving"] is False
+        assert md["status"]["observedGeneration"] == md["metadata"]["generation"]
         assert proxy.history[-1][1] == "runtime"
         lb_stack = ExitStack()
         lb = start_balancer(lb_stack, kube_api, ns, tmp_path)
