@@ -18,11 +18,25 @@ endif
 $(VENV)/bin/python:
 	$(BOOTSTRAP) -m venv $(VENV)
 
-.PHONY: install tools test test-slow lint demo images kind-load e2e-kind manifests
+.PHONY: install constraints tools test test-slow lint demo images kind-load e2e-kind manifests
+
+# constraints.txt holds the versions the suite last passed with: a fresh clone installs
+# those, not whatever PyPI released since (moto 5.2.6 once failed CI by changing how it
+# authorises S3 listings). `make constraints` refreshes it; commit it once `make test` passes.
+CONSTRAINTS ?= constraints.txt
 
 install: $(VENV_PYTHON)  ## the package with every extra the tests need (+ no-deps packages)
-	$(PYTHON) -m pip install -e ".[dev]"
-	$(PYTHON) -m pip install --no-deps $$($(PYTHON) scripts/requirements.py --no-deps)
+	$(PYTHON) -m pip install -c $(CONSTRAINTS) -e ".[dev]"
+	$(PYTHON) -m pip install -c $(CONSTRAINTS) --no-deps $$($(PYTHON) scripts/requirements.py --no-deps)
+
+constraints:  ## re-resolve every requirement in a scratch venv, newest first, into constraints.txt
+	rm -rf .venv-constraints
+	$(BOOTSTRAP) -m venv .venv-constraints
+	.venv-constraints/bin/python -m pip install -q -e ".[dev]"
+	.venv-constraints/bin/python -m pip install -q --no-deps $$(.venv-constraints/bin/python scripts/requirements.py --no-deps)
+	{ echo "# Written by make constraints: the versions the suite passed with (pip install -c)."; \
+	  .venv-constraints/bin/python -m pip freeze --exclude-editable; } > $(CONSTRAINTS)
+	rm -rf .venv-constraints
 
 # Nothing here needs root: kubectl and helm come from a PyPI wheel, checkov gets its own venv,
 # prometheus, promtool, wrk and h2load are extracted from Debian's packages (apt-get download).
@@ -32,8 +46,8 @@ tools: $(VENV_PYTHON)  ## kubectl, helm, prometheus, promtool, wrk, h2load into 
 	$(PYTHON) scripts/install_checkov.py
 
 demo: $(VENV_PYTHON)  ## install the runtime and serve the bundled demo model on :8080
-	$(PYTHON) -m pip install -e ".[runtime]"
-	$(PYTHON) -m pip install --no-deps $$($(PYTHON) scripts/requirements.py --no-deps)
+	$(PYTHON) -m pip install -c $(CONSTRAINTS) -e ".[runtime]"
+	$(PYTHON) -m pip install -c $(CONSTRAINTS) --no-deps $$($(PYTHON) scripts/requirements.py --no-deps)
 	$(PYTHON) -m modelplane_runtime.cli demo
 
 test: install tools  ## the default suite: unit + integration, slow suites excluded
