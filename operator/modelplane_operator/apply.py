@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -41,6 +42,8 @@ Outcome = Literal["created", "patched", "unchanged"]
 
 CLEANUP_BACKOFF = Backoff(first_s=0.5, max_s=30.0)
 """Between attempts to delete a deleted owner's child."""
+DELETED_OWNERS_KEPT = 4096
+"""Deleted owners remembered, for their children that turn up after the cleanup ran."""
 MAX_REJECTION_CHARS = 1000
 """The ChildRejected message quotes the API server; its answer is cut to this length."""
 
@@ -127,6 +130,7 @@ class Applier:
         self._cache = cache
         # Per child: the resourceVersion our last write returned and the manifest written.
         self._written: dict[ChildKey, tuple[str, Mapping[str, Any]]] = {}
+        self._deleted_owners: OrderedDict[str, Key] = OrderedDict()
 
     def matches_own_write(self, desired: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
         """Whether ``live`` is exactly what our last write of this same ``desired`` returned.
@@ -208,6 +212,30 @@ class Applier:
             self._cache.drop_child(ck)
             self.forget(ck)
         return deleted
+
+    def owner_deleted(self, key: Key, uid: str) -> None:
+        """Remember a deleted owner (see ``delete_late_child``); the oldest are forgotten."""
+        self._deleted_owners[uid] = key
+        while len(self._deleted_owners) > DELETED_OWNERS_KEPT:
+            self._deleted_owners.popitem(last=False)
+
+    def deleted_owner_of(self, child: Mapping[str, Any]) -> tuple[Key, str] | None:
+        """The deleted owner a child still names, if we saw that owner go."""
+        owner = owner_of(child)
+        if owner is None or self._deleted_owners.get(owner[1]) != owner[0]:
+            return None
+        return owner
+
+    async def delete_late_child(self, child: Mapping[str, Any]) -> bool:
+        """Delete a child that names a deleted owner but was not there when it went.
+
+        A write in flight when the owner was deleted (a create retried under errors), or a
+        child the cache learnt of only after a cut watch stream was listed again, turns up
+        after ``delete_owned`` ran. The garbage collector would remove it on a real
+        cluster; this makes that prompt, and done where no collector runs.
+        """
+        owner = self.deleted_owner_of(child)
+        return owner is not None and await self._delete_child(child, *owner)
 
     async def delete_owned(self, key: Key, uid: str) -> list[str]:
         """Delete the children that still name a deleted owner; returns their kinds.

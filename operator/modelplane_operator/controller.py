@@ -123,6 +123,8 @@ class Controller(Reconciler):
             return  # older than what our own write returned
         md = self._owner(body)
         if md is None:
+            if event_type != "DELETED" and self._applier.deleted_owner_of(body) is not None:
+                self._spawn(self._delete_late_child(body))
             return
         desired = self._desired(md, ck)
         if desired is None:

@@ -293,6 +293,7 @@ class Reconciler:
                           self._locks, self._applied):
                 store.pop(key, None)  # type: ignore[attr-defined]
             self.sleep.forget(key)
+            self._applier.owner_deleted(key, str(md.get("metadata", {}).get("uid", "")))
             self._spawn(self._delete_children(md))
         else:
             self.cache.put_md(md)
@@ -307,6 +308,10 @@ class Reconciler:
         key, uid = key_of(md), str(md.get("metadata", {}).get("uid", ""))
         for kind in await self._applier.delete_owned(key, uid):
             self.metrics.child_writes.labels(kind, "deleted").inc()
+
+    async def _delete_late_child(self, child: Mapping[str, Any]) -> None:
+        if await self._applier.delete_late_child(child):
+            self.metrics.child_writes.labels(str(child.get("kind")), "deleted").inc()
 
     async def _prune(self, key: Key, md: Mapping[str, Any],
                      manifests: list[dict[str, Any]]) -> None:

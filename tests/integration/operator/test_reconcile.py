@@ -239,6 +239,43 @@ def test_deleting_the_model_deployment_removes_its_children(
         eventually(partial(none_left, cluster, kind), what=f"{kind} deleted")
 
 
+def test_a_child_that_turns_up_after_its_owner_was_deleted_is_deleted_too(
+    operator: OperatorProcess, kubectl: Kubectl, cluster: Cluster, kube_namespace: str
+) -> None:
+    # A create in flight when the ModelDeployment goes (retried under API errors), or a
+    # child the operator learns of only from a relist, lands after the cleanup ran. Both
+    # Services here are written as such a late write would be (labels, controller
+    # reference); no garbage collector runs in the emulator, so only the operator can act.
+    kubectl.apply(sample("seed-mlp", kube_namespace))
+    service = eventually(lambda: cluster.get("service", "seed-mlp-replicas"), what="Service")
+    kubectl("delete", "md", "seed-mlp", "-n", kube_namespace)
+    for kind in CHILD_KINDS:
+        eventually(partial(none_left, cluster, kind), what=f"{kind} deleted")
+    deleted = operator.metric("modelplane_operator_child_writes_total", kind="Service",
+                              action="deleted")
+
+    def late(name: str, owner_uid: str) -> dict[str, Any]:
+        meta = service["metadata"]
+        owner = {**meta["ownerReferences"][0], "uid": owner_uid}
+        return {"apiVersion": "v1", "kind": "Service", "spec": {
+                    k: v for k, v in service["spec"].items()
+                    if k in ("clusterIP", "ports", "selector", "publishNotReadyAddresses")},
+                "metadata": {"name": name, "namespace": kube_namespace,
+                             "labels": meta["labels"], "ownerReferences": [owner]}}
+
+    # Same kind, so the same watch stream: the operator sees the stranger's first.
+    stranger = late("seed-mlp-stranger", "00000000-0000-0000-0000-000000000000")
+    kubectl.apply(stranger)
+    kubectl.apply(late("seed-mlp-late", service["metadata"]["ownerReferences"][0]["uid"]))
+    eventually(lambda: cluster.get("service", "seed-mlp-late") is None,
+               what="the late child deleted")
+    # An owner the operator never saw deleted is the garbage collector's business.
+    assert cluster.get("service", "seed-mlp-stranger") is not None
+    eventually(lambda: operator.metric("modelplane_operator_child_writes_total", kind="Service",
+                                       action="deleted") == deleted + 1,
+               what="the late child's deletion counted")
+
+
 def test_api_errors_are_retried_with_backoff(
     operator: OperatorProcess, kubectl: Kubectl, cluster: Cluster, kube_namespace: str,
     kube_api: KubeApi,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, cast
 
 from modelplane_operator.apply import (
+    DELETED_OWNERS_KEPT,
     LAST_APPLIED,
+    Applier,
     apply_patch,
     field_paths,
     last_applied,
@@ -15,7 +17,9 @@ from modelplane_operator.apply import (
     with_last_applied,
 )
 from modelplane_operator.builders.render import render
+from modelplane_operator.cache import Cache
 from modelplane_operator.diff import is_subset, merge_diff, removals
+from modelplane_operator.kube import KubeClient
 
 from tests.unit.operator.cases import DEFAULTS, md
 
@@ -144,3 +148,24 @@ def test_merge_diff_and_removals() -> None:
         "b": {"c": 4, "d": None}}
     assert removals({"spec": {"replicas": 2, "x": 1}}, {"spec": {}},
                     frozenset({"spec.replicas"})) == {"spec": {"x": None}}
+
+
+def test_deleted_owners_are_known_by_uid_and_the_oldest_forgotten() -> None:
+    # Only the record of deleted owners is exercised: no write reaches the client.
+    applier = Applier(cast(KubeClient, object()), Cache())
+
+    def child(name: str, uid: str) -> dict[str, Any]:
+        return {"kind": "Service", "metadata": {"name": f"{name}-replicas", "namespace": "ns",
+                "ownerReferences": [{"apiVersion": "modelplane.io/v1alpha1",
+                                     "kind": "ModelDeployment", "name": name, "uid": uid,
+                                     "controller": True}]}}
+
+    applier.owner_deleted(("ns", "first"), "uid-0")
+    assert applier.deleted_owner_of(child("first", "uid-0")) == (("ns", "first"), "uid-0")
+    # The same name made again is another object: its children are not the deleted one's.
+    assert applier.deleted_owner_of(child("first", "uid-again")) is None
+    assert applier.deleted_owner_of({"kind": "Service", "metadata": {"name": "x"}}) is None
+    for i in range(1, DELETED_OWNERS_KEPT + 1):
+        applier.owner_deleted(("ns", f"md-{i}"), f"uid-{i}")
+    assert applier.deleted_owner_of(child("first", "uid-0")) is None
+    assert applier.deleted_owner_of(child("md-1", "uid-1")) == (("ns", "md-1"), "uid-1")
