@@ -67,6 +67,37 @@ def report(kube_api: KubeApi, namespace: str, deleted: list[str]) -> dict[str, l
     return found
 
 
+def quiet_windows(operator: OperatorProcess, kube_api: KubeApi, namespace: str,
+                  tries: int = 4) -> list[dict[str, Any]]:
+    """Windows of two status rounds, until one writes nothing: what each earlier one wrote."""
+    late: list[dict[str, Any]] = []
+    for _ in range(tries):
+        def statuses() -> dict[str, Any]:
+            return {md["metadata"]["name"]: md.get("status") for md in
+                    kube_api.objects("modelplane.io", "modeldeployments", namespace)}
+        before = statuses()
+        writes = (operator.metric("modelplane_operator_status_writes_total"),
+                  operator.metric("modelplane_operator_child_writes_total"))
+        rounds = operator.metric("modelplane_operator_status_rounds_total")
+        eventually(lambda: operator.metric("modelplane_operator_status_rounds_total")
+                   >= rounds + 2, what="two status rounds")  # noqa: B023 - called at once
+        after = statuses()
+        now = (operator.metric("modelplane_operator_status_writes_total"),
+               operator.metric("modelplane_operator_child_writes_total"))
+        if now == writes:
+            return late
+        late.append({"status writes": now[0] - writes[0], "child writes": now[1] - writes[1],
+                     "changed": {name: _changed(before.get(name) or {}, status or {})
+                                 for name, status in after.items()
+                                 if status != before.get(name)}})
+    return late
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    return {key: (old.get(key), new.get(key)) for key in sorted(set(old) | set(new))
+            if old.get(key) != new.get(key)}
+
+
 def test_fifty_objects_through_create_update_delete_under_faults_then_quiet(
         start_operator: Callable[..., OperatorProcess], fault_proxy: FaultProxy,
         kubectl: Kubectl, kube_api: KubeApi, kube_namespace: str) -> None:
@@ -112,14 +143,13 @@ def test_fifty_objects_through_create_update_delete_under_faults_then_quiet(
     assert len(mds) == KEPT
     print(f"faults injected: {injected}; not converged when the faults stopped: "
           f"{len(at_quiet)} of {KEPT}; all {KEPT} converged {took:.1f}s after")
-    # Converged means quiet too: two more status rounds write nothing.
-    writes = (operator.metric("modelplane_operator_status_writes_total"),
-              operator.metric("modelplane_operator_child_writes_total"))
-    rounds = operator.metric("modelplane_operator_status_rounds_total")
-    eventually(lambda: operator.metric("modelplane_operator_status_rounds_total") >= rounds + 2,
-               what="two status rounds")
-    assert (operator.metric("modelplane_operator_status_writes_total"),
-            operator.metric("modelplane_operator_child_writes_total")) == writes
+    # Converged means quiet too. A status patch that failed under the faults may still be
+    # retried once after the checked fields (observedGeneration, ready, Ready) agree, so a
+    # first window may write; after that, two status rounds in a row must write nothing
+    # (an operator that rewrites something every round never gets there).
+    late = quiet_windows(operator, kube_api, kube_namespace)
+    print(f"status written after convergence: {late or 'nothing'}")
+    assert len(late) <= 1, f"still writing {len(late)} windows after convergence: {late}"
     assert injected["reset"] > 0 and injected["cut"] > 0 and injected["status:409"] > 0
 
 
