@@ -54,7 +54,8 @@ def test_ci_runs_the_readme_test_command_last() -> None:
 def test_the_test_command_makes_the_venv_and_installs_its_tools_before_testing() -> None:
     commands = _dry_run("test")
     assert commands[0] == "python3 -m venv .venv"
-    assert '.venv/bin/python -m pip install -e ".[dev]"' in commands
+    # Installed at the versions the suite last passed with (see the Makefile).
+    assert '.venv/bin/python -m pip install -c constraints.txt -e ".[dev]"' in commands
     tools = [i for i, c in enumerate(commands) if c.startswith(".venv/bin/python scripts/")]
     assert {commands[i].split()[1] for i in tools} == {
         "scripts/install_tools.py", "scripts/install_debian_tools.py",
@@ -62,6 +63,18 @@ def test_the_test_command_makes_the_venv_and_installs_its_tools_before_testing()
     }
     assert commands[-1].startswith('.venv/bin/python -m pytest -m "not slow"')
     assert max(tools) < len(commands) - 1, "tools are installed before the tests run"
+
+
+def test_constraints_pin_every_package_to_one_version() -> None:
+    lines = [line for line in (ROOT / "constraints.txt").read_text().splitlines()
+             if line and not line.startswith("#")]
+    pins = dict(line.split("==", 1) for line in lines)
+    assert len(pins) == len(lines), [line for line in lines if "==" not in line]
+    names = {name.lower().replace("_", "-") for name in pins}
+    # The no-deps packages (`make install`'s second pip call) are pinned as well.
+    no_deps = subprocess.run([sys.executable, "scripts/requirements.py", "--no-deps"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert no_deps and {re.split(r"[<>=\[;]", d)[0].lower() for d in no_deps} <= names
 
 
 def test_a_given_python_is_used_as_it_is() -> None:
