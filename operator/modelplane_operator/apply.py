@@ -226,16 +226,16 @@ class Applier:
             return None
         return owner
 
-    async def delete_late_child(self, child: Mapping[str, Any]) -> bool:
-        """Delete a child that names a deleted owner but was not there when it went.
+    async def delete_late_child(self, child: Mapping[str, Any], owner: tuple[Key, str]) -> bool:
+        """Delete a child of a deleted owner (``deleted_owner_of``) that was not there when
+        the owner went.
 
         A write in flight when the owner was deleted (a create retried under errors), or a
         child the cache learnt of only after a cut watch stream was listed again, turns up
         after ``delete_owned`` ran. The garbage collector would remove it on a real
         cluster; this makes that prompt, and done where no collector runs.
         """
-        owner = self.deleted_owner_of(child)
-        return owner is not None and await self._delete_child(child, *owner)
+        return await self._delete_child(child, *owner)
 
     async def delete_owned(self, key: Key, uid: str) -> list[str]:
         """Delete the children that still name a deleted owner; returns their kinds.

@@ -123,8 +123,9 @@ class Controller(Reconciler):
             return  # older than what our own write returned
         md = self._owner(body)
         if md is None:
-            if event_type != "DELETED" and self._applier.deleted_owner_of(body) is not None:
-                self._spawn(self._delete_late_child(body))
+            gone = self._applier.deleted_owner_of(body) if event_type != "DELETED" else None
+            if gone is not None:
+                self._spawn(self._delete_late_child(body, gone))
             return
         desired = self._desired(md, ck)
         if desired is None:

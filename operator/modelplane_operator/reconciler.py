@@ -309,8 +309,8 @@ class Reconciler:
         for kind in await self._applier.delete_owned(key, uid):
             self.metrics.child_writes.labels(kind, "deleted").inc()
 
-    async def _delete_late_child(self, child: Mapping[str, Any]) -> None:
-        if await self._applier.delete_late_child(child):
+    async def _delete_late_child(self, child: Mapping[str, Any], owner: tuple[Key, str]) -> None:
+        if await self._applier.delete_late_child(child, owner):
             self.metrics.child_writes.labels(str(child.get("kind")), "deleted").inc()
 
     async def _prune(self, key: Key, md: Mapping[str, Any],
