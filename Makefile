@@ -24,16 +24,17 @@ $(VENV)/bin/python:
 # those, not whatever PyPI released since (moto 5.2.6 once failed CI by changing how it
 # authorises S3 listings). `make constraints` refreshes it; commit it once `make test` passes.
 CONSTRAINTS ?= constraints.txt
+# The no-deps packages' requirement lines (pyproject's [tool.modelplane] no-deps).
+NO_DEPS = $$($(PYTHON) scripts/requirements.py --no-deps)
 
 install: $(VENV_PYTHON)  ## the package with every extra the tests need (+ no-deps packages)
 	$(PYTHON) -m pip install -c $(CONSTRAINTS) -e ".[dev]"
-	$(PYTHON) -m pip install -c $(CONSTRAINTS) --no-deps $$($(PYTHON) scripts/requirements.py --no-deps)
+	$(PYTHON) -m pip install -c $(CONSTRAINTS) --no-deps $(NO_DEPS)
 
 constraints:  ## re-resolve every requirement in a scratch venv, newest first, into constraints.txt
 	rm -rf .venv-constraints
 	$(BOOTSTRAP) -m venv .venv-constraints
-	.venv-constraints/bin/python -m pip install -q -e ".[dev]"
-	.venv-constraints/bin/python -m pip install -q --no-deps $$(.venv-constraints/bin/python scripts/requirements.py --no-deps)
+	$(MAKE) --no-print-directory install PYTHON=.venv-constraints/bin/python CONSTRAINTS=/dev/null
 	{ echo "# Written by make constraints: the versions the suite passed with (pip install -c)."; \
 	  .venv-constraints/bin/python -m pip freeze --exclude-editable; } > $(CONSTRAINTS)
 	rm -rf .venv-constraints
@@ -47,7 +48,7 @@ tools: $(VENV_PYTHON)  ## kubectl, helm, prometheus, promtool, wrk, h2load into 
 
 demo: $(VENV_PYTHON)  ## install the runtime and serve the bundled demo model on :8080
 	$(PYTHON) -m pip install -c $(CONSTRAINTS) -e ".[runtime]"
-	$(PYTHON) -m pip install -c $(CONSTRAINTS) --no-deps $$($(PYTHON) scripts/requirements.py --no-deps)
+	$(PYTHON) -m pip install -c $(CONSTRAINTS) --no-deps $(NO_DEPS)
 	$(PYTHON) -m modelplane_runtime.cli demo
 
 test: install tools  ## the default suite: unit + integration, slow suites excluded

@@ -70,23 +70,25 @@ def report(kube_api: KubeApi, namespace: str, deleted: list[str]) -> dict[str, l
 def quiet_windows(operator: OperatorProcess, kube_api: KubeApi, namespace: str,
                   tries: int = 4) -> list[dict[str, Any]]:
     """Windows of two status rounds, until one writes nothing: what each earlier one wrote."""
+    def statuses() -> dict[str, Any]:
+        return {md["metadata"]["name"]: md.get("status") for md in
+                kube_api.objects("modelplane.io", "modeldeployments", namespace)}
+
+    def writes() -> tuple[float, float]:
+        return (operator.metric("modelplane_operator_status_writes_total"),
+                operator.metric("modelplane_operator_child_writes_total"))
+
+    def rounds() -> float:
+        return operator.metric("modelplane_operator_status_rounds_total")
+
     late: list[dict[str, Any]] = []
     for _ in range(tries):
-        def statuses() -> dict[str, Any]:
-            return {md["metadata"]["name"]: md.get("status") for md in
-                    kube_api.objects("modelplane.io", "modeldeployments", namespace)}
-        before = statuses()
-        writes = (operator.metric("modelplane_operator_status_writes_total"),
-                  operator.metric("modelplane_operator_child_writes_total"))
-        rounds = operator.metric("modelplane_operator_status_rounds_total")
-        eventually(lambda: operator.metric("modelplane_operator_status_rounds_total")
-                   >= rounds + 2, what="two status rounds")  # noqa: B023 - called at once
-        after = statuses()
-        now = (operator.metric("modelplane_operator_status_writes_total"),
-               operator.metric("modelplane_operator_child_writes_total"))
-        if now == writes:
+        before, written, start = statuses(), writes(), rounds()
+        eventually(lambda: rounds() >= start + 2, what="two status rounds")  # noqa: B023
+        after, now = statuses(), writes()
+        if now == written:
             return late
-        late.append({"status writes": now[0] - writes[0], "child writes": now[1] - writes[1],
+        late.append({"status writes": now[0] - written[0], "child writes": now[1] - written[1],
                      "changed": {name: _changed(before.get(name) or {}, status or {})
                                  for name, status in after.items()
                                  if status != before.get(name)}})
